@@ -262,6 +262,9 @@ class FileSection(_Strict):
     defaults: SiteOptions = SiteOptions()
     email: EmailSection | None = None
     sites: list[dict[str, Any]] = Field(default_factory=list)
+    # Early-warning sections, validated by sentinel.early.config (kept apart so the core stays small).
+    watch: list[dict[str, Any]] = Field(default_factory=list)
+    host: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- resolved, immutable values

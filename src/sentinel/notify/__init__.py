@@ -1,0 +1,1 @@
+"""Outgoing alerts: message building (pure), the durable outbox, and delivery channels (SMTP)."""
