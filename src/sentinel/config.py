@@ -57,7 +57,7 @@ class ConfigError(Exception):
 def parse_duration(value: object) -> float:
     """'500ms', '30s', '5m', '4h', '14d' -> seconds. Bare numbers are refused: '30' is ambiguous."""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"invalid duration {value!r} (use a string such as \"30s\", \"5m\")")
+        raise ValueError(f'invalid duration {value!r} (use a string such as "30s", "5m")')
     match = _DURATION_RE.match(value)
     if match is None:
         raise ValueError(f"invalid duration {value!r} (use 30s, 5m, ...)")
@@ -82,7 +82,7 @@ def parse_size(value: object) -> int:
             raise ValueError(f"invalid size {value!r}")
         return value
     if not isinstance(value, str) or (match := _SIZE_RE.match(value)) is None:
-        raise ValueError(f"invalid size {value!r} (use e.g. \"1MiB\", \"512KiB\")")
+        raise ValueError(f'invalid size {value!r} (use e.g. "1MiB", "512KiB")')
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
@@ -105,7 +105,7 @@ def _expect_status(value: object) -> tuple[int, ...] | None:
         elif isinstance(item, str) and item.strip().isdigit():
             codes.append(int(item))
         else:
-            raise ValueError(f"invalid status {item!r} (use 200, [200, 301] or \"2xx\")")
+            raise ValueError(f'invalid status {item!r} (use 200, [200, 301] or "2xx")')
     return tuple(sorted(set(codes)))
 
 
@@ -262,7 +262,7 @@ class FileSection(_Strict):
     defaults: SiteOptions = SiteOptions()
     email: EmailSection | None = None
     sites: list[dict[str, Any]] = Field(default_factory=list)
-    # Early-warning sections, validated by sentinel.early.config (kept apart so the core stays small).
+    # Early-warning sections, validated by sentinel.early.config (keeps the core small).
     watch: list[dict[str, Any]] = Field(default_factory=list)
     host: dict[str, Any] | None = None
 

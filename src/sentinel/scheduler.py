@@ -1,0 +1,190 @@
+"""Drift-free per-site timers: when each site is probed, how many probes run at once, how late.
+
+A site's k-th tick is due at `start + k * interval` (never "sleep after the probe", which drifts by
+the probe's own duration); each site's first tick is spread randomly over its interval so a fleet
+does not probe in bursts. One heap holds the next tick of every site; one loop sleeps until the
+earliest. A probe never overlaps its own previous one: that tick is skipped and counted. A
+semaphore bounds the probes in flight, and lateness (actual start - due time, waiting for the
+semaphore included) is reported so a monitor that cannot keep up says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from sentinel.config import SiteConfig
+
+log = logging.getLogger("sentinel.scheduler")
+
+ProbeRunner = Callable[[SiteConfig], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Entry:
+    site: SiteConfig
+    start: float  # loop time of tick 0
+    tick: int  # index of the next tick
+    task: asyncio.Task[None] | None = None
+
+    def due(self) -> float:
+        return self.start + self.tick * self.site.interval
+
+
+class Scheduler:
+    """Runs `run_probe(site)` for every site on its schedule until stopped."""
+
+    def __init__(
+        self,
+        run_probe: ProbeRunner,
+        *,
+        max_concurrency: int,
+        on_lag: Callable[[float], None] | None = None,
+        on_skip: Callable[[str, int], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._run_probe = run_probe
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._max_concurrency = max_concurrency
+        self._on_lag = on_lag
+        self._on_skip = on_skip
+        self._rng = rng or random.Random()
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._running = False
+        self.loops = 0  # grows while the loop makes progress; fed to the systemd watchdog
+        self.dispatched = 0
+
+    # ------------------------------------------------------------------ configuration
+
+    def set_sites(self, sites: Iterable[SiteConfig]) -> None:
+        """Apply a site list: new sites start, removed ones stop, changed ones keep their phase."""
+        loop_time = asyncio.get_running_loop().time()
+        wanted = {site.name: site for site in sites}
+        for name in list(self._entries):
+            if name not in wanted:
+                removed = self._entries.pop(name)
+                if removed.task is not None and not removed.task.done():
+                    removed.task.cancel()
+        for name, site in wanted.items():
+            entry = self._entries.get(name)
+            if entry is None:
+                offset = self._rng.random() * site.interval
+                self._entries[name] = _Entry(site=site, start=loop_time + offset, tick=0)
+            elif entry.site != site:
+                if entry.site.interval != site.interval:
+                    # Keep the pending tick (no site probed twice in one tick), then the new pace.
+                    entry.start, entry.tick = entry.due(), 0
+                entry.site = site
+        self._rebuild_heap()
+
+    def set_max_concurrency(self, value: int) -> None:
+        if value != self._max_concurrency:
+            # Probes in flight keep the old semaphore; new ones take the new bound.
+            self._semaphore = asyncio.Semaphore(value)
+            self._max_concurrency = value
+
+    def _rebuild_heap(self) -> None:
+        self._heap = []
+        for name, entry in self._entries.items():
+            self._seq += 1
+            self._heap.append((entry.due(), self._seq, name))
+        heapq.heapify(self._heap)
+        self._wake()
+
+    @property
+    def site_count(self) -> int:
+        return len(self._entries)
+
+    def in_flight(self) -> int:
+        return sum(1 for e in self._entries.values() if e.task is not None and not e.task.done())
+
+    # ------------------------------------------------------------------ the loop
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _sleep_until(self, when: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        handle = None
+        if when is not None:
+            handle = loop.call_at(when, self._wake)
+        try:
+            await self._waiter
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self._waiter = None
+
+    async def run(self) -> None:
+        """The scheduling loop; cancel it (or call stop) to end. Probes in flight are cancelled."""
+        loop = asyncio.get_running_loop()
+        self._running = True
+        try:
+            while True:
+                self.loops += 1
+                if not self._heap:
+                    await self._sleep_until(None)
+                    continue
+                due, _, name = self._heap[0]
+                now = loop.time()
+                if due > now:
+                    await self._sleep_until(due)
+                    continue
+                heapq.heappop(self._heap)
+                entry = self._entries.get(name)
+                if entry is None or entry.due() != due:
+                    continue  # removed or rescheduled since this heap item was pushed
+                if entry.task is not None and not entry.task.done():
+                    self._count_skip(name, 1)
+                else:
+                    entry.task = loop.create_task(self._probe(entry.site, due))
+                    self.dispatched += 1
+                entry.tick += 1
+                next_due = entry.due()
+                if next_due <= now:
+                    # We fell more than a whole interval behind (suspend, overload): skip ahead.
+                    missed = math.floor((now - next_due) / entry.site.interval) + 1
+                    entry.tick += missed
+                    self._count_skip(name, missed)
+                    next_due = entry.due()
+                self._seq += 1
+                heapq.heappush(self._heap, (next_due, self._seq, name))
+        finally:
+            self._running = False
+            await self._cancel_all()
+
+    def _count_skip(self, name: str, count: int) -> None:
+        if self._on_skip is not None:
+            self._on_skip(name, count)
+
+    async def _probe(self, site: SiteConfig, due: float) -> None:
+        semaphore = self._semaphore
+        async with semaphore:
+            lag = asyncio.get_running_loop().time() - due
+            if self._on_lag is not None:
+                self._on_lag(max(0.0, lag))
+            try:
+                await self._run_probe(site)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a probe must never take the scheduler down
+                log.exception("probe of site=%s raised", site.name)
+
+    async def _cancel_all(self) -> None:
+        tasks = [e.task for e in self._entries.values() if e.task is not None and not e.task.done()]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
