@@ -351,7 +351,7 @@ def split_host_port(value: str, *, what: str) -> tuple[str, int]:
     """'host:port' or '[::1]:port' -> (host, port), with a clear error."""
     host, sep, port_text = value.rpartition(":")
     if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"invalid {what} {value!r} (use host:port, e.g. example.org:587)")
+        raise ValueError(f"invalid {what} {value!r} (use host:port, e.g. 127.0.0.1:9798)")
     port = int(port_text)
     if not 1 <= port <= 65535 and not (what == "listen" and port == 0):
         raise ValueError(f"invalid port {port} in {value!r} (1..65535)")
@@ -362,15 +362,24 @@ def split_host_port(value: str, *, what: str) -> tuple[str, int]:
     return host, port
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
-    return ".".join(parts) if parts else ""
+def _format_loc(loc: tuple[int | str, ...], *, top_level: bool) -> str:
+    """('email', 'to', 0) -> 'email: to[0]'; inside a site ('interval',) -> 'interval'."""
+    parts = [p for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
+    if top_level and len(parts) > 1:
+        return f"{parts[0]}: {_format_loc(tuple(parts[1:]), top_level=False)}"
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
 
 
 def _pydantic_errors(exc: ValidationError, prefix: str) -> list[str]:
     lines = []
     for err in exc.errors():
-        loc = _format_loc(err["loc"])
+        loc = _format_loc(err["loc"], top_level=not prefix)
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
