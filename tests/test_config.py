@@ -29,12 +29,12 @@ def errors_of(text: str, tmp_path: Path) -> list[str]:
 
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "sites.example.toml")
-    assert [s.name for s in config.sites] == ["example", "local-web", "mail"]
-    example = config.site("example")
-    assert example.interval == 30.0
-    assert example.timeout == 10.0  # inherited from [defaults]
-    assert example.expect_status == (200,)
-    assert config.site("mail").kind == "tcp"
+    assert [s.name for s in config.sites] == ["sentinel-itself", "local-web", "metrics-port"]
+    itself = config.site("sentinel-itself")
+    assert itself.interval == 10.0 and itself.timeout == 2.0
+    assert itself.policy.remind_every == 4 * 3600  # inherited from [defaults]
+    assert itself.expect_status == (200,)
+    assert config.site("metrics-port").kind == "tcp"
 
 
 def test_defaults_are_inherited_and_overridden() -> None:

@@ -351,7 +351,8 @@ def split_host_port(value: str, *, what: str) -> tuple[str, int]:
     """'host:port' or '[::1]:port' -> (host, port), with a clear error."""
     host, sep, port_text = value.rpartition(":")
     if not sep or not host or not port_text.isdigit():
-        raise ValueError(f"invalid {what} {value!r} (use host:port, e.g. 127.0.0.1:9798)")
+        example = "127.0.0.1:9798" if what == "listen" else "mail.example.org:587"
+        raise ValueError(f"invalid {what} {value!r} (use host:port, e.g. {example})")
     port = int(port_text)
     if not 1 <= port <= 65535 and not (what == "listen" and port == 0):
         raise ValueError(f"invalid port {port} in {value!r} (1..65535)")

@@ -1,0 +1,130 @@
+"""Runs the real `sentinel run` as a subprocess for end-to-end tests, and reads what a user sees."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy; fail with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (OSError, ValueError, KeyError) as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+class SentinelProcess:
+    """`python -m sentinel run -c FILE` with its own state dir and port."""
+
+    def __init__(self, tmp: Path, config_text: str, *, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.port = port or free_port()
+        self.config_path = tmp / "sites.toml"
+        self.state_dir = tmp / "state"
+        self.config_text = config_text
+        self.write_config(config_text)
+        # The test runner's own systemd/journald context must not leak into the daemon under test.
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC")}
+        self.env.update(env or {})
+        self.log_path = tmp / "sentinel.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_config(self, text: str) -> None:
+        header = (
+            f'[sentinel]\nlisten = "127.0.0.1:{self.port}"\nstate_dir = "{self.tmp / "state"}"\n'
+        )
+        self.config_path.write_text(header + text)
+
+    def start(self, *extra: str) -> SentinelProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sentinel", "--log-level", "debug", *extra,
+             "run", "-c", str(self.config_path)],
+            stdout=log,
+            stderr=log,
+            env=self.env,
+        )
+        log.close()
+        wait_until(self.healthy, timeout=15)
+        return self
+
+    def healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"sentinel exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return bytes(r.read())
+
+    def metrics_text(self) -> str:
+        return self.get("/metrics").decode()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """{(sample name, sorted labels): value} from a real scrape."""
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return out
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return self.metrics().get((name, tuple(sorted(labels.items()))))
+
+    def status(self) -> dict[str, Any]:
+        data = json.loads(self.get("/api/status"))
+        return {s["site"]: s for s in data["sites"]}
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"sentinel did not stop within {timeout}s:\n{self.log()}") from None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
