@@ -1,0 +1,135 @@
+"""The scheduler: drift-free ticks, spread first ticks, the concurrency bound, no self-overlap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import defaultdict
+
+from sentinel.config import SiteConfig
+from sentinel.scheduler import Scheduler
+
+
+def site(name: str, interval: float = 0.2, timeout: float = 0.1) -> SiteConfig:
+    return SiteConfig(name=name, kind="tcp", target="127.0.0.1:9", interval=interval, timeout=timeout)
+
+
+async def run_for(scheduler: Scheduler, seconds: float) -> None:
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(seconds)  # the system under test is time itself: let it run a while
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_ticks_do_not_drift_with_probe_duration() -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def slowish_probe(_: SiteConfig) -> None:
+        starts.append(loop.time())
+        await asyncio.sleep(0.05)  # a probe that takes a quarter of the interval
+
+    scheduler = Scheduler(slowish_probe, max_concurrency=10, rng=random.Random(1))
+    scheduler.set_sites([site("a", interval=0.2)])
+    await run_for(scheduler, 1.5)
+    assert len(starts) >= 6
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    # Sleep-after-probe would give gaps of 0.25 s; tick k at start + k * interval gives 0.2 s.
+    average = (starts[-1] - starts[0]) / (len(starts) - 1)
+    assert abs(average - 0.2) < 0.02, gaps
+
+
+async def test_first_ticks_are_spread_over_the_interval() -> None:
+    loop = asyncio.get_running_loop()
+    first: dict[str, float] = {}
+    t0 = loop.time()
+
+    async def probe(s: SiteConfig) -> None:
+        first.setdefault(s.name, loop.time() - t0)
+
+    scheduler = Scheduler(probe, max_concurrency=100, rng=random.Random(7))
+    scheduler.set_sites([site(f"s{i}", interval=1.0) for i in range(40)])
+    await run_for(scheduler, 1.1)
+    assert len(first) == 40
+    offsets = sorted(first.values())
+    # Not a burst: the first probes spread over most of the interval.
+    assert offsets[-1] - offsets[0] > 0.6
+    assert sum(1 for o in offsets if o < 0.25) < 25
+
+
+async def test_concurrency_bound_is_respected() -> None:
+    in_flight = 0
+    peak = 0
+
+    async def probe(_: SiteConfig) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.1)
+        in_flight -= 1
+
+    scheduler = Scheduler(probe, max_concurrency=3, rng=random.Random(2))
+    scheduler.set_sites([site(f"s{i}", interval=0.2, timeout=0.15) for i in range(20)])
+    await run_for(scheduler, 0.8)
+    assert peak == 3
+
+
+async def test_a_probe_never_overlaps_its_previous_one_and_skips_are_counted() -> None:
+    running: dict[str, int] = defaultdict(int)
+    overlaps = 0
+    skipped: dict[str, int] = defaultdict(int)
+
+    async def stuck_probe(s: SiteConfig) -> None:
+        nonlocal overlaps
+        running[s.name] += 1
+        overlaps += running[s.name] > 1
+        await asyncio.sleep(0.5)  # longer than two intervals
+        running[s.name] -= 1
+
+    def on_skip(name: str, count: int) -> None:
+        skipped[name] += count
+
+    scheduler = Scheduler(stuck_probe, max_concurrency=10, on_skip=on_skip, rng=random.Random(3))
+    scheduler.set_sites([site("slow", interval=0.2)])
+    await run_for(scheduler, 1.3)
+    assert overlaps == 0
+    assert skipped["slow"] >= 2
+
+
+async def test_lag_is_reported_including_waiting_for_the_semaphore() -> None:
+    lags: list[float] = []
+
+    async def probe(_: SiteConfig) -> None:
+        await asyncio.sleep(0.1)
+
+    scheduler = Scheduler(probe, max_concurrency=1, on_lag=lags.append, rng=random.Random(4))
+    scheduler.set_sites([site(f"s{i}", interval=1.0, timeout=0.5) for i in range(5)])
+    await run_for(scheduler, 1.2)
+    assert len(lags) >= 4
+    assert max(lags) >= 0.09  # someone waited for a free slot
+
+
+async def test_set_sites_adds_removes_and_keeps_changed_sites() -> None:
+    calls: dict[str, int] = defaultdict(int)
+
+    async def probe(s: SiteConfig) -> None:
+        calls[s.name] += 1
+
+    scheduler = Scheduler(probe, max_concurrency=10, rng=random.Random(5))
+    scheduler.set_sites([site("keep", interval=0.1, timeout=0.05), site("gone", interval=0.1,
+                                                                         timeout=0.05)])
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0.35)
+    gone_before = calls["gone"]
+    scheduler.set_sites([site("keep", interval=0.1, timeout=0.06), site("new", interval=0.1,
+                                                                        timeout=0.05)])
+    await asyncio.sleep(0.35)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert calls["gone"] == gone_before
+    assert calls["new"] >= 2
+    assert calls["keep"] >= 5
+    assert scheduler.site_count == 2
