@@ -15,6 +15,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -45,6 +46,8 @@ class _SiteChildren:
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
+        # `_created` series would double every counter's series for a value nobody graphs.
+        disable_created_metrics()
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         if process:
