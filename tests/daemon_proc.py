@@ -41,8 +41,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
 class SentinelProcess:
     """`python -m sentinel run -c FILE` with its own state dir and port."""
 
-    def __init__(self, tmp: Path, config_text: str, *, port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        config_text: str,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.tmp = tmp
         self.port = port or free_port()
         self.config_path = tmp / "sites.toml"
@@ -50,8 +56,11 @@ class SentinelProcess:
         self.config_text = config_text
         self.write_config(config_text)
         # The test runner's own systemd/journald context must not leak into the daemon under test.
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC")}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC")
+        }
         self.env.update(env or {})
         self.log_path = tmp / "sentinel.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -65,8 +74,17 @@ class SentinelProcess:
     def start(self, *extra: str) -> SentinelProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sentinel", "--log-level", "debug", *extra,
-             "run", "-c", str(self.config_path)],
+            [
+                sys.executable,
+                "-m",
+                "sentinel",
+                "--log-level",
+                "debug",
+                *extra,
+                "run",
+                "-c",
+                str(self.config_path),
+            ],
             stdout=log,
             stderr=log,
             env=self.env,
@@ -122,7 +140,9 @@ class SentinelProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"sentinel did not stop within {timeout}s:\n{self.log()}") from None
+            raise AssertionError(
+                f"sentinel did not stop within {timeout}s:\n{self.log()}"
+            ) from None
 
     def kill9(self) -> None:
         assert self.proc is not None

@@ -23,6 +23,7 @@ from sentinel.config import SiteConfig
 
 log = logging.getLogger("sentinel.scheduler")
 
+HEARTBEAT = 1.0  # seconds; the longest the loop sleeps without proving it is alive
 ProbeRunner = Callable[[SiteConfig], Awaitable[None]]
 
 
@@ -113,17 +114,14 @@ class Scheduler:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def _sleep_until(self, when: float | None) -> None:
+    async def _sleep_until(self, when: float) -> None:
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
-        handle = None
-        if when is not None:
-            handle = loop.call_at(when, self._wake)
+        handle = loop.call_at(when, self._wake)
         try:
             await self._waiter
         finally:
-            if handle is not None:
-                handle.cancel()
+            handle.cancel()
             self._waiter = None
 
     async def run(self) -> None:
@@ -133,14 +131,14 @@ class Scheduler:
         try:
             while True:
                 self.loops += 1
-                if not self._heap:
-                    await self._sleep_until(None)
+                now = loop.time()
+                if not self._heap or self._heap[0][0] > now:
+                    # Wake at least every HEARTBEAT seconds even with nothing due, so the systemd
+                    # watchdog (fed from `loops`) can tell an idle loop from a stuck one.
+                    next_due = self._heap[0][0] if self._heap else now + HEARTBEAT
+                    await self._sleep_until(min(next_due, now + HEARTBEAT))
                     continue
                 due, _, name = self._heap[0]
-                now = loop.time()
-                if due > now:
-                    await self._sleep_until(due)
-                    continue
                 heapq.heappop(self._heap)
                 entry = self._entries.get(name)
                 if entry is None or entry.due() != due:

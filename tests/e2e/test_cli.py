@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from daemon_proc import free_port
-from targets import target_server
-
 from sentinel import __version__
+from targets import target_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,8 +64,14 @@ def test_probe_urls_prints_a_table_and_exit_code() -> None:
         good = sentinel("probe", target.url("/ok"))
         assert good.returncode == 0, good.stderr
         assert "up" in good.stdout and "200" in good.stdout
-        bad = sentinel("probe", "--timeout", "2s", target.url("/ok"),
-                       f"http://127.0.0.1:{free_port()}/", f"127.0.0.1:{target.port}")
+        bad = sentinel(
+            "probe",
+            "--timeout",
+            "2s",
+            target.url("/ok"),
+            f"http://127.0.0.1:{free_port()}/",
+            f"127.0.0.1:{target.port}",
+        )
         assert bad.returncode == 1
         header, *rows = bad.stdout.strip().splitlines()
         assert header.split()[:4] == ["site", "result", "status", "total"]

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+
 from daemon_proc import SentinelProcess, free_port, wait_until
 from targets import target_server
 
@@ -48,10 +49,13 @@ def test_metrics_are_correct_for_up_500_refused_and_tcp_sites(
 
         def all_decided() -> bool:
             m = proc.metrics()
-            return all(
-                m.get(("sentinel_site_up", (("site", s),))) is not None
-                for s in ("up-site", "http-500", "refused", "tcp-check")
-            ) and m.get(("sentinel_site_up", (("site", "refused"),))) == 0
+            return (
+                all(
+                    m.get(("sentinel_site_up", (("site", s),))) is not None
+                    for s in ("up-site", "http-500", "refused", "tcp-check")
+                )
+                and m.get(("sentinel_site_up", (("site", "refused"),))) == 0
+            )
 
         wait_until(all_decided, timeout=15)
         m = proc.metric
@@ -83,7 +87,9 @@ def test_metrics_are_correct_for_up_500_refused_and_tcp_sites(
         assert time.monotonic() - started < 5
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) missing")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian: prometheus) missing"
+)
 def test_promtool_accepts_the_real_metrics_output(
     sentinel_proc: Callable[..., SentinelProcess],
 ) -> None:
@@ -95,7 +101,11 @@ def test_promtool_accepts_the_real_metrics_output(
         wait_until(lambda: proc.metric("sentinel_site_up", site="refused") == 0, timeout=15)
         text = proc.metrics_text()
         check = subprocess.run(
-            ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+            ["promtool", "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         # promtool exits 1 for lint warnings too; any output line is a finding.
         assert check.returncode == 0, check.stdout + check.stderr
@@ -103,8 +113,9 @@ def test_promtool_accepts_the_real_metrics_output(
 
 
 def test_sigint_stops_cleanly(sentinel_proc: Callable[..., SentinelProcess]) -> None:
-    proc = sentinel_proc('[[sites]]\nname = "x"\ntcp = "127.0.0.1:9"\ninterval = "1s"\n'
-                         'timeout = "200ms"\n').start()
+    proc = sentinel_proc(
+        '[[sites]]\nname = "x"\ntcp = "127.0.0.1:9"\ninterval = "1s"\ntimeout = "200ms"\n'
+    ).start()
     proc.signal(signal.SIGINT)
     assert proc.proc is not None
     assert proc.proc.wait(timeout=5) == 0
@@ -118,7 +129,10 @@ def test_invalid_config_exits_78_without_traceback(tmp_path: object) -> None:
     path.write_text('[[sites]]\nname = "blog"\nurl = "http://x/"\ninterval = "soon"\n')
     run = subprocess.run(
         [sys.executable, "-m", "sentinel", "run", "-c", str(path)],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert run.returncode == 78
     assert "sites[0] \"blog\": interval: invalid duration 'soon'" in run.stderr

@@ -27,7 +27,9 @@ def test_good_reload_applies_the_difference_and_keeps_state(
 ) -> None:
     with target_server() as target:
         proc = sentinel_proc(
-            SITES.format(sites=site("failing", target.url("/fail")) + site("gone", target.url("/ok")))
+            SITES.format(
+                sites=site("failing", target.url("/fail")) + site("gone", target.url("/ok"))
+            )
         ).start()
         wait_until(lambda: proc.status()["failing"]["status"] == "down", timeout=10)
         down_since = proc.status()["failing"]["since"]
@@ -64,8 +66,10 @@ def test_bad_reload_keeps_the_old_config_probing(
         wait_until(lambda: proc.metric("sentinel_config_last_reload_successful") == 0, timeout=10)
         before = proc.metric("sentinel_probes_total", site="ok", result="success") or 0
         wait_until(
-            lambda: (proc.metric("sentinel_probes_total", site="ok", result="success") or 0)
-            >= before + 2,
+            lambda: (
+                (proc.metric("sentinel_probes_total", site="ok", result="success") or 0)
+                >= before + 2
+            ),
             timeout=10,
         )
         assert proc.metric("sentinel_config_last_reload_success_timestamp_seconds") == (
