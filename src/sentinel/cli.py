@@ -23,6 +23,7 @@ from sentinel.config import (
     load_config,
     split_host_port,
 )
+from sentinel.monitor import SiteState
 from sentinel.probes.result import ProbeResult
 
 EXIT_OK = 0
@@ -292,19 +293,24 @@ def cmd_status(config_path: str, out: TextIO) -> int:
     if config is None:
         return EXIT_CONFIG
     from sentinel.daemon import resolve_state_dir
-    from sentinel.store import Store, StoreError
+    from sentinel.store import Store, StoreError, StoreNotFoundError
 
     state_dir = resolve_state_dir(config)
+    states: dict[str, SiteState] = {}
+    pending = 0
     try:
         store = Store.open_readonly(state_dir)
+    except StoreNotFoundError:
+        pass  # the daemon never ran here: every site shows as never probed
     except StoreError as exc:
         print(f"sentinel: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        states = store.load_states()
-        pending = store.outbox_pending()
-    finally:
-        store.close()
+    else:
+        try:
+            states = store.load_states()
+            pending = store.outbox_pending()
+        finally:
+            store.close()
     rows = [("site", "state", "since", "failures", "last result")]
     for site in config.sites:
         state = states.get(site.name)

@@ -191,6 +191,12 @@ class Daemon:
         finally:
             self.notifier.stopping()
             log.info("stopping")
+            if self.outbox is not None:
+                # Give an alert enqueued just before SIGTERM a moment to go out now; anything
+                # left stays in the outbox for the next start (at-least-once).
+                with contextlib.suppress(Exception):
+                    await self.outbox.flush(5.0)
+                    await self.outbox.stop()
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:
@@ -203,6 +209,7 @@ class Daemon:
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.notifier.close()
 
     async def _main_loop(self) -> None:
         stop_wait = asyncio.ensure_future(self._stop.wait())

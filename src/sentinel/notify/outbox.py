@@ -1,0 +1,277 @@
+"""The single sender task that drains the durable outbox in order, with retries and backoff.
+
+Owns delivery policy, not delivery: it takes the oldest email from the `Store`, hands it to a
+channel's `send`, and on success deletes it. A transient failure retries the same email with
+exponential backoff and holds back the later ones (alerts arrive in order); a permanent one is
+retried `max_attempts_permanent` times and then moved to the dead letters. An email is deleted only
+after `send` returned, so a crash or cancellation mid-send means it is sent again after a restart
+(at-least-once). The task never busy-loops (it waits on an asyncio.Event with a timeout) and never
+dies of a failure: store errors are logged and retried after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
+
+from sentinel.notify.errors import SendError
+from sentinel.store import OutboxItem, Store, StoreError
+
+__all__ = ["OutboxSender", "retry_delay"]
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL = 300.0  # safety net only: wake() is what sends a new email at once
+JITTER = 0.1  # up to +10% on every backoff delay
+
+
+def retry_delay(failures: int, first: float, cap: float, jitter: float = 0.0) -> float:
+    """Backoff before the next attempt after `failures` failed ones (>= 1): first, 2*first, ...,
+    at most `cap`, then stretched by `jitter` (a fraction in [0, JITTER])."""
+    exponent = max(0, failures - 1)
+    delay = cap if exponent >= 64 else min(cap, first * (2.0**exponent))
+    return delay * (1.0 + jitter)
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    """Stored bytes -> EmailMessage (policy.default, so the channel gets a modern message)."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    if not isinstance(message, EmailMessage):  # pragma: no cover - policy.default guarantees it
+        raise TypeError("stored email did not parse to an EmailMessage")
+    return message
+
+
+class OutboxSender:
+    """Delivers the store's outbox through `send`. Run `run()` as one task; call `wake()` after
+    enqueueing; `flush()` and `stop()` at shutdown."""
+
+    def __init__(
+        self,
+        store: Store,
+        send: Callable[[EmailMessage], Awaitable[None]],
+        *,
+        clock: Callable[[], float] = time.time,
+        on_sent: Callable[[str], None] | None = None,
+        on_failure: Callable[[str, SendError], None] | None = None,
+        on_pending: Callable[[int], None] | None = None,
+        max_attempts_permanent: int = 3,
+        backoff_first: float = 2.0,
+        backoff_cap: float = 60.0,
+        send_timeout: float = 300.0,
+    ) -> None:
+        if max_attempts_permanent < 1:
+            raise ValueError("max_attempts_permanent must be at least 1")
+        if not 0 < backoff_first <= backoff_cap:
+            raise ValueError("need 0 < backoff_first <= backoff_cap")
+        self._store = store
+        self._send = send
+        self._clock = clock
+        self._on_sent = on_sent
+        self._on_failure = on_failure
+        self._on_pending = on_pending
+        self.max_attempts_permanent = max_attempts_permanent
+        self.backoff_first = backoff_first
+        self.backoff_cap = backoff_cap
+        self.send_timeout = send_timeout
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # replaced after each set: a broadcast to flush() waiters
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._sending = False
+        self._last_pending: int | None = None
+        # Delivered, but the store failed to delete them: never send these again.
+        self._delivered: set[int] = set()
+
+    # ------------------------------------------------------------------ control
+
+    def wake(self) -> None:
+        """Something was enqueued: look at the outbox now instead of at the next timeout."""
+        self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let an email being sent finish (up to `grace` seconds), then end `run()`."""
+        self._stopping = True
+        self._wake.set()
+        task = self._task
+        if task is None or task.done() or task is asyncio.current_task():
+            return
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def flush(self, timeout: float) -> bool:  # noqa: ASYNC109 (the agreed shutdown API)
+        """Wait until no email is due (all sent, or the oldest is waiting for a retry), at most
+        `timeout` seconds. True if that happened, False on timeout or a store error."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            progress = self._progress
+            try:
+                item = self._store.outbox_next(self._clock())
+            except StoreError as exc:
+                log.error("outbox flush: %s", exc)
+                return False
+            if not self._sending and (item is None or not self._is_due(item)):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await progress.wait()
+
+    # ------------------------------------------------------------------ the task
+
+    async def run(self) -> None:
+        """The sender loop; ends only when stopped or cancelled."""
+        self._task = asyncio.current_task()
+        store_failures = 0
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    wait = await self._step()
+                    store_failures = 0
+                except StoreError as exc:
+                    store_failures += 1
+                    wait = retry_delay(store_failures, self.backoff_first, self.backoff_cap)
+                    log.error("outbox: state store error, retrying in %.0fs: %s", wait, exc)
+                except Exception:
+                    # A bug, not the world; say so loudly and keep the queue alive.
+                    store_failures += 1
+                    wait = retry_delay(store_failures, self.backoff_first, self.backoff_cap)
+                    log.exception("outbox: unexpected error, retrying in %.0fs", wait)
+                self._notify_progress()
+                if wait > 0 and not self._stopping:
+                    await self._wait(wait)
+        finally:
+            self._sending = False
+            self._notify_progress()
+
+    async def _step(self) -> float:
+        """One look at the outbox: send the oldest email if due. Returns how long to wait next."""
+        for item_id in list(self._delivered):
+            self._store.outbox_done(item_id)
+            self._delivered.discard(item_id)
+        now = self._clock()
+        item = self._store.outbox_next(now)
+        self._report_pending()
+        if item is None:
+            return IDLE_POLL
+        if not self._is_due(item, now):
+            return item.next_attempt_at - now
+        error = await self._attempt(item)
+        if error is None:
+            self._delivered.add(item.id)
+            self._call(self._on_sent, item.kind)
+            log.info("email sent kind=%s site=%s", item.kind, item.site)
+            self._store.outbox_done(item.id)
+            self._delivered.discard(item.id)
+        else:
+            self._failed(item, error)
+        self._report_pending()
+        return 0.0
+
+    async def _attempt(self, item: OutboxItem) -> SendError | None:
+        try:
+            message = parse_message(item.message)
+        except Exception as exc:
+            return SendError(f"stored email cannot be parsed: {exc}", permanent=True)
+        self._sending = True
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self._send(message)
+        except SendError as exc:
+            return exc
+        except TimeoutError:
+            return SendError(f"send timed out after {self.send_timeout:g}s", permanent=False)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # we are being stopped: the email stays in the outbox
+            return SendError("send was cancelled", permanent=False)
+        except Exception as exc:
+            return SendError(f"{type(exc).__name__}: {exc}", permanent=False)
+        finally:
+            self._sending = False
+        return None
+
+    def _failed(self, item: OutboxItem, error: SendError) -> None:
+        self._call(self._on_failure, item.kind, error)
+        permanent_failures = item.permanent_failures + (1 if error.permanent else 0)
+        if error.permanent and permanent_failures >= self.max_attempts_permanent:
+            log.error(
+                "email given up after %d attempts, moved to dead letters kind=%s site=%s error=%s",
+                item.attempts + 1,
+                item.kind,
+                item.site,
+                error.detail,
+            )
+            self._store.outbox_give_up(item.id, error.detail, now=self._clock())
+            return
+        delay = retry_delay(
+            item.attempts + 1, self.backoff_first, self.backoff_cap, random.uniform(0, JITTER)
+        )
+        log.log(
+            logging.INFO if self._on_failure is not None else logging.WARNING,
+            "email not sent, retrying in %.1fs kind=%s site=%s attempt=%d error=%s",
+            delay,
+            item.kind,
+            item.site,
+            item.attempts + 1,
+            error.detail,
+        )
+        self._store.outbox_retry_later(
+            item.id, self._clock() + delay, error.detail, permanent=error.permanent
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _is_due(self, item: OutboxItem, now: float | None = None) -> bool:
+        if now is None:
+            now = self._clock()
+        # A retry is never scheduled further ahead than the cap (plus jitter); anything beyond
+        # that means the wall clock jumped back, and waiting it out could take days.
+        return item.next_attempt_at <= now or (
+            item.next_attempt_at - now > self.backoff_cap * (1.0 + JITTER) + 1.0
+        )
+
+    async def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    def _notify_progress(self) -> None:
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    def _report_pending(self) -> None:
+        if self._on_pending is None:
+            return
+        count = self._store.outbox_pending()
+        if count != self._last_pending:
+            self._last_pending = count
+            self._call(self._on_pending, count)
+
+    @staticmethod
+    def _call(callback: Callable[..., None] | None, *args: object) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("outbox: callback %r failed", callback)

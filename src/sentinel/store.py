@@ -1,0 +1,604 @@
+"""The state store: what must survive a restart, in one SQLite file (`state_dir/sentinel.db`).
+
+Owns the per-site alert states (open incidents), the durable outbox of emails not yet delivered
+(bounded by `outbox_limit`), the bounded dead letters, and a small key/value `meta` table (schema
+version, counters, other modules' small facts). WAL with synchronous=NORMAL: every committed write
+survives a kill -9 of the process. A state change and the emails it causes commit in one
+transaction. Every call is one small indexed statement or transaction, cheap enough for the event
+loop. Any SQLite failure (full disk, I/O error, locked) surfaces as `StoreError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import logging
+import os
+import sqlite3
+import time
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sentinel.monitor import SiteState
+
+__all__ = [
+    "DB_NAME",
+    "DEAD_LETTER_LIMIT",
+    "DEFAULT_OUTBOX_LIMIT",
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "OutboxItem",
+    "Outgoing",
+    "Store",
+    "StoreError",
+    "StoreNotFoundError",
+]
+
+log = logging.getLogger("sentinel.store")
+
+DB_NAME = "sentinel.db"
+DEFAULT_OUTBOX_LIMIT = 1000
+DEAD_LETTER_LIMIT = 100
+BUSY_TIMEOUT_MS = 5000
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+# Keys of `meta` that the store itself owns; set_meta refuses them.
+_META_SCHEMA_VERSION = "schema_version"
+_META_DROPPED = "outbox_dropped_total"
+_RESERVED_META = frozenset({_META_SCHEMA_VERSION, _META_DROPPED})
+
+# Migrations: MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE site_state (
+            site TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        # AUTOINCREMENT: an id is never reused, so a stale id held by the sender (of an item the
+        # cap dropped meanwhile) can never delete a newer email.
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            site TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            next_attempt_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            permanent_failures INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            message BLOB NOT NULL
+        )""",
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            site TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            failed_at REAL NOT NULL,
+            attempts INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            message BLOB NOT NULL
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The state store cannot be opened, read or written. The message is one human-readable line."""
+
+
+class StoreNotFoundError(StoreError):
+    """`open_readonly` found no database: the daemon has not run with this state_dir yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An email to enqueue: `message` is `EmailMessage.as_bytes(policy=email.policy.SMTP)`."""
+
+    kind: str
+    site: str
+    message: bytes
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A pending email. `due` is whether next_attempt_at had passed at the `now` it was read."""
+
+    id: int
+    kind: str
+    site: str
+    created_at: float
+    next_attempt_at: float
+    attempts: int  # failed attempts so far (transient and permanent)
+    permanent_failures: int
+    last_error: str | None
+    message: bytes
+    due: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An email given up on (permanent failures); only the latest DEAD_LETTER_LIMIT are kept."""
+
+    id: int
+    kind: str
+    site: str
+    created_at: float
+    failed_at: float
+    attempts: int
+    error: str
+    message: bytes
+
+
+# ---------------------------------------------------------------------------- SiteState <-> JSON
+
+
+def _to_json_value(value: object) -> object:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_to_json_value(v) for v in value]
+    return value
+
+
+def encode_state(state: SiteState) -> str:
+    """SiteState -> JSON text (Status by value, recent results as a list of objects)."""
+    return json.dumps(_to_json_value(state), separators=(",", ":"), allow_nan=True)
+
+
+def _from_json_value(value: object, hint: Any, where: str) -> object:
+    """Convert decoded JSON to `hint` (the few types SiteState uses), or raise ValueError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _from_json_value(value, arg, where)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError("; ".join(errors) or f"{where}: unexpected null")
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, list) or len(args) != 2 or args[1] is not Ellipsis:
+            raise ValueError(f"{where}: expected a list")
+        return tuple(_from_json_value(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError:
+            raise ValueError(f"{where}: unknown value {value!r}") from None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object")
+        return _build_dataclass(hint, value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise ValueError(f"{where}: unsupported field type {hint!r}")
+    raise ValueError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
+
+
+def _build_dataclass(cls: type[Any], data: dict[str, object], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, object] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:  # missing: the field's default (an older version did not write it)
+            kwargs[f.name] = _from_json_value(data[f.name], hints[f.name], f"{where}.{f.name}")
+    try:
+        return cls(**kwargs)  # unknown keys (a newer version's fields) are ignored
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def decode_state(site: str, text: str) -> SiteState:
+    """JSON text -> SiteState; raises ValueError for anything that is not a valid state."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    data["site"] = site  # the row's key is the truth
+    state = _build_dataclass(SiteState, data, "state")
+    assert isinstance(state, SiteState)
+    return state
+
+
+# ---------------------------------------------------------------------------- the store
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "file is not a database" in text or "malformed" in text
+
+
+class Store:
+    """One SQLite connection to `state_dir/sentinel.db`; get one with `open` or `open_readonly`."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
+        readonly: bool = False,
+    ) -> None:
+        if outbox_limit < 1:
+            raise ValueError("outbox_limit must be at least 1")
+        self._conn = conn
+        self.path = path
+        self.outbox_limit = outbox_limit
+        self.readonly = readonly
+
+    # ------------------------------------------------------------------ opening and closing
+
+    @classmethod
+    def open(cls, state_dir: str | Path, *, outbox_limit: int = DEFAULT_OUTBOX_LIMIT) -> Store:
+        """Open (creating if needed) the read-write store. A corrupted file is moved aside."""
+        directory = Path(state_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise StoreError(f"cannot create state directory {directory}: {reason}") from None
+        if not directory.is_dir():
+            raise StoreError(f"state directory {directory} is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StoreError(f"state directory {directory} is not writable")
+        path = directory / DB_NAME
+        try:
+            conn = cls._connect_rw(path)
+        except sqlite3.Error as exc:
+            if not _is_corruption(exc):
+                raise StoreError(f"cannot open state store {path}: {_describe(exc)}") from None
+            aside = cls._move_aside(path, _describe(exc))
+            log.error(
+                "state store %s was corrupted (%s); moved it to %s and started a fresh one: "
+                "open incidents and pending emails in it are lost",
+                path,
+                _describe(exc),
+                aside,
+            )
+            try:
+                conn = cls._connect_rw(path)
+            except sqlite3.Error as exc2:
+                raise StoreError(f"cannot open state store {path}: {_describe(exc2)}") from None
+        return cls(conn, path, outbox_limit=outbox_limit)
+
+    @staticmethod
+    def _connect_rw(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                log.warning("state store %s: WAL mode unavailable (journal_mode=%s)", path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # After a checkpoint the WAL file is truncated back to at most this (it is reused, not
+            # shrunk, otherwise): a burst of writes cannot leave a large file behind for months.
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            check = conn.execute("PRAGMA quick_check").fetchall()
+            if [tuple(row) for row in check] != [("ok",)]:
+                detail = "; ".join(str(row[0]) for row in check[:3])
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {detail}")
+            Store._migrate(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _move_aside(path: Path, reason: str) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        try:
+            path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.rename(aside.with_name(aside.name + suffix))
+        except OSError as exc:
+            raise StoreError(
+                f"state store {path} is corrupted ({reason}) and cannot be moved aside: "
+                f"{exc.strerror or exc}"
+            ) from None
+        return aside
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(MIGRATIONS[0][0])  # meta exists before its version can be read
+            row = conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (_META_SCHEMA_VERSION,)
+            ).fetchone()
+            version = int(row[0]) if row is not None else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"state store {path} has schema version {version}, newer than this "
+                    f"sentinel understands ({SCHEMA_VERSION}); upgrade sentinel"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step][1 if step == 0 else 0 :]:
+                    conn.execute(statement)
+                log.info("state store %s migrated to schema version %d", path, step + 1)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (_META_SCHEMA_VERSION, str(SCHEMA_VERSION)),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    @classmethod
+    def open_readonly(cls, state_dir: str | Path) -> Store:
+        """Open for reading only (`sentinel status`); works while the daemon holds it open."""
+        path = Path(state_dir) / DB_NAME
+        if not path.is_file():
+            raise StoreNotFoundError(f"no state store at {path} (has `sentinel run` run yet?)")
+        uri = path.resolve().as_uri() + "?mode=ro"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            row = conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (_META_SCHEMA_VERSION,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read state store {path}: {_describe(exc)}") from None
+        if row is None or int(row[0]) > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(f"state store {path} has an unknown schema version")
+        return cls(conn, path, readonly=True)
+
+    def close(self) -> None:
+        """Close the connection (a clean close also checkpoints the WAL)."""
+        try:
+            self._conn.close()
+        except sqlite3.Error as exc:
+            log.warning("closing state store %s: %s", self.path, _describe(exc))
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"state store {what}: {_describe(exc)}") from None
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; sqlite errors -> StoreError."""
+        with self._errors(what):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:  # e.g. SQLite already rolled back after SQLITE_FULL
+                    log.debug("rollback: %s", _describe(exc))
+                raise
+
+    # ------------------------------------------------------------------ site states
+
+    def load_states(self) -> dict[str, SiteState]:
+        """Every saved site state; a row that cannot be decoded is skipped with a warning."""
+        with self._errors("read"):
+            rows = self._conn.execute("SELECT site, data FROM site_state ORDER BY site").fetchall()
+        states: dict[str, SiteState] = {}
+        for site, data in rows:
+            try:
+                states[site] = decode_state(str(site), str(data))
+            except (ValueError, TypeError) as exc:
+                log.warning("ignoring unreadable saved state of site %r: %s", site, exc)
+        return states
+
+    def save_state(self, state: SiteState, outgoing: Sequence[Outgoing] = ()) -> None:
+        """Write `state` and enqueue `outgoing` in one transaction: both happen or neither."""
+        data = encode_state(state)
+        dropped = 0
+        with self._transaction("write") as conn:
+            conn.execute(
+                "INSERT INTO site_state (site, data, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(site) DO UPDATE SET data = excluded.data,"
+                " updated_at = excluded.updated_at",
+                (state.site, data, time.time()),
+            )
+            if outgoing:
+                conn.executemany(
+                    "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(o.kind, o.site, o.created_at, o.created_at, o.message) for o in outgoing],
+                )
+                dropped = self._enforce_limit(conn)
+        if dropped:
+            log.warning(
+                "outbox full (%d emails): dropped the %d oldest undelivered email(s)",
+                self.outbox_limit,
+                dropped,
+            )
+
+    def _enforce_limit(self, conn: sqlite3.Connection) -> int:
+        (count,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
+        excess = int(count) - self.outbox_limit
+        if excess <= 0:
+            return 0
+        conn.execute(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", (excess,)
+        )
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+            " SET value = CAST(CAST(meta.value AS INTEGER) + ? AS TEXT)",
+            (_META_DROPPED, str(excess), excess),
+        )
+        return excess
+
+    def delete_site(self, name: str) -> None:
+        """Forget a site's state (it left the config). Its pending emails still go out."""
+        with self._transaction("write") as conn:
+            conn.execute("DELETE FROM site_state WHERE site = ?", (name,))
+
+    # ------------------------------------------------------------------ outbox
+
+    def outbox_next(self, now: float) -> OutboxItem | None:
+        """The oldest pending email (delivery is in order), due or not; None if none is pending."""
+        with self._errors("read"):
+            row = self._conn.execute(
+                "SELECT id, kind, site, created_at, next_attempt_at, attempts, permanent_failures,"
+                " last_error, message FROM outbox ORDER BY id LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        next_attempt_at = float(row[4])
+        return OutboxItem(
+            id=int(row[0]),
+            kind=str(row[1]),
+            site=str(row[2]),
+            created_at=float(row[3]),
+            next_attempt_at=next_attempt_at,
+            attempts=int(row[5]),
+            permanent_failures=int(row[6]),
+            last_error=None if row[7] is None else str(row[7]),
+            message=bytes(row[8]),
+            due=next_attempt_at <= now,
+        )
+
+    def outbox_done(self, item_id: int) -> None:
+        """The email was delivered: remove it."""
+        with self._transaction("write") as conn:
+            conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    def outbox_retry_later(
+        self, item_id: int, next_attempt_at: float, error: str, *, permanent: bool = False
+    ) -> None:
+        """Record a failed attempt and when to try again."""
+        with self._transaction("write") as conn:
+            conn.execute(
+                "UPDATE outbox SET next_attempt_at = ?, attempts = attempts + 1,"
+                " permanent_failures = permanent_failures + ?, last_error = ? WHERE id = ?",
+                (next_attempt_at, 1 if permanent else 0, error, item_id),
+            )
+
+    def outbox_give_up(self, item_id: int, error: str, *, now: float | None = None) -> None:
+        """Move the email to the dead letters (only the latest DEAD_LETTER_LIMIT are kept)."""
+        with self._transaction("write") as conn:
+            conn.execute(
+                "INSERT INTO dead_letters (kind, site, created_at, failed_at, attempts, error,"
+                " message) SELECT kind, site, created_at, ?,"
+                " attempts + 1, ?, message FROM outbox WHERE id = ?",
+                (time.time() if now is None else now, error, item_id),
+            )
+            conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+            conn.execute(
+                "DELETE FROM dead_letters WHERE id <= "
+                "(SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (DEAD_LETTER_LIMIT,),
+            )
+
+    def outbox_pending(self) -> int:
+        """How many emails wait to be (re)sent."""
+        with self._errors("read"):
+            (count,) = self._conn.execute("SELECT count(*) FROM outbox").fetchone()
+        return int(count)
+
+    def outbox_dropped_total(self) -> int:
+        """Emails dropped because the outbox was full, over the store's whole life."""
+        value = self.get_meta(_META_DROPPED)
+        return int(value) if value is not None else 0
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """The emails given up on, oldest first (at most DEAD_LETTER_LIMIT)."""
+        with self._errors("read"):
+            rows = self._conn.execute(
+                "SELECT id, kind, site, created_at, failed_at, attempts, error, message"
+                " FROM dead_letters ORDER BY id"
+            ).fetchall()
+        return [
+            DeadLetter(
+                id=int(r[0]),
+                kind=str(r[1]),
+                site=str(r[2]),
+                created_at=float(r[3]),
+                failed_at=float(r[4]),
+                attempts=int(r[5]),
+                error=str(r[6]),
+                message=bytes(r[7]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        """A small value another module stored under `key`, or None."""
+        with self._errors("read"):
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a small value under `key` (the store's own keys are refused)."""
+        if key in _RESERVED_META:
+            raise ValueError(f"meta key {key!r} belongs to the store")
+        with self._transaction("write") as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
