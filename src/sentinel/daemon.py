@@ -178,7 +178,8 @@ class Daemon:
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             feeder = WatchdogFeeder(self.notifier, lambda: self.scheduler.loops)
-            self._tasks.append(loop.create_task(feeder.run(), name="watchdog"))
+            if feeder.interval is not None:
+                self._tasks.append(loop.create_task(feeder.run(), name="watchdog"))
             self.metrics.reload_ok.set(1)
             self.metrics.reload_time.set(time.time())
             self.notifier.ready(summary_line(self.states))

@@ -1,0 +1,54 @@
+"""`Prober`: the one entry point the daemon and the CLI use; owns the HTTP session's lifetime and
+dispatches each site to its probe by kind ("http" or "tcp")."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from types import TracebackType
+
+from sentinel.config import SiteConfig
+from sentinel.probes.http import HttpProber
+from sentinel.probes.result import ProbeResult
+from sentinel.probes.tcp import probe_tcp
+
+
+class Prober:
+    """`async with Prober(...) as prober: result = await prober.probe(site)`.
+
+    `probe` never raises (except on cancellation). `ssl_context`, if given, replaces the system
+    trust store for verified HTTPS requests.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_agent: str = "sentinel-uptime/0.1",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._http = HttpProber(user_agent=user_agent, ssl_context=ssl_context)
+
+    async def start(self) -> None:
+        await self._http.start()
+
+    async def close(self) -> None:
+        await self._http.close()
+
+    async def __aenter__(self) -> Prober:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def probe(self, site: SiteConfig) -> ProbeResult:
+        if site.kind == "http":
+            return await self._http.probe(site)
+        if site.kind == "tcp":
+            return await probe_tcp(site)
+        return ProbeResult.failure("error", f"unknown probe kind {site.kind!r}", time.time(), 0.0)
