@@ -125,7 +125,7 @@ def cmd_check(config_path: str, out: TextIO) -> int:
         try:
             resolve_password(config.email, os.environ)
         except PasswordError as exc:
-            print(f"sentinel: {config_path}: email: password_file: {exc}", file=sys.stderr)
+            print(f"sentinel: {config_path}: email: password: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     print(f"{config_path}: valid", file=out)
     print(f"  listen: {config.listen or '(off)'}", file=out)
@@ -270,7 +270,7 @@ def cmd_test_email(config_path: str) -> int:
     try:
         password = resolve_password(config.email, os.environ)
     except PasswordError as exc:
-        print(f"sentinel: {config_path}: email: password_file: {exc}", file=sys.stderr)
+        print(f"sentinel: {config_path}: email: password: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     message = build_test_message(email=config.email, now=time.time())
     try:

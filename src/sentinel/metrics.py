@@ -36,7 +36,6 @@ class _SiteChildren:
     success: Gauge
     duration: Histogram
     phases: tuple[tuple[str, Gauge], ...]
-    up: Gauge
     failures_in_row: Gauge
     downtime: Counter
     ok_total: Counter
@@ -47,7 +46,7 @@ class _SiteChildren:
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
         # `_created` series would double every counter's series for a value nobody graphs.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         if process:
@@ -148,7 +147,6 @@ class Metrics:
                 success=self.probe_success.labels(site),
                 duration=self.probe_duration.labels(site),
                 phases=tuple((p, self.probe_phase.labels(site, p)) for p in PHASES),
-                up=self.site_up.labels(site),
                 failures_in_row=self.consecutive_failures.labels(site),
                 downtime=self.downtime.labels(site),
                 ok_total=self.probes.labels(site, "success"),
@@ -159,17 +157,18 @@ class Metrics:
         return children
 
     def add_site(self, state: SiteState) -> None:
-        """Create a site's series with its restored state, so dashboards see it before a probe."""
-        self._site(state.site)
+        """Show a restored UP/DOWN state before the first probe. Probe series appear with the first
+        probe: a 0 before then would read as a failure."""
         self.set_state(state)
 
     def set_state(self, state: SiteState) -> None:
-        c = self._site(state.site)
+        # sentinel_site_up stays absent while the state is UNKNOWN (neither up nor down yet).
         if state.status is Status.DOWN:
-            c.up.set(0)
+            self.site_up.labels(state.site).set(0)
         elif state.status is Status.UP:
-            c.up.set(1)
-        c.failures_in_row.set(state.consecutive_failures)
+            self.site_up.labels(state.site).set(1)
+        if state.site in self._children:
+            self._children[state.site].failures_in_row.set(state.consecutive_failures)
 
     def observe(self, site: str, result: ProbeResult, state: SiteState, downtime: float) -> None:
         c = self._site(site)

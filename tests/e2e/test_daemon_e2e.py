@@ -16,7 +16,7 @@ from targets import target_server
 FOUR_SITES = """
 [defaults]
 interval = "1s"
-timeout = "500ms"
+timeout = "900ms"
 failure_threshold = 2
 
 [[sites]]
@@ -59,7 +59,7 @@ def test_metrics_are_correct_for_up_500_refused_and_tcp_sites(
 
         wait_until(all_decided, timeout=15)
         m = proc.metric
-        assert m("sentinel_probe_success", site="up-site") == 1
+        assert m("sentinel_probe_success", site="up-site") == 1, proc.status()["up-site"]
         assert m("sentinel_site_up", site="up-site") == 1
         assert m("sentinel_http_status_code", site="up-site") == 200
         assert m("sentinel_probe_success", site="http-500") == 0
