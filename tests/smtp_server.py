@@ -141,6 +141,7 @@ class SmtpServer:
         auth_mechanisms: Sequence[str] | None = None,
         auth_require_tls: bool = True,
         ca: trustme.CA | None = None,
+        port: int = 0,
     ) -> None:
         self.tls = tls
         self.auth = auth
@@ -153,7 +154,7 @@ class SmtpServer:
 
         kwargs: dict[str, Any] = {
             "hostname": HOST,
-            "port": 0,
+            "port": port,  # 0 = a free port; a fixed one lets a test bring a "dead" server back
             "server_hostname": "localhost",  # our EHLO name; avoids a getfqdn() lookup
             "ready_timeout": 10.0,
             "enable_SMTPUTF8": True,
