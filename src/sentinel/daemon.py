@@ -76,13 +76,16 @@ class Daemon:
         self.metrics = Metrics()
         self.store: Store | None = None
         self.prober = Prober(user_agent=config.user_agent)
+        self.notifier = Notifier.from_env(environ)
+        watchdog = self.notifier.watchdog_interval()
         self.scheduler = Scheduler(
             self._probe_site,
             max_concurrency=config.max_concurrency,
             on_lag=self.metrics.schedule_lag.observe,
             on_skip=self._on_skip,
+            # The loop must prove progress more often than the watchdog is fed.
+            heartbeat=min(1.0, watchdog / 2) if watchdog else 1.0,
         )
-        self.notifier = Notifier.from_env(environ)
         self.channel: SmtpChannel | None = None
         self.outbox: OutboxSender | None = None
         self._stop = asyncio.Event()

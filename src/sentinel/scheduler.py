@@ -49,8 +49,10 @@ class Scheduler:
         on_lag: Callable[[float], None] | None = None,
         on_skip: Callable[[str, int], None] | None = None,
         rng: random.Random | None = None,
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         self._run_probe = run_probe
+        self._heartbeat = heartbeat
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._max_concurrency = max_concurrency
         self._on_lag = on_lag
@@ -133,10 +135,10 @@ class Scheduler:
                 self.loops += 1
                 now = loop.time()
                 if not self._heap or self._heap[0][0] > now:
-                    # Wake at least every HEARTBEAT seconds even with nothing due, so the systemd
+                    # Wake at least every heartbeat even with nothing due, so the systemd
                     # watchdog (fed from `loops`) can tell an idle loop from a stuck one.
-                    next_due = self._heap[0][0] if self._heap else now + HEARTBEAT
-                    await self._sleep_until(min(next_due, now + HEARTBEAT))
+                    next_due = self._heap[0][0] if self._heap else now + self._heartbeat
+                    await self._sleep_until(min(next_due, now + self._heartbeat))
                     continue
                 due, _, name = self._heap[0]
                 heapq.heappop(self._heap)
