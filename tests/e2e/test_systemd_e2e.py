@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from daemon_proc import SentinelProcess, wait_until
 from targets import target_server
 
