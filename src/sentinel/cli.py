@@ -147,9 +147,17 @@ def cmd_check(config_path: str, out: TextIO) -> int:
             f"{site.target}",
             file=out,
         )
-    extra = getattr(config, "early", None)
-    if extra is not None:
-        print(f"  early warnings: {extra.summary()}", file=out)
+    early = config.early
+    if early is not None:
+        for watch in early.watches:
+            print(
+                f"  watch: {watch.name} ({watch.describe()}) every "
+                f"{format_duration(watch.sample_every)}, window {format_duration(watch.window)}",
+                file=out,
+            )
+        if early.host.disks:
+            print(f"  disks: {', '.join(early.host.disks)}", file=out)
+        print(f"  self-watch: {'on' if early.self_watch is not None else 'off'}", file=out)
     return EXIT_OK
 
 

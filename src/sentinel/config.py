@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -23,6 +23,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from sentinel.early.config import EarlyConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -335,7 +338,7 @@ class Config:
     user_agent: str = "sentinel-uptime/0.1"
     email: EmailConfig | None = None
     source: str = ""  # the file it came from, for messages
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -388,6 +391,7 @@ def _pydantic_errors(exc: ValidationError, prefix: str) -> list[str]:
             msg = "unknown key (check the spelling)"
         elif err["type"] == "missing":
             msg = "required"
+        loc = _CONTROL_RE.sub("?", loc)  # a quoted TOML key may hold a newline
         where = f"{prefix}: {loc}" if prefix and loc else (prefix or loc)
         lines.append(f"{where}: {msg}" if where else msg)
     return lines
@@ -441,6 +445,16 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         seen[site.name] = index
         sites.append(site)
 
+    early = None
+    if file_section is not None:
+        # Imported here: sentinel.early.config builds on this module's helpers.
+        from sentinel.early.config import parse_early
+
+        try:
+            early = parse_early(file_section.watch, file_section.host)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
 
@@ -467,6 +481,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         user_agent=s.user_agent,
         email=email,
         source=source,
+        early=early,
     )
 
 

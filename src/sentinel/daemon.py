@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_config
+from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
+from sentinel.early.messages import build_early_message, early_message_kind
+from sentinel.early.service import EarlyWarnings
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import (
@@ -88,6 +91,9 @@ class Daemon:
         )
         self.channel: SmtpChannel | None = None
         self.outbox: OutboxSender | None = None
+        self.early: EarlyWarnings | None = None
+        if config.early is not None:
+            self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -180,6 +186,8 @@ class Daemon:
                 self._tasks.append(loop.create_task(self.outbox.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
+            if self.early is not None:
+                self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
             feeder = WatchdogFeeder(self.notifier, lambda: self.scheduler.loops)
             if feeder.interval is not None:
                 self._tasks.append(loop.create_task(feeder.run(), name="watchdog"))
@@ -268,6 +276,11 @@ class Daemon:
             self.states[name] = SiteState(site=name)
             self.metrics.add_site(self.states[name])
         self._setup_email(new.email)
+        if self.early is not None and new.early is not None:
+            self.early.update(new.early)
+            for name, site in self.sites.items():
+                if not site.latency_drift:
+                    self.early.remove_site(name)
         self.scheduler.set_max_concurrency(new.max_concurrency)
         self.scheduler.set_sites(new.sites)
         self.metrics.sites.set(len(self.sites))
@@ -283,6 +296,8 @@ class Daemon:
     def _forget_site(self, name: str) -> None:
         state = self.states.pop(name, None)
         self.metrics.remove_site(name)
+        if self.early is not None:
+            self.early.remove_site(name)
         if state is not None and state.status is Status.DOWN:
             log.info("site removed while down; incident closed without email %s", kv(site=name))
         if self.store is not None:
@@ -307,6 +322,8 @@ class Daemon:
         if obs.events or obs.state.persistent_key() != state.persistent_key():
             self._persist(site, obs.state, obs.events)
         self.metrics.observe(site.name, result, obs.state, obs.downtime_added)
+        if result.ok and site.latency_drift and self.early is not None:
+            self.early.observe_latency(site.name, result.total, now)
         for event in obs.events:
             self._log_event(site, event)
         if obs.state.status != state.status:
@@ -334,6 +351,33 @@ class Daemon:
             self._store_failed(exc)
             return
         if outgoing and self.outbox is not None:
+            self.outbox.wake()
+
+    def _on_early_event(self, event: EarlyEvent) -> None:
+        """An early warning (memory creep, disk filling, slower site, OOM): log, then email."""
+        name = event.watch if isinstance(event, OomEvent) else event.subject
+        level = logging.INFO if isinstance(event, TrendEnded) else logging.WARNING
+        kind = early_message_kind(event)
+        email = self.config.email
+        message = None
+        if email is not None:
+            message = build_early_message(event, sender=email.sender, recipients=email.recipients)
+        subject = str(message["Subject"]) if message is not None else kind
+        log.log(level, "early warning %s", kv(kind=kind, subject=name, msg=subject))
+        if message is None or self.store is None:
+            return
+        outgoing = Outgoing(
+            kind=kind,
+            site=name,
+            message=message.as_bytes(policy=email_policy.SMTP),
+            created_at=time.time(),
+        )
+        try:
+            self.store.save_state(None, [outgoing])
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        if self.outbox is not None:
             self.outbox.wake()
 
     def _store_failed(self, exc: StoreError) -> None:

@@ -25,7 +25,20 @@ from sentinel.probes.result import PHASES, REASONS, ProbeResult
 
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-EMAIL_KINDS = ("down", "still_down", "recovered", "certificate", "test")
+EMAIL_KINDS = (
+    "down",
+    "still_down",
+    "recovered",
+    "certificate",
+    "test",
+    "creeping",
+    "disk",
+    "slower",
+    "self",
+    "steal",
+    "oom",
+    "resolved",
+)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 

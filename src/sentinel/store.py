@@ -19,7 +19,7 @@ import sqlite3
 import time
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -450,17 +450,18 @@ class Store:
                 log.warning("ignoring unreadable saved state of site %r: %s", site, exc)
         return states
 
-    def save_state(self, state: SiteState, outgoing: Sequence[Outgoing] = ()) -> None:
-        """Write `state` and enqueue `outgoing` in one transaction: both happen or neither."""
-        data = encode_state(state)
+    def save_state(self, state: SiteState | None, outgoing: Sequence[Outgoing] = ()) -> None:
+        """Write `state` and enqueue `outgoing` in one transaction: both happen or neither.
+        `state` None only enqueues (emails not tied to a site's incident, e.g. early warnings)."""
         dropped = 0
         with self._transaction("write") as conn:
-            conn.execute(
-                "INSERT INTO site_state (site, data, updated_at) VALUES (?, ?, ?)"
-                " ON CONFLICT(site) DO UPDATE SET data = excluded.data,"
-                " updated_at = excluded.updated_at",
-                (state.site, data, time.time()),
-            )
+            if state is not None:
+                conn.execute(
+                    "INSERT INTO site_state (site, data, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT(site) DO UPDATE SET data = excluded.data,"
+                    " updated_at = excluded.updated_at",
+                    (state.site, encode_state(state), time.time()),
+                )
             if outgoing:
                 conn.executemany(
                     "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message)"
@@ -497,12 +498,16 @@ class Store:
 
     # ------------------------------------------------------------------ outbox
 
-    def outbox_next(self, now: float) -> OutboxItem | None:
-        """The oldest pending email (delivery is in order), due or not; None if none is pending."""
+    def outbox_next(self, now: float, *, exclude: Collection[int] = ()) -> OutboxItem | None:
+        """The oldest pending email (delivery is in order), due or not; None if none is pending.
+        Ids in `exclude` (delivered, but their deletion failed) are skipped."""
+        skip = sorted(exclude)
+        where = f" WHERE id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         with self._errors("read"):
             row = self._conn.execute(
                 "SELECT id, kind, site, created_at, next_attempt_at, attempts, permanent_failures,"
-                " last_error, message FROM outbox ORDER BY id LIMIT 1"
+                f" last_error, message FROM outbox{where} ORDER BY id LIMIT 1",
+                skip,
             ).fetchone()
         if row is None:
             return None

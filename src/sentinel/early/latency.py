@@ -1,0 +1,178 @@
+"""Latency drift of a site: its recent median against its own multi-day baseline. Pure: the caller
+passes every probe's total time and `now`; nothing here reads a clock.
+
+Bounded by construction: one open bucket of probe times (capped), the recent bucket medians
+(`recent_span / recent_bucket`, 12 by default) and the baseline bucket medians
+(`baseline_span / baseline_bucket`, 168 by default). `observe` is O(1) amortised: a median is only
+computed when a bucket closes, once per `recent_bucket`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+MAX_BUCKET_VALUES = 1024  # probe times kept per open recent bucket (a ring beyond this)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSettings:
+    """When a site counts as slower. Times are seconds so tests can shrink hours to seconds."""
+
+    ratio: float = 1.5  # recent median >= ratio x baseline median ...
+    absolute: float = 0.1  # ... and at least this many seconds above it
+    consecutive: int = 3  # on this many evaluations in a row (one evaluation per recent bucket)
+    recent_bucket: float = 300.0  # the recent window is kept as medians per 5 minutes
+    recent_span: float = 3600.0  # "recent" = the last hour
+    baseline_bucket: float = 3600.0  # the baseline is kept as hourly medians
+    baseline_span: float = 7 * 86400.0  # over 7 days (168 values)
+    min_baseline_buckets: int = 24  # no verdict before a day of history
+
+    @property
+    def recent_buckets(self) -> int:
+        return max(1, min(10_000, math.ceil(self.recent_span / self.recent_bucket)))
+
+    @property
+    def baseline_buckets(self) -> int:
+        return max(1, min(10_000, math.ceil(self.baseline_span / self.baseline_bucket)))
+
+    @property
+    def min_recent_buckets(self) -> int:
+        return max(1, self.recent_buckets // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftVerdict:
+    """One evaluation: is the recent median far enough above the usual one?"""
+
+    at: float
+    drifting: bool
+    recent: float | None  # median of the recent bucket medians, seconds
+    baseline: float | None  # median of the baseline bucket medians, seconds
+    recent_probes: int  # probe times behind `recent`
+    recent_buckets: int
+    baseline_buckets: int
+    recent_span: float
+    baseline_span: float  # seconds of history behind `baseline`
+    reason: str = ""  # why not drifting ("" when drifting)
+
+
+class LatencyTracker:
+    """One site's probe times, folded into bucket medians. Not thread-safe; one owner."""
+
+    __slots__ = (
+        "_baseline",
+        "_hour_index",
+        "_hour_values",
+        "_open",
+        "_open_count",
+        "_open_index",
+        "_recent",
+        "settings",
+    )
+
+    def __init__(self, settings: DriftSettings | None = None) -> None:
+        self.settings = settings or DriftSettings()
+        self._open: list[float] = []
+        self._open_count = 0
+        self._open_index: int | None = None
+        # (bucket index, median, probes)
+        self._recent: deque[tuple[int, float, int]] = deque(maxlen=self.settings.recent_buckets)
+        self._hour_index: int | None = None
+        self._hour_values: list[float] = []  # recent-bucket medians of the open baseline bucket
+        # (baseline bucket index, median)
+        self._baseline: deque[tuple[int, float]] = deque(maxlen=self.settings.baseline_buckets)
+
+    def observe(self, total: float, now: float) -> DriftVerdict | None:
+        """Add one probe's total time. Returns a verdict when a recent bucket closed, else None."""
+        if not math.isfinite(total) or total < 0 or not math.isfinite(now):
+            return None
+        index = math.floor(now / self.settings.recent_bucket)
+        verdict = None
+        if self._open_index is None:
+            self._open_index = index
+        elif index > self._open_index:
+            self._close_bucket()
+            self._open_index = index
+            verdict = self.evaluate(now)
+        # (a clock stepping back keeps filling the open bucket)
+        if len(self._open) < MAX_BUCKET_VALUES:
+            self._open.append(total)
+        else:
+            self._open[self._open_count % MAX_BUCKET_VALUES] = total
+        self._open_count += 1
+        return verdict
+
+    def _close_bucket(self) -> None:
+        if self._open_index is None or not self._open:
+            return
+        s = self.settings
+        median = statistics.median(self._open)
+        self._recent.append((self._open_index, median, self._open_count))
+        self._open = []
+        self._open_count = 0
+        bucket_start = self._open_index * s.recent_bucket
+        hour = math.floor(bucket_start / s.baseline_bucket)
+        if self._hour_index is not None and hour > self._hour_index and self._hour_values:
+            self._baseline.append((self._hour_index, statistics.median(self._hour_values)))
+            self._hour_values = []
+        if self._hour_index is None or hour >= self._hour_index:
+            self._hour_index = hour
+        if len(self._hour_values) < MAX_BUCKET_VALUES:
+            self._hour_values.append(median)
+
+    def _baseline_values(self, now: float) -> list[float]:
+        """Closed baseline buckets that end before the recent span and lie within baseline_span."""
+        s = self.settings
+        recent_start = now - s.recent_span
+        oldest = now - s.recent_span - s.baseline_span
+        return [
+            median
+            for index, median in self._baseline
+            if (index + 1) * s.baseline_bucket <= recent_start + 1e-9
+            and index * s.baseline_bucket >= oldest - 1e-9
+        ]
+
+    def baseline_seconds(self, now: float | None = None) -> float | None:
+        """The usual median latency (None until there is enough history). With `now` omitted,
+        the baseline buckets are taken as of the newest closed bucket."""
+        if now is None:
+            if self._open_index is None:
+                return None
+            now = self._open_index * self.settings.recent_bucket
+        values = self._baseline_values(now)
+        if len(values) < self.settings.min_baseline_buckets:
+            return None
+        return float(statistics.median(values))
+
+    def evaluate(self, now: float) -> DriftVerdict:
+        s = self.settings
+        current = math.floor(now / s.recent_bucket)
+        recent = [(m, n) for index, m, n in self._recent if index >= current - s.recent_buckets]
+        baseline = self._baseline_values(now)
+        recent_median = float(statistics.median(m for m, _ in recent)) if recent else None
+        baseline_median = float(statistics.median(baseline)) if baseline else None
+        reason = ""
+        if len(recent) < s.min_recent_buckets:
+            reason = f"not enough recent data ({len(recent)} of {s.min_recent_buckets} buckets)"
+        elif len(baseline) < s.min_baseline_buckets:
+            reason = f"not enough history ({len(baseline)} of {s.min_baseline_buckets} buckets)"
+        elif recent_median is not None and baseline_median is not None:
+            if recent_median < s.ratio * baseline_median:
+                reason = f"below {s.ratio:g}x the usual median"
+            elif recent_median - baseline_median < s.absolute:
+                reason = f"less than {s.absolute:g}s above the usual median"
+        return DriftVerdict(
+            at=now,
+            drifting=reason == "",
+            recent=recent_median,
+            baseline=baseline_median,
+            recent_probes=sum(n for _, n in recent),
+            recent_buckets=len(recent),
+            baseline_buckets=len(baseline),
+            recent_span=len(recent) * s.recent_bucket,
+            baseline_span=len(baseline) * s.baseline_bucket,
+            reason=reason,
+        )

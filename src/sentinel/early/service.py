@@ -1,0 +1,511 @@
+"""The early warnings at run time: samples the watched services, the host's disks and CPU steal
+and sentinel's own memory on their periods, folds probe latencies into drift trackers, mirrors all
+of it into Prometheus gauges and hands every event to `emit`.
+
+A thin shell around the pure parts (trend, warnings, latency): the file reads run in a worker
+thread, one batch per wake-up; state is only touched on the event loop. Everything is bounded by the
+config: one series per watch and mount (bucket minimums of one window), one tracker per site.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig
+from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendKind, TrendStarted
+from sentinel.early.latency import LatencyTracker
+from sentinel.early.sources import (
+    CpuTimes,
+    DiskUsage,
+    MemoryReading,
+    Read,
+    cpu_times,
+    disk_usage,
+    mem_total,
+    own_cgroup_limit,
+    read_pid,
+    read_pid_file,
+    read_process,
+    read_unit,
+    steal_ratio,
+)
+from sentinel.early.trend import TrendSeries, Verdict
+from sentinel.early.warnings import (
+    OomState,
+    WarningState,
+    WarnSettings,
+    step,
+    step_drift,
+    step_oom,
+    step_steal,
+)
+from sentinel.logsetup import kv
+
+log = logging.getLogger("sentinel.early")
+
+Emit = Callable[[EarlyEvent], None]
+INF = math.inf
+
+
+@dataclass(slots=True)
+class _Watch:
+    config: WatchConfig
+    series: TrendSeries
+    warning: WarningState
+    pattern: re.Pattern[str] | None
+    next_due: float = 0.0
+    oom: OomState = field(default_factory=OomState)
+    last_bucket: int | None = None
+    last_error: str = ""
+    limit: tuple[float | None, str] = (None, "")
+    last: MemoryReading | None = None
+
+    @property
+    def period(self) -> float:
+        return self.config.sample_every
+
+
+@dataclass(slots=True)
+class _Disk:
+    mount: str
+    series: TrendSeries
+    warning: WarningState
+    period: float
+    next_due: float = 0.0
+    last_bucket: int | None = None
+    last_error: str = ""
+    size: float | None = None
+
+
+@dataclass(slots=True)
+class _Steal:
+    period: float
+    warning: WarningState = field(default_factory=lambda: WarningState("steal", "cpu"))
+    next_due: float = 0.0
+    previous: CpuTimes | None = None
+
+
+@dataclass(slots=True)
+class _Site:
+    tracker: LatencyTracker
+    warning: WarningState
+
+
+_Runtime = _Watch | _Disk | _Steal
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What one worker-thread trip read, applied afterwards on the loop."""
+
+    watches: list[tuple[_Watch, Read[MemoryReading]]] = field(default_factory=list)
+    disks: list[tuple[_Disk, Read[DiskUsage]]] = field(default_factory=list)
+    steal: list[tuple[_Steal, Read[CpuTimes]]] = field(default_factory=list)
+
+
+def _same_series(a: WatchConfig, b: WatchConfig) -> bool:
+    """A reload keeps a watch's history when it still samples the same thing the same way."""
+    return (a.source, a.target, a.sample_every, a.window, a.cgroup_root) == (
+        b.source,
+        b.target,
+        b.sample_every,
+        b.window,
+        b.cgroup_root,
+    )
+
+
+class EarlyWarnings:
+    """Construct once per daemon; `run()` as a task; `update()` on reload."""
+
+    def __init__(
+        self,
+        config: EarlyConfig,
+        registry: CollectorRegistry,
+        emit: Emit,
+        proc_root: str = "/proc",
+        *,
+        clock: Callable[[], float] = time.time,
+        self_pid: int | None = None,
+    ) -> None:
+        self.config = config
+        self._emit_cb = emit
+        self.proc_root = proc_root
+        self._clock = clock
+        self.self_pid = os.getpid() if self_pid is None else self_pid
+        self._mem_total: int | None = None
+        self._wake: asyncio.Event | None = None
+        r = registry
+        self.g_memory = Gauge(
+            "sentinel_watch_memory_bytes",
+            "Memory of a watched service: anon memory of its cgroup, or RssAnon of its process",
+            ["watch"],
+            registry=r,
+        )
+        self.g_growth = Gauge(
+            "sentinel_watch_memory_growth_bytes_per_second",
+            "Fitted growth of a watched service's memory floor over the window (Theil-Sen)",
+            ["watch"],
+            registry=r,
+        )
+        self.g_to_limit = Gauge(
+            "sentinel_watch_seconds_to_limit",
+            "Forecast seconds until a watched service's memory reaches its limit; +Inf: no trend",
+            ["watch"],
+            registry=r,
+        )
+        self.g_disk = Gauge(
+            "sentinel_host_disk_seconds_to_full",
+            "Forecast seconds until a watched filesystem is full; +Inf if not filling",
+            ["mount"],
+            registry=r,
+        )
+        self.g_steal = Gauge(
+            "sentinel_host_cpu_steal_ratio",
+            "Share of CPU time stolen by the hypervisor between the last two samples",
+            registry=r,
+        )
+        self.g_baseline = Gauge(
+            "sentinel_site_latency_baseline_seconds",
+            "A site's usual median probe time (median of hourly medians over the baseline span)",
+            ["site"],
+            registry=r,
+        )
+        self.g_self_growth = Gauge(
+            "sentinel_self_memory_growth_bytes_per_second",
+            "Fitted growth of sentinel's own memory floor over the window (Theil-Sen)",
+            registry=r,
+        )
+        self._watches: dict[str, _Watch] = {}
+        self._self: _Watch | None = None
+        self._disks: dict[str, _Disk] = {}
+        self._steal = _Steal(period=config.host.cpu_steal_sample_every)
+        self._sites: dict[str, _Site] = {}
+        self._apply_config(config)
+
+    # ------------------------------------------------------------------ config
+
+    def _new_watch(self, config: WatchConfig) -> _Watch:
+        kind: TrendKind = "self" if config.source == "self" else "creeping"
+        return _Watch(
+            config=config,
+            series=TrendSeries(config.window, config.sample_every),
+            warning=WarningState(kind, config.name, source=config.describe()),
+            pattern=re.compile(config.target) if config.source == "process" else None,
+        )
+
+    def _apply_config(self, config: EarlyConfig) -> None:
+        old_watches = self._watches
+        watches: dict[str, _Watch] = {}
+        for wc in config.watches:
+            old = old_watches.get(wc.name)
+            if old is not None and _same_series(old.config, wc):
+                old.config = wc
+                watches[wc.name] = old
+            else:
+                watches[wc.name] = self._new_watch(wc)
+                self.g_growth.labels(wc.name).set(0)
+                self.g_to_limit.labels(wc.name).set(INF)
+        for name in old_watches.keys() - watches.keys():
+            for gauge in (self.g_memory, self.g_growth, self.g_to_limit):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)
+        self._watches = watches
+
+        if config.self_watch is None:
+            self._self = None
+        elif self._self is None or not _same_series(self._self.config, config.self_watch):
+            self._self = self._new_watch(config.self_watch)
+        else:
+            self._self.config = config.self_watch
+
+        host = config.host
+        disks: dict[str, _Disk] = {}
+        for mount in host.disks:
+            old_disk = self._disks.get(mount)
+            if old_disk is not None and self._same_disk(old_disk, host):
+                disks[mount] = old_disk
+            else:
+                disks[mount] = _Disk(
+                    mount=mount,
+                    series=TrendSeries(host.disk_window, host.disk_sample_every),
+                    warning=WarningState("disk", mount, source=f"filesystem {mount}"),
+                    period=host.disk_sample_every,
+                )
+                self.g_disk.labels(mount).set(INF)
+        for mount in self._disks.keys() - disks.keys():
+            with contextlib.suppress(KeyError):
+                self.g_disk.remove(mount)
+        self._disks = disks
+        self._steal.period = host.cpu_steal_sample_every
+
+        if config.drift != self.config.drift:
+            for site in self._sites.values():
+                site.tracker = LatencyTracker(config.drift)
+        self.config = config
+
+    def _same_disk(self, disk: _Disk, host: HostConfig) -> bool:
+        return (disk.series.window, disk.series.sample_every) == (
+            host.disk_window,
+            host.disk_sample_every,
+        )
+
+    def update(self, config: EarlyConfig) -> None:
+        """Apply a reloaded config. Watches and mounts that still sample the same thing keep their
+        history and warnings; removed ones lose their series, metrics and state (no RESOLVED)."""
+        self._apply_config(config)
+        if self._wake is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ latency (hot path)
+
+    def observe_latency(self, site: str, total: float, now: float) -> None:
+        """One successful probe's total time. O(1) amortised: a median and an evaluation happen
+        once per closed bucket (every `recent_bucket`, 5 minutes by default)."""
+        entry = self._sites.get(site)
+        if entry is None:
+            entry = _Site(LatencyTracker(self.config.drift), WarningState("slower", site))
+            self._sites[site] = entry
+        verdict = entry.tracker.observe(total, now)
+        if verdict is None:
+            return
+        if verdict.baseline is not None:
+            baseline = entry.tracker.baseline_seconds(now)
+            if baseline is not None:
+                self.g_baseline.labels(site).set(baseline)
+        entry.warning, events = step_drift(
+            entry.warning, verdict, self.config.drift.consecutive, now
+        )
+        for event in events:
+            self._emit(event)
+
+    def remove_site(self, name: str) -> None:
+        """Forget a site (removed from the config, or latency_drift turned off)."""
+        self._sites.pop(name, None)
+        with contextlib.suppress(KeyError):
+            self.g_baseline.remove(name)
+
+    def active_warnings(self) -> tuple[TrendStarted, ...]:
+        """The trends currently warned about (for a status view)."""
+        states = [w.warning for w in self._all_watches()]
+        states += [d.warning for d in self._disks.values()]
+        states += [s.warning for s in self._sites.values()]
+        states.append(self._steal.warning)
+        return tuple(s.active for s in states if s.active is not None)
+
+    # ------------------------------------------------------------------ sampling loop
+
+    def _all_watches(self) -> list[_Watch]:
+        watches = list(self._watches.values())
+        if self._self is not None:
+            watches.append(self._self)
+        return watches
+
+    def _runtimes(self) -> list[_Runtime]:
+        return [*self._all_watches(), *self._disks.values(), self._steal]
+
+    async def run(self) -> None:
+        """Sample everything on its period until cancelled."""
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            # New runtimes (at start, or added by a reload) have next_due 0: due at once.
+            due = [r for r in self._runtimes() if r.next_due <= loop.time()]
+            if due:
+                batch = await asyncio.to_thread(self._read_batch, due)
+                self._apply_batch(batch, self._clock())
+                after = loop.time()
+                for runtime in due:
+                    runtime.next_due = (runtime.next_due or after) + runtime.period
+                    if runtime.next_due <= after:  # fell behind: skip, do not burst
+                        runtime.next_due = after + runtime.period
+            pending = [r.next_due for r in self._runtimes()]
+            delay = max(0.0, min(pending) - loop.time()) if pending else 3600.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    # -- in the worker thread: file reads only, no state changes
+
+    def _read_batch(self, due: list[_Runtime]) -> _Batch:
+        if self._mem_total is None:
+            self._mem_total = mem_total(self.proc_root).value
+        batch = _Batch()
+        for runtime in due:
+            if isinstance(runtime, _Watch):
+                batch.watches.append((runtime, self._read_watch(runtime)))
+            elif isinstance(runtime, _Disk):
+                batch.disks.append((runtime, disk_usage(runtime.mount)))
+            else:
+                batch.steal.append((runtime, cpu_times(self.proc_root)))
+        return batch
+
+    def _read_watch(self, watch: _Watch) -> Read[MemoryReading]:
+        c = watch.config
+        if c.source == "unit":
+            return read_unit(c.cgroup_path())
+        if c.source == "pid_file":
+            return read_pid_file(c.target, self.proc_root)
+        if c.source == "process" and watch.pattern is not None:
+            return read_process(self.proc_root, watch.pattern, exclude=(self.self_pid,))
+        reading = read_pid(self.proc_root, self.self_pid)
+        own = own_cgroup_limit(self.proc_root, self.self_pid, c.cgroup_root)
+        if reading.value is not None and own.value is not None:
+            limit, source = own.value
+            return Read(replace(reading.value, limit=limit, limit_source=source))
+        return reading
+
+    # -- on the loop
+
+    def _apply_batch(self, batch: _Batch, now: float) -> None:
+        # A reload during the read may have dropped a runtime: apply only to current ones.
+        for watch, reading in batch.watches:
+            if self._watches.get(watch.config.name) is watch or watch is self._self:
+                self._apply_watch(watch, reading, now)
+        for disk, disk_reading in batch.disks:
+            if self._disks.get(disk.mount) is disk:
+                self._apply_disk(disk, disk_reading, now)
+        for steal, cpu_reading in batch.steal:
+            self._apply_steal(steal, cpu_reading, now)
+
+    def _note_error(self, what: str, name: str, previous: str, error: str) -> str:
+        """Log a read failure once, when it changes, and a recovery."""
+        if error and error != previous:
+            log.warning("early warning: cannot sample %s", kv(**{what: name}, error=error))
+        elif not error and previous:
+            log.info("early warning: sampling again %s", kv(**{what: name}))
+        return error
+
+    def _limit_for(self, config: WatchConfig, reading: MemoryReading) -> tuple[float | None, str]:
+        if config.limit is not None:
+            return float(config.limit), "limit"
+        if reading.limit is not None:
+            return float(reading.limit), reading.limit_source
+        if self._mem_total is not None:
+            return float(self._mem_total), "MemTotal"
+        return None, ""
+
+    def _apply_watch(self, watch: _Watch, reading: Read[MemoryReading], now: float) -> None:
+        c = watch.config
+        is_self = c.source == "self"
+        watch.last_error = self._note_error("watch", c.name, watch.last_error, reading.error)
+        m = reading.value
+        if m is not None:
+            restart = watch.series.add(now, float(m.bytes), m.identity)
+            if restart is not None:
+                log.info("early warning: new trend segment %s", kv(watch=c.name, why=restart))
+            watch.limit = self._limit_for(c, m)
+            watch.last = m
+            if not is_self:
+                self.g_memory.labels(c.name).set(m.bytes)
+            if m.events is not None:
+                watch.oom, oom_events = step_oom(
+                    watch.oom,
+                    m.events,
+                    watch=c.name,
+                    now=now,
+                    level=float(m.current if m.current is not None else m.bytes),
+                    limit=watch.limit[0],
+                    limit_source=watch.limit[1],
+                    source=c.describe(),
+                )
+                for oom in oom_events:
+                    self._emit(oom)
+        index = watch.series.bucket_index(now)
+        if watch.last_bucket is None or index <= watch.last_bucket:
+            if watch.last_bucket is None:
+                watch.last_bucket = index
+            return
+        watch.last_bucket = index
+        verdict = watch.series.detect(now, watch.limit[0])
+        settings = WarnSettings(
+            warn_within=c.warn_within, min_growth=c.min_growth, require_forecast=not is_self
+        )
+        watch.warning, events = step(
+            watch.warning, verdict, settings, now, limit_source=watch.limit[1]
+        )
+        rate = verdict.rate_per_s if verdict.rate_per_s is not None else 0.0
+        if is_self:
+            self.g_self_growth.set(rate)
+        else:
+            self.g_growth.labels(c.name).set(rate)
+            self.g_to_limit.labels(c.name).set(_forecast(verdict))
+        for event in events:
+            self._emit(event)
+
+    def _apply_disk(self, disk: _Disk, reading: Read[DiskUsage], now: float) -> None:
+        disk.last_error = self._note_error("mount", disk.mount, disk.last_error, reading.error)
+        if reading.value is not None:
+            disk.series.add(now, float(reading.value.used))
+            disk.size = float(reading.value.size)
+        index = disk.series.bucket_index(now)
+        if disk.last_bucket is None or index <= disk.last_bucket:
+            if disk.last_bucket is None:
+                disk.last_bucket = index
+            return
+        disk.last_bucket = index
+        verdict = disk.series.detect(now, disk.size)
+        host = self.config.host
+        settings = WarnSettings(warn_within=host.disk_warn_within, min_growth=host.disk_min_growth)
+        disk.warning, events = step(
+            disk.warning, verdict, settings, now, limit_source="filesystem size"
+        )
+        self.g_disk.labels(disk.mount).set(_forecast(verdict))
+        for event in events:
+            self._emit(event)
+
+    def _apply_steal(self, steal: _Steal, reading: Read[CpuTimes], now: float) -> None:
+        if reading.value is None:
+            return
+        previous, steal.previous = steal.previous, reading.value
+        if previous is None:
+            return
+        ratio = steal_ratio(previous, reading.value)
+        if ratio is None:
+            return
+        self.g_steal.set(ratio)
+        steal.warning, events = step_steal(
+            steal.warning, ratio, self.config.host.cpu_steal_warning, now
+        )
+        for event in events:
+            self._emit(event)
+
+    def _emit(self, event: EarlyEvent) -> None:
+        if isinstance(event, TrendStarted) and event.kind == "self":
+            log.error(
+                "sentinel's own memory is growing %s",
+                kv(rate_bytes_per_s=round(event.rate_per_s, 3), level=round(event.level)),
+            )
+        elif isinstance(event, TrendStarted):
+            log.warning(
+                "early warning %s",
+                kv(kind=event.kind, subject=event.subject, rate=round(event.rate_per_s, 3)),
+            )
+        elif isinstance(event, TrendEnded):
+            log.warning(
+                "early warning resolved %s",
+                kv(kind=event.kind, subject=event.subject, reason=event.reason),
+            )
+        elif isinstance(event, OomEvent):
+            log.warning(
+                "OOM %s", kv(watch=event.watch, kills=event.oom_kills, high=event.high_events)
+            )
+        try:
+            self._emit_cb(event)
+        except Exception:
+            log.exception("early warning: emit failed %s", kv(event=type(event).__name__))
+
+
+def _forecast(verdict: Verdict) -> float:
+    if verdict.rising and verdict.seconds_to_limit is not None:
+        return verdict.seconds_to_limit
+    return INF

@@ -1,0 +1,147 @@
+"""Latency drift: the recent median against a multi-day baseline, with seconds standing in for
+minutes and hours."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentinel.early.events import TrendEnded, TrendStarted
+from sentinel.early.latency import MAX_BUCKET_VALUES, DriftSettings, LatencyTracker
+from sentinel.early.warnings import WarningState, step_drift
+
+# "5 minutes" = 1 s, "1 hour" = 10 s, "7 days" = 200 s.
+FAST = DriftSettings(
+    recent_bucket=1.0,
+    recent_span=10.0,
+    baseline_bucket=10.0,
+    baseline_span=200.0,
+    min_baseline_buckets=5,
+)
+PROBE_EVERY = 0.25
+
+
+class Site:
+    """A tracker plus its alert state, fed like the service feeds it."""
+
+    def __init__(self, drift: DriftSettings = FAST) -> None:
+        self.tracker = LatencyTracker(drift)
+        self.state = WarningState("slower", "shop")
+        self.events: list[tuple[float, object]] = []
+        self.evaluations = 0
+        self.now = 1_700_000_000.0
+
+    def probe(self, seconds: float, total: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            verdict = self.tracker.observe(total, self.now)
+            if verdict is not None:
+                self.evaluations += 1
+                self.state, new = step_drift(
+                    self.state, verdict, self.tracker.settings.consecutive, self.now
+                )
+                self.events.extend((self.now, e) for e in new)
+            self.now += PROBE_EVERY
+
+
+def test_no_verdict_before_there_is_enough_history() -> None:
+    site = Site()
+    site.probe(30, 0.3)
+    site.probe(15, 3.0)  # 3 "hours" of history before the recent "hour": 5 are needed
+    assert site.events == []
+    verdict = site.tracker.evaluate(site.now)
+    assert not verdict.drifting
+    assert verdict.reason.startswith("not enough history")
+
+
+def test_a_site_that_gets_slower_is_reported_after_k_evaluations_and_resolves() -> None:
+    site = Site()
+    site.probe(100, 0.310)
+    assert site.tracker.baseline_seconds() == pytest.approx(0.310)
+    slow_from = site.now
+    site.probe(20, 0.820)
+    (first,) = site.events
+    at, started = first
+    assert isinstance(started, TrendStarted)
+    assert started.kind == "slower"
+    assert started.level == pytest.approx(0.820)
+    assert started.usual == pytest.approx(0.310)
+    assert started.evaluations == FAST.consecutive
+    # Half of the recent buckets must be slow before the median moves, then K evaluations.
+    assert slow_from + 5 <= at <= slow_from + 5 + FAST.consecutive + 1
+    back_from = site.now
+    site.probe(20, 0.310)
+    assert len(site.events) == 2
+    at, ended = site.events[1]
+    assert isinstance(ended, TrendEnded)
+    assert ended.reason == "back to usual"
+    assert ended.warning is started
+    assert at <= back_from + 10
+
+
+def test_a_large_ratio_without_an_absolute_difference_is_not_drift() -> None:
+    site = Site()
+    site.probe(100, 0.010)
+    site.probe(30, 0.040)  # 4x slower, but only 30 ms
+    assert site.events == []
+
+
+def test_an_absolute_difference_without_the_ratio_is_not_drift() -> None:
+    site = Site()
+    site.probe(100, 2.0)
+    site.probe(30, 2.5)  # +500 ms, but only 1.25x
+    assert site.events == []
+
+
+def test_a_short_spike_is_not_drift() -> None:
+    site = Site()
+    site.probe(100, 0.3)
+    site.probe(3, 5.0)  # under half of the recent window
+    site.probe(20, 0.3)
+    assert site.events == []
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    usual=st.floats(0.005, 5.0),
+    jitter=st.floats(0.0, 0.3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_steady_site_with_jitter_never_drifts(usual: float, jitter: float, seed: int) -> None:
+    rng = random.Random(seed)
+    tracker = LatencyTracker(FAST)
+    now = 1_700_000_000.0
+    for _ in range(int(300 / PROBE_EVERY)):
+        verdict = tracker.observe(usual * (1 + rng.uniform(-jitter, jitter)), now)
+        assert verdict is None or not verdict.drifting
+        now += PROBE_EVERY
+
+
+def test_memory_stays_bounded_however_long_and_fast_it_is_fed() -> None:
+    tracker = LatencyTracker(FAST)
+    now = 0.0
+    for i in range(40_000):
+        tracker.observe(0.1 + (i % 7) / 100, now)
+        now += 0.05  # longer than the baseline span, and more probes than a bucket holds
+    assert len(tracker._recent) <= FAST.recent_buckets
+    assert len(tracker._baseline) <= FAST.baseline_buckets
+    assert len(tracker._open) <= MAX_BUCKET_VALUES
+    assert len(tracker._hour_values) <= FAST.baseline_bucket / FAST.recent_bucket
+
+
+def test_the_default_settings_are_an_hour_against_a_week() -> None:
+    d = DriftSettings()
+    assert (d.ratio, d.absolute, d.consecutive) == (1.5, 0.1, 3)
+    assert d.recent_buckets == 12
+    assert d.baseline_buckets == 168
+
+
+def test_bad_values_are_ignored() -> None:
+    tracker = LatencyTracker(FAST)
+    assert tracker.observe(float("nan"), 1.0) is None
+    assert tracker.observe(-1.0, 1.0) is None
+    assert tracker.observe(1.0, float("inf")) is None
+    assert tracker._open == []

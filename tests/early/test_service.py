@@ -1,0 +1,333 @@
+"""EarlyWarnings running for real: child processes that leak or churn memory, sentinel's own
+memory, a cgroup tree and a /proc written by the test, latency fed like the daemon feeds it, the
+metrics, and reloads. Windows are seconds long so the whole file runs in about 15 s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import mmap
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig, parse_early
+from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
+from sentinel.early.latency import DriftSettings
+from sentinel.early.service import EarlyWarnings
+
+from .children import LEAK, MIB, SAWTOOTH, Children, children
+from .test_sources import write_unit
+
+LEAK_RATE = 5 * MIB  # bytes per second
+METRICS = (
+    "sentinel_watch_memory_bytes",
+    "sentinel_watch_memory_growth_bytes_per_second",
+    "sentinel_watch_seconds_to_limit",
+    "sentinel_host_disk_seconds_to_full",
+    "sentinel_host_cpu_steal_ratio",
+    "sentinel_site_latency_baseline_seconds",
+    "sentinel_self_memory_growth_bytes_per_second",
+)
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for a condition with a deadline (polling; there is nothing to await on directly)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class Harness:
+    def __init__(self, config: EarlyConfig, proc_root: str = "/proc") -> None:
+        self.registry = CollectorRegistry()
+        self.events: list[EarlyEvent] = []
+        self.service = EarlyWarnings(config, self.registry, self.events.append, proc_root)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.registry.get_sample_value(name, labels)
+
+    def of(self, kind: type, subject: str | None = None) -> list[EarlyEvent]:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, kind) and (subject is None or getattr(e, "subject", None) == subject)
+        ]
+
+
+@contextlib.asynccontextmanager
+async def running(harness: Harness) -> AsyncIterator[Harness]:
+    task = asyncio.create_task(harness.service.run())
+    try:
+        yield harness
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+def kids() -> Iterator[Children]:
+    with children() as k:
+        yield k
+
+
+def promtool_check(text: bytes) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+
+
+async def test_a_leaking_process_gets_one_creeping_warning_and_a_sawtooth_none(
+    kids: Children, tmp_path: Path
+) -> None:
+    tag = "leaky-service-under-test"
+    leaker, _ = kids.start(LEAK, LEAK_RATE, 100 * MIB, 256 * 1024, tag)
+    churner, _ = kids.start(SAWTOOTH, 40 * MIB, 0.15, 0.15)
+    pid_file = tmp_path / "churner.pid"
+    pid_file.write_text(f"{churner.pid}\n")
+    short = {"sample_every": "100ms", "window": "6s", "warn_within": "1h", "limit": "1GiB"}
+    config = parse_early(
+        [
+            {"name": "leaky", "process": tag, **short},
+            {"name": "churner", "pid_file": str(pid_file), **short},
+        ],
+        None,
+    )
+    h = Harness(config)
+    async with running(h):
+        await until(lambda: h.of(TrendStarted, "leaky") != [], 12, "a CREEPING warning")
+        (started,) = h.of(TrendStarted)
+        assert isinstance(started, TrendStarted)
+        assert started.kind == "creeping"
+        assert started.rate_per_s == pytest.approx(LEAK_RATE, rel=0.2)
+        assert started.limit == 1024 * MIB and started.limit_source == "limit"
+        assert started.seconds_to_limit is not None and 0 < started.seconds_to_limit < 3600
+        assert started.source.startswith("process matching")
+        growth = h.value("sentinel_watch_memory_growth_bytes_per_second", watch="leaky")
+        assert growth == pytest.approx(LEAK_RATE, rel=0.2)
+        assert h.value("sentinel_watch_seconds_to_limit", watch="leaky") == pytest.approx(
+            started.seconds_to_limit, rel=0.5
+        )
+        assert h.value("sentinel_watch_seconds_to_limit", watch="churner") == math.inf
+        assert (h.value("sentinel_watch_memory_bytes", watch="churner") or 0) > 0
+
+        # Watch both for a few more evaluations (an observation period, not synchronisation).
+        await asyncio.sleep(1.2)
+        assert [e for e in h.events if isinstance(e, TrendStarted)] == [started]
+        promtool_check(generate_latest(h.registry))
+
+        # The service is restarted (a new process with the same command line): RESOLVED.
+        leaker.kill()
+        leaker.wait()
+        kids.start(LEAK, LEAK_RATE, 20 * MIB, 256 * 1024, tag)
+        await until(lambda: h.of(TrendEnded) != [], 5, "RESOLVED after the restart")
+    (ended,) = h.of(TrendEnded)
+    assert isinstance(ended, TrendEnded)
+    assert ended.warning == started and ended.reason == "restarted"
+    assert len(h.of(TrendStarted)) == 1
+    assert not h.of(OomEvent)
+
+
+async def test_sentinels_own_growing_memory_is_an_error_a_metric_and_one_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    self_watch = WatchConfig(name="sentinel", source="self", target="", sample_every=0.1, window=6)
+    h = Harness(EarlyConfig(self_watch=self_watch))
+    held: list[mmap.mmap] = []
+    chunk = 256 * 1024
+
+    async def leak() -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while len(held) * chunk < 60 * MIB:
+            await asyncio.sleep(max(0.0, start + len(held) * chunk / LEAK_RATE - loop.time()))
+            m = mmap.mmap(-1, chunk, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            m[:: mmap.PAGESIZE] = b"\x01" * (chunk // mmap.PAGESIZE)
+            held.append(m)
+
+    leaking = asyncio.create_task(leak())
+    try:
+        with caplog.at_level(logging.ERROR, logger="sentinel.early"):
+            async with running(h):
+                await until(lambda: h.of(TrendStarted) != [], 12, "the self warning")
+    finally:
+        leaking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leaking
+        for m in held:
+            m.close()
+    (started,) = h.of(TrendStarted)
+    assert isinstance(started, TrendStarted)
+    assert started.kind == "self" and started.subject == "sentinel"
+    assert started.rate_per_s == pytest.approx(LEAK_RATE, rel=0.3)
+    assert (h.value("sentinel_self_memory_growth_bytes_per_second") or 0) > LEAK_RATE / 2
+    assert any("own memory is growing" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_oom_kill_in_the_units_memory_events_is_reported_at_once(tmp_path: Path) -> None:
+    path = write_unit(tmp_path, limit=str(512 * MIB))
+    watch = WatchConfig(
+        name="web",
+        source="unit",
+        target="web.service",
+        sample_every=0.1,
+        window=6,
+        cgroup_root=str(tmp_path),
+    )
+    h = Harness(EarlyConfig(watches=(watch,), self_watch=None))
+    async with running(h):
+        await until(
+            lambda: h.value("sentinel_watch_memory_bytes", watch="web") == 200 * MIB,
+            5,
+            "the first sample",
+        )
+        (path / "memory.events").write_text("low 0\nhigh 0\nmax 9\noom 1\noom_kill 1\n")
+        await until(lambda: h.of(OomEvent) != [], 5, "the OOM event")
+    (event,) = h.of(OomEvent)
+    assert isinstance(event, OomEvent)
+    assert (event.watch, event.oom_kills, event.high_events) == ("web", 1, 0)
+    assert (event.limit, event.limit_source) == (512 * MIB, "memory.max")
+    assert event.level == 300 * MIB  # memory.current at the time
+    assert event.source == "unit web.service"
+
+
+async def test_cpu_steal_is_a_metric_and_a_warning_over_the_threshold(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    (tmp_path / "meminfo").write_text("MemTotal: 1024 kB\n")
+    stat.write_text("cpu  0 0 0 0 0 0 0 0 0 0\n")
+    host = HostConfig(cpu_steal_warning=0.2, cpu_steal_sample_every=0.1)
+    h = Harness(EarlyConfig(host=host, self_watch=None), proc_root=str(tmp_path))
+    async with running(h):
+        # The first sample is the baseline the first ratio is measured from.
+        await until(lambda: h.service._steal.previous is not None, 5, "the first /proc/stat read")
+        total, steal = 0, 0
+        for step in range(6):
+            ratio_percent = 30 + step  # 30 %, 31 %, ...: each sample visibly different
+            total, steal = total + 100, steal + ratio_percent
+            stat.write_text(f"cpu  {total - steal} 0 0 0 0 0 0 {steal} 0 0\n")
+            expected = ratio_percent / 100
+
+            def reached(e: float = expected) -> bool:
+                return h.value("sentinel_host_cpu_steal_ratio") == pytest.approx(e)
+
+            await until(reached, 5, f"steal ratio {expected}")
+    (started,) = h.of(TrendStarted)
+    assert isinstance(started, TrendStarted)
+    assert started.kind == "steal" and started.limit == 0.2
+    assert started.level == pytest.approx(0.32)
+
+
+FAST_DRIFT = DriftSettings(
+    recent_bucket=1.0,
+    recent_span=10.0,
+    baseline_bucket=10.0,
+    baseline_span=200.0,
+    min_baseline_buckets=5,
+)
+
+
+def test_observed_latency_sets_the_baseline_metric_and_warns_when_slower() -> None:
+    h = Harness(EarlyConfig(self_watch=None, drift=FAST_DRIFT))
+    now = 1_700_000_000.0
+    for _ in range(400):  # 100 "hours"... of seconds, at 0.31 s
+        h.service.observe_latency("shop", 0.31, now)
+        now += 0.25
+    assert h.value("sentinel_site_latency_baseline_seconds", site="shop") == pytest.approx(0.31)
+    for _ in range(80):
+        h.service.observe_latency("shop", 0.82, now)
+        now += 0.25
+    (started,) = h.of(TrendStarted, "shop")
+    assert isinstance(started, TrendStarted)
+    assert started.kind == "slower" and started.level == pytest.approx(0.82)
+    assert h.service.active_warnings() == (started,)
+    h.service.remove_site("shop")
+    assert h.value("sentinel_site_latency_baseline_seconds", site="shop") is None
+    assert h.service.active_warnings() == ()
+
+
+def test_a_reload_keeps_unchanged_watches_and_drops_removed_ones_with_their_series(
+    tmp_path: Path,
+) -> None:
+    a = WatchConfig(name="a", source="pid_file", target="/run/a.pid", sample_every=1, window=60)
+    b = WatchConfig(name="b", source="pid_file", target="/run/b.pid", sample_every=1, window=60)
+    config = EarlyConfig(watches=(a, b), host=HostConfig(disks=(str(tmp_path),)), self_watch=None)
+    h = Harness(config)
+    service = h.service
+    series_a = service._watches["a"].series
+    for name in ("a", "b"):
+        assert h.value("sentinel_watch_seconds_to_limit", watch=name) == math.inf
+    assert h.value("sentinel_host_disk_seconds_to_full", mount=str(tmp_path)) == math.inf
+
+    service.update(replace(config, watches=(replace(a, warn_within=60.0),), host=HostConfig()))
+    assert service._watches["a"].series is series_a  # same source and window: history kept
+    assert service._watches["a"].config.warn_within == 60.0
+    assert "b" not in service._watches
+    assert h.value("sentinel_watch_seconds_to_limit", watch="b") is None
+    assert h.value("sentinel_watch_memory_growth_bytes_per_second", watch="b") is None
+    assert h.value("sentinel_host_disk_seconds_to_full", mount=str(tmp_path)) is None
+
+    service.update(replace(config, watches=(replace(a, window=120.0),)))
+    assert service._watches["a"].series is not series_a  # a different window: a new series
+
+
+def test_every_metric_is_registered_with_help_and_passes_promtool(tmp_path: Path) -> None:
+    watch = WatchConfig(name="w", source="unit", target="w.service", cgroup_root=str(tmp_path))
+    h = Harness(EarlyConfig(watches=(watch,), host=HostConfig(disks=("/",))))
+    h.service.observe_latency("s", 0.1, 0.0)
+    h.service.g_baseline.labels("s").set(0.1)
+    h.service.g_memory.labels("w").set(1)
+    text = generate_latest(h.registry)
+    for name in METRICS:
+        assert f"# HELP {name} ".encode() in text, name
+        assert f"# TYPE {name} gauge".encode() in text, name
+    promtool_check(text)
+
+
+async def test_an_emit_callback_that_raises_does_not_stop_sampling(tmp_path: Path) -> None:
+    path = write_unit(tmp_path)
+    watch = WatchConfig(
+        name="web",
+        source="unit",
+        target="web.service",
+        sample_every=0.1,
+        window=6,
+        cgroup_root=str(tmp_path),
+    )
+    calls: list[EarlyEvent] = []
+
+    def broken(event: EarlyEvent) -> None:
+        calls.append(event)
+        raise RuntimeError("outbox full")
+
+    registry = CollectorRegistry()
+    service = EarlyWarnings(EarlyConfig(watches=(watch,), self_watch=None), registry, broken)
+
+    def memory() -> float | None:
+        return registry.get_sample_value("sentinel_watch_memory_bytes", {"watch": "web"})
+
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: memory() is not None, 5, "a sample")
+        (path / "memory.events").write_text("oom_kill 1\n")
+        await until(lambda: len(calls) == 1, 5, "the OOM event")
+        (path / "memory.stat").write_text(f"anon {123 * MIB}\n")
+        await until(lambda: memory() == 123 * MIB, 5, "sampling to go on")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
