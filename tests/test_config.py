@@ -154,3 +154,14 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.toml")
     assert info.value.errors == [f"{tmp_path / 'nope.toml'}: no such file"]
+
+
+def test_every_toml_example_in_the_readme_is_a_valid_config() -> None:
+    import re
+    import tomllib
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 3
+    for block in blocks:
+        parse_config(tomllib.loads(block))
