@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import email.policy as email_policy
 import logging
 import os
@@ -99,6 +100,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self.port: int | None = None
         self._dropped_seen = 0
+        self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -107,6 +109,24 @@ class Daemon:
         state_dir = resolve_state_dir(self.config, self.environ)
         limit = self.config.email.outbox_limit if self.config.email else 1000
         self.store = Store.open(state_dir, outbox_limit=limit)
+        self._lock_state_dir(state_dir)
+
+    def _lock_state_dir(self, state_dir: Path) -> None:
+        """Two daemons on one state_dir would both deliver the outbox: refuse the second one.
+        The lock dies with the process (also after kill -9)."""
+        path = state_dir / "sentinel.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the lock file ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(
+                f"{state_dir}: another sentinel is already running with this state_dir"
+            ) from None
+        self._lock_fd = fd
 
     def _restore_states(self) -> None:
         saved: dict[str, SiteState] = {}

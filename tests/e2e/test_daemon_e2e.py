@@ -137,3 +137,25 @@ def test_invalid_config_exits_78_without_traceback(tmp_path: object) -> None:
     assert run.returncode == 78
     assert "sites[0] \"blog\": interval: invalid duration 'soon'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_second_daemon_on_the_same_state_dir_is_refused(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    import sys
+
+    proc = sentinel_proc(
+        '[[sites]]\nname = "x"\ntcp = "127.0.0.1:9"\ninterval = "1s"\ntimeout = "200ms"\n'
+    ).start()
+    second = subprocess.run(
+        [sys.executable, "-m", "sentinel", "run", "-c", str(proc.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert second.returncode == 78
+    assert "another sentinel is already running" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert proc.healthy()
+    assert proc.stop() == 0
