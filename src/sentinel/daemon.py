@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import email.policy as email_policy
+import fcntl
 import logging
 import os
 import signal

@@ -7,6 +7,11 @@ retried `max_attempts_permanent` times and then moved to the dead letters. An em
 after `send` returned, so a crash or cancellation mid-send means it is sent again after a restart
 (at-least-once). The task never busy-loops (it waits on an asyncio.Event with a timeout) and never
 dies of a failure: store errors are logged and retried after a pause.
+
+When the store cannot take an email at all (a full disk), the daemon hands it over with
+`enqueue_unstored`: it is sent from memory, after the stored ones, with the same retries, and lost
+(loudly) only if sentinel stops first. An email delivered but not deletable from a full store is
+remembered and skipped, so it is neither sent twice nor blocking the emails behind it.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import email.policy
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 from sentinel.notify.errors import SendError
-from sentinel.store import OutboxItem, Store, StoreError
+from sentinel.store import OutboxItem, Outgoing, Store, StoreError
 
 __all__ = ["OutboxSender", "retry_delay"]
 
@@ -30,6 +37,17 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL = 300.0  # safety net only: wake() is what sends a new email at once
 JITTER = 0.1  # up to +10% on every backoff delay
+UNSTORED_LIMIT = 100  # emails held in memory while the store cannot take them
+
+
+@dataclass(slots=True)
+class _Unstored:
+    """An email the store could not take, with its own retry bookkeeping."""
+
+    outgoing: Outgoing
+    next_attempt_at: float
+    attempts: int = 0
+    permanent_failures: int = 0
 
 
 def retry_delay(failures: int, first: float, cap: float, jitter: float = 0.0) -> float:
@@ -88,11 +106,31 @@ class OutboxSender:
         self._last_pending: int | None = None
         # Delivered, but the store failed to delete them: never send these again.
         self._delivered: set[int] = set()
+        self._unstored: deque[_Unstored] = deque()
 
     # ------------------------------------------------------------------ control
 
     def wake(self) -> None:
         """Something was enqueued: look at the outbox now instead of at the next timeout."""
+        self._wake.set()
+
+    def enqueue_unstored(self, outgoing: Sequence[Outgoing]) -> None:
+        """Emails the store could not take (e.g. a full disk): sent from memory after the stored
+        ones, with the same retries. At most UNSTORED_LIMIT are held (the oldest go first)."""
+        for item in outgoing:
+            if len(self._unstored) >= UNSTORED_LIMIT:
+                lost = self._unstored.popleft().outgoing
+                log.error(
+                    "email dropped: too many emails held in memory kind=%s site=%s",
+                    lost.kind,
+                    lost.site,
+                )
+            self._unstored.append(_Unstored(item, next_attempt_at=self._clock()))
+            log.warning(
+                "email held in memory only (the state store cannot take it) kind=%s site=%s",
+                item.kind,
+                item.site,
+            )
         self._wake.set()
 
     @property
@@ -120,11 +158,15 @@ class OutboxSender:
         while True:
             progress = self._progress
             try:
-                item = self._store.outbox_next(self._clock())
+                item = self._store.outbox_next(self._clock(), exclude=self._delivered)
             except StoreError as exc:
                 log.error("outbox flush: %s", exc)
                 return False
-            if not self._sending and (item is None or not self._is_due(item)):
+            if item is None:
+                due = bool(self._unstored) and self._unstored[0].next_attempt_at <= self._clock()
+            else:
+                due = self._is_due(item)
+            if not self._sending and not due:
                 return True
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -161,20 +203,40 @@ class OutboxSender:
         finally:
             self._sending = False
             self._notify_progress()
+            if self._unstored:
+                log.error(
+                    "%d email(s) held in memory were not sent and are lost: %s",
+                    len(self._unstored),
+                    ", ".join(f"{u.outgoing.kind}/{u.outgoing.site}" for u in self._unstored),
+                )
 
     async def _step(self) -> float:
         """One look at the outbox: send the oldest email if due. Returns how long to wait next."""
-        for item_id in list(self._delivered):
-            self._store.outbox_done(item_id)
+        store_error: StoreError | None = None
+        for item_id in sorted(self._delivered):
+            try:
+                self._store.outbox_done(item_id)
+            except StoreError as exc:
+                store_error = exc  # skipped below; deleted once the store works again
+                break
             self._delivered.discard(item_id)
         now = self._clock()
-        item = self._store.outbox_next(now)
-        self._report_pending()
+        try:
+            item = self._store.outbox_next(now, exclude=self._delivered)
+            self._report_pending()
+        except StoreError:
+            if not self._unstored:
+                raise
+            item = None
         if item is None:
+            if self._unstored:
+                return await self._step_unstored(now)
+            if store_error is not None:
+                raise store_error  # run() logs it and tries again after a pause
             return IDLE_POLL
         if not self._is_due(item, now):
             return item.next_attempt_at - now
-        error = await self._attempt(item)
+        error = await self._attempt(item.message)
         if error is None:
             self._delivered.add(item.id)
             self._call(self._on_sent, item.kind)
@@ -186,9 +248,52 @@ class OutboxSender:
         self._report_pending()
         return 0.0
 
-    async def _attempt(self, item: OutboxItem) -> SendError | None:
+    async def _step_unstored(self, now: float) -> float:
+        """Send the oldest email held in memory, if due."""
+        entry = self._unstored[0]
+        if entry.next_attempt_at > now:
+            return entry.next_attempt_at - now
+        out = entry.outgoing
+        error = await self._attempt(out.message)
+        if error is None:
+            self._unstored.popleft()
+            self._call(self._on_sent, out.kind)
+            log.info("email sent (held in memory) kind=%s site=%s", out.kind, out.site)
+            self._report_pending_safely()
+            return 0.0
+        self._call(self._on_failure, out.kind, error)
+        entry.attempts += 1
+        if error.permanent:
+            entry.permanent_failures += 1
+            if entry.permanent_failures >= self.max_attempts_permanent:
+                self._unstored.popleft()
+                log.error(
+                    "email given up after %d attempts (held in memory) kind=%s site=%s error=%s",
+                    entry.attempts,
+                    out.kind,
+                    out.site,
+                    error.detail,
+                )
+                return 0.0
+        delay = retry_delay(
+            entry.attempts, self.backoff_first, self.backoff_cap, random.uniform(0, JITTER)
+        )
+        entry.next_attempt_at = self._clock() + delay
+        log.log(
+            logging.INFO if self._on_failure is not None else logging.WARNING,
+            "email not sent, retrying in %.1fs (held in memory) "
+            "kind=%s site=%s attempt=%d error=%s",
+            delay,
+            out.kind,
+            out.site,
+            entry.attempts,
+            error.detail,
+        )
+        return 0.0
+
+    async def _attempt(self, raw: bytes) -> SendError | None:
         try:
-            message = parse_message(item.message)
+            message = parse_message(raw)
         except Exception as exc:
             return SendError(f"stored email cannot be parsed: {exc}", permanent=True)
         self._sending = True
@@ -259,10 +364,17 @@ class OutboxSender:
         self._progress.set()
         self._progress = asyncio.Event()
 
+    def _report_pending_safely(self) -> None:
+        try:
+            self._report_pending()
+        except StoreError as exc:
+            log.debug("outbox: cannot count pending emails: %s", exc)
+
     def _report_pending(self) -> None:
         if self._on_pending is None:
             return
-        count = self._store.outbox_pending()
+        stored = max(0, self._store.outbox_pending() - len(self._delivered))
+        count = stored + len(self._unstored)
         if count != self._last_pending:
             self._last_pending = count
             self._call(self._on_pending, count)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
+import errno
 import functools
 import re
 import ssl
 import sys
 import time
 import unicodedata
+from collections.abc import Callable, Coroutine
 from types import SimpleNamespace, TracebackType
+from typing import Any
 
 import aiohttp
 from aiohttp import (
@@ -27,14 +31,25 @@ from aiohttp import (
     ServerDisconnectedError,
     TooManyRedirects,
 )
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.connector import Connection
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import RawResponseMessage
+from aiohttp.streams import StreamReader
 
 from sentinel.config import SiteConfig
 from sentinel.probes.result import ProbeResult
 
 MAX_REDIRECTS = 10
+# Interim (1xx) responses accepted before the final one: a real server sends one or two (100
+# Continue, 103 Early Hints); a flood of them would keep the parser busy until the deadline and
+# starve every other probe of the event loop.
+MAX_INTERIM_RESPONSES = 32
 MESSAGE_LIMIT = 200  # characters of a result message
-_READ_CHUNK = 64 * 1024
+# Bytes per read of the body. Small on purpose: aiohttp joins the buffered HTTP chunks of one read
+# in a Python loop, so a body sent as 1-byte chunks costs microseconds per byte; together with the
+# yield after every read this keeps one hostile body from starving the other probes.
+_READ_CHUNK = 8 * 1024
 
 # asyncio on these Pythons can leak SSL transports that are closed without a clean shutdown
 # (cpython#118960); aiohttp's cleanup aborts them. Every HTTPS probe closes one, so it matters here.
@@ -166,13 +181,44 @@ def _trace_config() -> aiohttp.TraceConfig:
 
 class _Response(aiohttp.ClientResponse):
     """Notes the peer certificate's expiry when the response starts: the connection may be
-    released (a short body arrives with the headers) before `session.request` returns."""
+    released (a short body arrives with the headers) before `session.request` returns. Refuses
+    more than MAX_INTERIM_RESPONSES interim (1xx) responses before the final one."""
 
     tls_expiry: float | None = None
 
     async def start(self, connection: Connection) -> aiohttp.ClientResponse:
         self.tls_expiry = _peer_cert_expiry(connection.transport)
-        return await super().start(connection)
+        protocol = connection.protocol
+        if protocol is None:
+            return await super().start(connection)
+        # aiohttp skips interim responses in a loop of its own; counting them means wrapping the
+        # protocol's read for this one response (the connection is never reused: force_close).
+        protocol.read = _limit_interim(protocol)  # type: ignore[method-assign]
+        try:
+            return await super().start(connection)
+        finally:
+            with contextlib.suppress(AttributeError):
+                del protocol.read
+
+
+def _limit_interim(
+    protocol: ResponseHandler,
+) -> Callable[[], Coroutine[Any, Any, tuple[RawResponseMessage, StreamReader]]]:
+    read = protocol.read
+    seen = 0
+
+    async def read_limited() -> tuple[RawResponseMessage, StreamReader]:
+        nonlocal seen
+        message, payload = await read()
+        if 100 <= message.code <= 199 and message.code != 101:
+            seen += 1
+            if seen > MAX_INTERIM_RESPONSES:
+                raise HttpProcessingError(
+                    message=f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+                )
+        return message, payload
+
+    return read_limited
 
 
 class HttpProber:
@@ -254,7 +300,8 @@ class HttpProber:
                     site.target,
                     headers=dict(site.headers) if site.headers else None,
                     allow_redirects=site.follow_redirects,
-                    max_redirects=MAX_REDIRECTS,
+                    # aiohttp fails on its max_redirects-th redirect, i.e. follows one fewer.
+                    max_redirects=MAX_REDIRECTS + 1,
                     ssl=self._ssl if site.tls_verify else False,
                     timeout=aiohttp.ClientTimeout(total=site.timeout),
                     trace_request_ctx=timing,
@@ -295,6 +342,8 @@ async def _read_body(resp: ClientResponse, limit: int, *, keep: bool) -> tuple[b
         chunk = await resp.content.read(min(limit - count + 1, _READ_CHUNK))
         if not chunk:
             return b"".join(parts), False
+        # A read returns without suspending while data is buffered: give the loop a turn.
+        await asyncio.sleep(0)
         count += len(chunk)
         if count > limit:
             if keep:
@@ -418,7 +467,9 @@ def _classify(exc: Exception, site: SiteConfig, timing: _Timing) -> tuple[str, s
         return "connect", f"cannot connect to {where}: {_os_text(os_error)}"
     if isinstance(exc, ServerDisconnectedError):
         return "connect_reset", "server closed the connection without a complete response"
-    if isinstance(exc, ConnectionResetError):
+    if isinstance(exc, ConnectionResetError) or (
+        isinstance(exc, OSError) and exc.errno == errno.ECONNRESET  # aiohttp's ClientOSError
+    ):
         return "connect_reset", "connection reset by the server"
     if isinstance(exc, ClientPayloadError):
         detail = getattr(exc.__cause__, "message", None) or str(exc)
