@@ -24,12 +24,22 @@ def failed(reason: str = "timeout") -> ProbeResult:
 def test_observe_fills_the_contract_metrics() -> None:
     m = Metrics(process=False)
     ok = ProbeResult(
-        ok=True, reason="ok", message="", started_at=0.0, total=0.12, status=200, dns=0.001,
-        connect=0.002, processing=0.1, transfer=0.017, tls_expiry=2_000_000_000.0,
+        ok=True,
+        reason="ok",
+        message="",
+        started_at=0.0,
+        total=0.12,
+        status=200,
+        dns=0.001,
+        connect=0.002,
+        processing=0.1,
+        transfer=0.017,
+        tls_expiry=2_000_000_000.0,
     )
     m.observe("blog", ok, SiteState(site="blog", status=Status.UP), 0.0)
-    m.observe("shop", failed(), SiteState(site="shop", status=Status.DOWN,
-                                           consecutive_failures=3), 42.0)
+    m.observe(
+        "shop", failed(), SiteState(site="shop", status=Status.DOWN, consecutive_failures=3), 42.0
+    )
     s = samples(m)
     assert s[("sentinel_probe_success", (("site", "blog"),))] == 1
     assert s[("sentinel_http_status_code", (("site", "blog"),))] == 200

@@ -277,6 +277,8 @@ class Store:
         directory = Path(state_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # exist_ok covers directories only: this is a file
+            raise StoreError(f"state directory {directory} is not a directory") from None
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise StoreError(f"cannot create state directory {directory}: {reason}") from None

@@ -235,16 +235,33 @@ async def send_message(
         async with asyncio.timeout_at(deadline):
             await session.deliver(message, password)
     except SendError:
+        session.client.close()
         raise
-    except Exception as exc:
-        raise _classify(exc, session.stage, r, cfg.timeout) from exc
-    else:
-        # Accepted: a failed or late QUIT must not turn into a retry (a duplicate email).
+    except BaseException as exc:
+        session.client.close()
+        if isinstance(exc, Exception):
+            raise _classify(exc, session.stage, r, cfg.timeout) from exc
+        raise
+    # Accepted. Return now and say goodbye in the background: the caller records the delivery
+    # (the outbox deletes the email) without waiting for a QUIT round trip, which keeps the window
+    # in which a crash re-sends an accepted email as short as it can be; and a failed or late QUIT
+    # must not turn into a retry (a duplicate email) anyway.
+    task = asyncio.get_running_loop().create_task(_quit(session.client, deadline))
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+# Strong references to the background QUIT tasks (the loop keeps only weak ones).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
+async def _quit(client: aiosmtplib.SMTP, deadline: float) -> None:
+    try:
         with contextlib.suppress(Exception):
             async with asyncio.timeout_at(deadline):
-                await session.client.quit()
+                await client.quit()
     finally:
-        session.client.close()
+        client.close()
 
 
 class SmtpChannel:

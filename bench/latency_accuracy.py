@@ -1,0 +1,153 @@
+"""Latency accuracy: does sentinel's measured total time match a target's injected delay?
+
+    .venv/bin/python bench/latency_accuracy.py --sites 100 --interval 1 --seconds 60
+
+N sites at interval I (100 sites at 1 s = ~100 probes/s) point at the fleet's `/d/<ms>/<k>`, which
+answers `200 ok` after exactly `<ms>` ms; the delays cycle through `--delays` (0 included, for the
+baseline). Every probe's measured total is read from sentinel's `/api/status` (`last.total`, µs
+resolution), polled every 0.25 s and de-duplicated per site. The baseline loopback latency is the
+median total of the 0 ms sites in the same run; the error of a probe is
+|measured total - injected delay - baseline|, and its p50/p99/max are reported per delay and over
+all delayed probes. The fleet's own timer overshoot (how late its `call_later` fired, measured by
+the fleet) is reported alongside: it is part of the error but is the target's, not sentinel's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import (
+    RESULTS_DIR,
+    DaemonUnavailableError,
+    FleetProc,
+    SentinelProc,
+    free_port,
+    http_get,
+    machine_info,
+    markdown_table,
+    rnd,
+    sentinel_config,
+    site_block,
+    write_result,
+)
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--sites", type=int, default=100)
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--delays", default="0,5,10,20,50,100,200", help="ms, cycled over the sites")
+    p.add_argument("--poll", type=float, default=0.25, help="/api/status poll period, s")
+    p.add_argument("--env", action="append", default=[], help="KEY=VALUE for sentinel")
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args(argv)
+    delays = [int(d) for d in args.delays.split(",")]
+    if 0 not in delays:
+        delays.insert(0, 0)
+    if max(delays) / 1000 >= min(5.0, args.interval / 2):
+        p.error("every delay must be below the probe timeout (interval / 2)")
+    env = dict(item.split("=", 1) for item in args.env)
+    machine = machine_info()
+    site_delay = {f"d{k}": delays[k % len(delays)] for k in range(args.sites)}
+    measured: dict[str, list[float]] = {name: [] for name in site_delay}
+    work = Path(tempfile.mkdtemp(prefix="sentinel-latency-"))
+    try:
+        with FleetProc(args.sites) as fleet:
+            port = free_port()
+            blocks = [site_block(name, fleet.url(f"/d/{ms}/{name}"))
+                      for name, ms in site_delay.items()]
+            config = sentinel_config(listen_port=port, state_dir=work / "state",
+                                     interval=args.interval,
+                                     timeout=min(5.0, args.interval / 2), sites=blocks)
+            daemon = SentinelProc(work, config, port, env=env)
+            try:
+                daemon.wait_healthy()
+                time.sleep(args.warmup)
+                fleet_before = fleet.stats()["delay_overshoot_ms"]
+                last: dict[str, tuple[str | None, float]] = {}
+                end = time.monotonic() + args.seconds
+                while time.monotonic() < end and daemon.alive():
+                    data = json.loads(http_get(daemon.url("/api/status")))
+                    for s in data["sites"]:
+                        lr = s.get("last")
+                        if not lr or s["site"] not in measured or not lr.get("ok"):
+                            continue
+                        key = (lr.get("at"), float(lr["total"]))
+                        if last.get(s["site"]) != key:
+                            if s["site"] in last:  # skip the value seen at the first poll
+                                measured[s["site"]].append(float(lr["total"]))
+                            last[s["site"]] = key
+                    time.sleep(args.poll)
+                fleet_stats = fleet.stats()
+            finally:
+                daemon.stop()
+    except DaemonUnavailableError as exc:
+        print(f"sentinel cannot start: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    by_delay: dict[int, list[float]] = {d: [] for d in delays}
+    for name, values in measured.items():
+        by_delay[site_delay[name]].extend(values)
+    baseline = quantile(by_delay[0], 0.5) or 0.0
+    rows: list[list[Any]] = []
+    all_errors: list[float] = []
+    per_delay: dict[str, Any] = {}
+    for d in delays:
+        errors = [abs(t - d / 1000 - baseline) * 1000 for t in by_delay[d]]
+        if d:
+            all_errors.extend(errors)
+        stats = {"probes": len(errors), "median_total_ms": rnd((quantile(by_delay[d], 0.5) or 0)
+                                                                * 1000, 3),
+                 "err_p50_ms": rnd(quantile(errors, 0.5), 3),
+                 "err_p99_ms": rnd(quantile(errors, 0.99), 3),
+                 "err_max_ms": rnd(max(errors) if errors else None, 3)}
+        per_delay[str(d)] = stats
+        rows.append([d, *stats.values()])
+    probes = sum(len(v) for v in measured.values())
+    summary = {
+        "probes": probes,
+        "probes_per_s": rnd(probes / args.seconds, 1),
+        "baseline_ms": rnd(baseline * 1000, 3),
+        "error_p50_ms": rnd(quantile(all_errors, 0.5), 3),
+        "error_p99_ms": rnd(quantile(all_errors, 0.99), 3),
+        "error_max_ms": rnd(max(all_errors) if all_errors else None, 3),
+        "fleet_timer_overshoot_ms": fleet_stats["delay_overshoot_ms"],
+        "fleet_timer_overshoot_before_window_ms": fleet_before,
+    }
+    result: dict[str, Any] = {"kind": "latency", "machine": machine, "summary": summary,
+                              "per_delay": per_delay,
+                              "params": {k: v for k, v in vars(args).items() if k != "results"}}
+    if not args.no_save:
+        result["path"] = str(write_result("latency", result, args.results))
+    print(f"latency accuracy: {probes} probes ({summary['probes_per_s']}/s), baseline "
+          f"{summary['baseline_ms']} ms, abs error p50 {summary['error_p50_ms']} ms, p99 "
+          f"{summary['error_p99_ms']} ms (fleet timer overshoot p99 "
+          f"{fleet_stats['delay_overshoot_ms']['p99']} ms)")
+    print(markdown_table(["delay ms", "probes", "median total ms", "abs err p50 ms",
+                          "abs err p99 ms", "abs err max ms"], rows))
+    if "path" in result:
+        print(f"\nsaved {result['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
