@@ -45,8 +45,8 @@ _SIZE_UNITS = {
     "GB": 1000**3,
 }
 # Control characters would break log lines, email headers and metric labels.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_SITE_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SITE_NAME_RE = re.compile("^[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,100}$")
 
 
 class ConfigError(Exception):
@@ -119,7 +119,7 @@ StatusList = Annotated[tuple[int, ...] | None, BeforeValidator(_expect_status)]
 
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo must never silently disable a check.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class SentinelSection(_Strict):

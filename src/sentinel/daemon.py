@@ -162,6 +162,7 @@ class Daemon:
         self.metrics.emails_sent.labels(kind).inc()
 
     def _on_email_failure(self, kind: str, error: SendError) -> None:
+        # The one line per failed attempt (the outbox's own retry detail is at debug level).
         self.metrics.email_failures.inc()
         level = logging.ERROR if error.permanent else logging.WARNING
         log.log(level, "email not sent %s", kv(kind=kind, error=error.detail))
@@ -346,7 +347,8 @@ class Daemon:
             self.early.observe_latency(site.name, result.total, now)
         for event in obs.events:
             self._log_event(site, event)
-        if obs.state.status != state.status:
+        if obs.state.status != state.status and self.notifier.enabled:
+            # Walks every site: only on a state change, and only when systemd is listening.
             self.notifier.status(summary_line(self.states))
 
     def _persist(self, site: SiteConfig, state: SiteState, events: tuple[Event, ...]) -> None:
@@ -369,6 +371,9 @@ class Daemon:
             self.store.save_state(state, outgoing)
         except StoreError as exc:
             self._store_failed(exc)
+            # A full disk must not swallow the alert: hold it in memory and send it anyway.
+            if outgoing and self.outbox is not None:
+                self.outbox.enqueue_unstored(outgoing)
             return
         if outgoing and self.outbox is not None:
             self.outbox.wake()
@@ -396,6 +401,8 @@ class Daemon:
             self.store.save_state(None, [outgoing])
         except StoreError as exc:
             self._store_failed(exc)
+            if self.outbox is not None:
+                self.outbox.enqueue_unstored([outgoing])
             return
         if self.outbox is not None:
             self.outbox.wake()

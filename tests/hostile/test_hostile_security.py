@@ -214,15 +214,9 @@ NAMES = [
     pytest.param("esc\x1b[31mred", id="ESC"),
     pytest.param("del\x7f", id="DEL"),
     pytest.param("tab\there", id="TAB"),
-    pytest.param(
-        "nel\x85", id="NEL", marks=pytest.mark.xfail(strict=True, reason=C1_AND_SEPARATORS)
-    ),
-    pytest.param(
-        "csi\x9b2J", id="CSI", marks=pytest.mark.xfail(strict=True, reason=C1_AND_SEPARATORS)
-    ),
-    pytest.param(
-        "ls\u2028", id="LS", marks=pytest.mark.xfail(strict=True, reason=C1_AND_SEPARATORS)
-    ),
+    pytest.param("nel\x85", id="NEL"),
+    pytest.param("csi\x9b2J", id="CSI"),
+    pytest.param("ls\u2028", id="LS"),
 ]
 
 

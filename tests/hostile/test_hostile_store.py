@@ -241,11 +241,6 @@ def test_full_disk_is_logged_and_counted_while_probing_goes_on(full_disk: FullDi
     assert any(s.startswith("[sentinel] RECOVERED: shop") for s in full_disk.subjects_at_end)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon.py _persist: when save_state raises StoreError the events' emails are dropped; "
-    "it should hand them to OutboxSender.enqueue_unstored(outgoing) (see the report)",
-)
 def test_full_disk_still_sends_the_down_alert(full_disk: FullDisk) -> None:
     assert full_disk.down_email_while_full is not None
     assert str(full_disk.down_email_while_full["Subject"]).startswith("[sentinel] DOWN: shop")

@@ -280,7 +280,7 @@ class OutboxSender:
         )
         entry.next_attempt_at = self._clock() + delay
         log.log(
-            logging.INFO if self._on_failure is not None else logging.WARNING,
+            logging.DEBUG if self._on_failure is not None else logging.WARNING,
             "email not sent, retrying in %.1fs (held in memory) "
             "kind=%s site=%s attempt=%d error=%s",
             delay,
@@ -332,7 +332,7 @@ class OutboxSender:
             item.attempts + 1, self.backoff_first, self.backoff_cap, random.uniform(0, JITTER)
         )
         log.log(
-            logging.INFO if self._on_failure is not None else logging.WARNING,
+            logging.DEBUG if self._on_failure is not None else logging.WARNING,
             "email not sent, retrying in %.1fs kind=%s site=%s attempt=%d error=%s",
             delay,
             item.kind,
