@@ -10,6 +10,6 @@ fi
 stamp=.venv/.sentinel-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,uvloop]'
   touch "$stamp"
 fi

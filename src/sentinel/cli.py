@@ -111,8 +111,13 @@ def cmd_run(config_path: str) -> int:
     if config is None:
         return EXIT_CONFIG
     from sentinel.daemon import run_daemon
+    from sentinel.eventloop import EventLoopError, run
 
-    return asyncio.run(run_daemon(config_path, config))
+    try:
+        return run(run_daemon(config_path, config))
+    except EventLoopError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def cmd_check(config_path: str, out: TextIO) -> int:

@@ -24,6 +24,7 @@ from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_c
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.early.service import EarlyWarnings
+from sentinel.eventloop import running_loop_name
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import (
@@ -217,7 +218,12 @@ class Daemon:
             self.notifier.ready(summary_line(self.states))
             log.info(
                 "sentinel started %s",
-                kv(sites=len(self.sites), config=self.config_path, email=bool(self.channel)),
+                kv(
+                    sites=len(self.sites),
+                    config=self.config_path,
+                    email=bool(self.channel),
+                    loop=running_loop_name(),
+                ),
             )
             await self._main_loop()
             return EXIT_OK

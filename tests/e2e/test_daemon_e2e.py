@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from daemon_proc import SentinelProcess, free_port, wait_until
 from targets import target_server
+
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 FOUR_SITES = """
 [defaults]
@@ -38,14 +44,17 @@ tcp = "127.0.0.1:{port}"
 """
 
 
+@pytest.mark.parametrize("event_loop", ["auto", "asyncio"])
 def test_metrics_are_correct_for_up_500_refused_and_tcp_sites(
-    sentinel_proc: Callable[..., SentinelProcess],
+    sentinel_proc: Callable[..., SentinelProcess], event_loop: str
 ) -> None:
     with target_server() as target:
         config = FOUR_SITES.format(
             ok=target.url("/ok"), fail=target.url("/fail"), closed=free_port(), port=target.port
         )
-        proc = sentinel_proc(config).start()
+        proc = sentinel_proc(config, env={"SENTINEL_EVENT_LOOP": event_loop}).start()
+        wanted_loop = "asyncio" if event_loop == "asyncio" or not HAVE_UVLOOP else "uvloop"
+        wait_until(lambda: f"loop={wanted_loop}" in proc.log(), timeout=5)
 
         def all_decided() -> bool:
             m = proc.metrics()
@@ -159,3 +168,18 @@ def test_a_second_daemon_on_the_same_state_dir_is_refused(
     assert "Traceback" not in second.stderr
     assert proc.healthy()
     assert proc.stop() == 0
+
+
+def test_an_unknown_event_loop_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "sites.toml"
+    config.write_text(
+        f'[sentinel]\nlisten = ""\nstate_dir = "{tmp_path / "state"}"\n'
+        '[[sites]]\nname = "a"\nurl = "http://127.0.0.1:9/"\n'
+    )
+    env = {**os.environ, "SENTINEL_EVENT_LOOP": "tokio"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sentinel", "run", "-c", str(config)],
+        check=False, env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert done.returncode == 78
+    assert "SENTINEL_EVENT_LOOP='tokio': expected one of auto, asyncio, uvloop" in done.stderr

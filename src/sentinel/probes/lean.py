@@ -53,6 +53,10 @@ INFLATE_STEP: Final = 64 * 1024  # decoded bytes produced per zlib call
 # A chunked body may have at most max_body_bytes / MIN_AVERAGE_CHUNK + 1024 chunks (65,560 for
 # 1 MiB); more count as a body over the read limit (see _over_chunked).
 MIN_AVERAGE_CHUNK: Final = 16
+# Chunks decoded per event-loop callback. One read can hold 256 KiB of 1-byte chunks (~43,000 of
+# them, 40-80 ms of Python); past this many, reading pauses and the rest is decoded in later
+# callbacks, so other probes' timers and the scheduler run in between (~2 ms per slice).
+CHUNKS_PER_SLICE: Final = 1024
 
 _REDIRECT_CODES: Final = frozenset((301, 302, 303, 307, 308))
 _NO_BODY_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"))
@@ -180,6 +184,7 @@ class _ResponseProtocol(asyncio.Protocol):
         self._chunks_left = limit // MIN_AVERAGE_CHUNK + 1024
         self.chunk_limit_hit = False
         self._inflater: _Inflater | None = None
+        self._backlog: bytearray | None = None  # chunked data read, not yet decoded (paused)
 
     # -------------------------------------------------------------- asyncio callbacks
 
@@ -191,6 +196,9 @@ class _ResponseProtocol(asyncio.Protocol):
             return
         if self.first_at is None:
             self.first_at = time.perf_counter()
+        if self._backlog is not None:  # reading is paused; a transport may still hand us more
+            self._backlog += data
+            return
         try:
             if self.head_done:
                 self._body_data(data)
@@ -200,10 +208,14 @@ class _ResponseProtocol(asyncio.Protocol):
             self._fail("protocol", f"incomplete or malformed response body: {exc}")
 
     def eof_received(self) -> bool | None:
+        self._drain_backlog()
         self._at_eof(None)
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # With reading paused, the connection ends only by our abort (the probe is over) or a
+        # socket error: what is still queued cannot change the verdict, so it is dropped.
+        self._backlog = None
         self._at_eof(exc)
 
     # -------------------------------------------------------------- outcome
@@ -448,9 +460,14 @@ class _ResponseProtocol(asyncio.Protocol):
         else:
             self._decoded(data)
 
-    def _chunked(self, data: bytes) -> None:
+    def _chunked(self, data: bytes, slice_budget: int | None = CHUNKS_PER_SLICE) -> None:
         pos, size = 0, len(data)
+        steps = 0
         while pos < size and not self.finished:
+            steps += 1
+            if slice_budget is not None and steps > slice_budget:
+                self._defer(data[pos:])
+                return
             if self._chunk_state == _SIZE and not self._buf:
                 # Fast path, one regex call per chunk: a whole size line, and the whole chunk
                 # with its CRLF when it is all here (so a body of tiny chunks stays cheap).
@@ -533,6 +550,45 @@ class _ResponseProtocol(asyncio.Protocol):
                     detail = "trailers too large"
                     self._fail("protocol", f"incomplete or malformed response body: {detail}")
                     return
+
+    def _defer(self, rest: bytes) -> None:
+        """Pause reading and decode `rest` in a later loop callback (see CHUNKS_PER_SLICE)."""
+        self._backlog = bytearray(rest)
+        # Duck-typed: uvloop's transports do not derive from asyncio.ReadTransport.
+        pause = getattr(self.transport, "pause_reading", None)
+        if pause is not None:
+            pause()
+        asyncio.get_running_loop().call_soon(self._resume)
+
+    def _resume(self) -> None:
+        rest, self._backlog = self._backlog, None
+        if rest is None:  # drained already (the connection ended meanwhile)
+            return
+        if not self.finished:
+            try:
+                self._chunked(bytes(rest))
+            except zlib.error as exc:
+                self._fail("protocol", f"incomplete or malformed response body: {exc}")
+        transport = self.transport
+        if (
+            self._backlog is None  # all decoded, no verdict yet: read on
+            and not self.finished
+            and transport is not None
+            and not transport.is_closing()
+        ):
+            resume = getattr(transport, "resume_reading", None)
+            if resume is not None:
+                resume()
+
+    def _drain_backlog(self) -> None:
+        """Before an end of stream is judged: decode what is still queued, all at once (rare:
+        with reading paused, only a TLS transport might still report an EOF)."""
+        rest, self._backlog = self._backlog, None
+        if rest is not None and not self.finished:
+            try:
+                self._chunked(bytes(rest), slice_budget=None)
+            except zlib.error as exc:
+                self._fail("protocol", f"incomplete or malformed response body: {exc}")
 
     def _over_chunked(self) -> None:
         """More chunks than the body limit allows for: treated as a body over the limit, so

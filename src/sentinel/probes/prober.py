@@ -1,5 +1,9 @@
 """`Prober`: the one entry point the daemon and the CLI use; owns the HTTP session's lifetime and
-dispatches each site to its probe by kind ("http" or "tcp")."""
+dispatches each site to its probe by kind ("http" or "tcp").
+
+HTTP(S) goes through `LeanHttpProber` (one bare asyncio protocol per probe: about half the CPU
+of an aiohttp `ClientSession` request, and a real TLS phase); `HttpProber` (aiohttp) stays as the
+reference it is tested against (tests/test_probe_lean.py runs every HttpProber test on both)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import time
 from types import TracebackType
 
 from sentinel.config import SiteConfig
-from sentinel.probes.http import HttpProber
+from sentinel.probes.lean import LeanHttpProber
 from sentinel.probes.result import ProbeResult
 from sentinel.probes.tcp import probe_tcp
 
@@ -26,7 +30,7 @@ class Prober:
         user_agent: str = "sentinel-uptime/0.1",
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._http = HttpProber(user_agent=user_agent, ssl_context=ssl_context)
+        self._http = LeanHttpProber(user_agent=user_agent, ssl_context=ssl_context)
 
     async def start(self) -> None:
         await self._http.start()
