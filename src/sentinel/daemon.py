@@ -191,7 +191,7 @@ class Daemon:
                 from sentinel.web import make_app
 
                 app = make_app(
-                    render_metrics=self.metrics.render,
+                    render_metrics=self.metrics.render_chunks,
                     site_status=self.site_status,
                     healthy=self.healthy,
                 )
@@ -276,7 +276,7 @@ class Daemon:
         return any(t.get_name() == "scheduler" and not t.done() for t in self._tasks)
 
     def _on_skip(self, site: str, count: int) -> None:
-        self.metrics.skipped_ticks.labels(site).inc(count)
+        self.metrics.skipped(site, count)
 
     # ------------------------------------------------------------------ reload
 

@@ -6,8 +6,11 @@ the site leaves the config, so the label sets stay bounded by the config, never 
 
 from __future__ import annotations
 
-import contextlib
+import math
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -42,21 +45,56 @@ EMAIL_KINDS = (
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@dataclass(slots=True)
-class _SiteChildren:
-    """The per-site metric children, looked up once per site instead of once per probe."""
+class _SiteSeries:
+    """One site's per-site series, as plain numbers.
 
-    success: Gauge
-    duration: Histogram
-    phases: tuple[tuple[str, Gauge], ...]
-    failures_in_row: Gauge
-    downtime: Counter
-    ok_total: Counter
-    fail_total: Counter
-    status_code: Gauge
+    prometheus_client keeps a child object with a lock per value (per histogram bucket too): ~15 KiB
+    and ~10 locked updates per site and probe. Here a probe is a few attribute stores, and a
+    scrape formats these numbers straight into text (see `Metrics.render_chunks`).
+    """
+
+    __slots__ = (
+        "buckets",
+        "count",
+        "downtime",
+        "fail",
+        "failures_in_row",
+        "label",
+        "ok",
+        "phases",
+        "probed",
+        "reasons",
+        "skipped",
+        "status_code",
+        "success",
+        "sum",
+        "tls_expiry",
+        "up",
+    )
+
+    def __init__(self, site: str) -> None:
+        self.label = f'site="{_escape(site)}"'
+        self.probed = False  # the probe series appear with the first probe
+        self.success = 0.0
+        self.buckets = [0] * len(PROBE_BUCKETS)  # non-cumulative; +Inf is `count`
+        self.count = 0
+        self.sum = 0.0
+        self.phases = [0.0] * len(PHASES)
+        self.failures_in_row = 0.0
+        self.downtime = 0.0
+        self.ok = 0.0
+        self.fail = 0.0
+        self.status_code = 0.0
+        self.reasons: dict[str, float] | None = None  # reason -> failures, in first-seen order
+        self.tls_expiry: float | None = None
+        self.skipped: float | None = None
+        self.up: float | None = None  # absent while the state is UNKNOWN
 
 
 class Metrics:
+    """The registry (process, global and early-warning series, via prometheus_client) plus the
+    per-site series, which this class keeps and formats itself."""
+
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
         # `_created` series would double every counter's series for a value nobody graphs.
         disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -66,53 +104,6 @@ class Metrics:
             ProcessCollector(registry=r)
         self.info = Gauge("sentinel_build_info", "sentinel's version", ["version"], registry=r)
         self.info.labels(__version__).set(1)
-        self.probe_success = Gauge(
-            "sentinel_probe_success", "1 if the last probe passed, else 0", ["site"], registry=r
-        )
-        self.probe_duration = Histogram(
-            "sentinel_probe_duration_seconds",
-            "Total probe time, connect to last byte",
-            ["site"],
-            buckets=PROBE_BUCKETS,
-            registry=r,
-        )
-        self.probe_phase = Gauge(
-            "sentinel_probe_phase_seconds",
-            "The last probe's time per phase (dns, connect, tls, processing, transfer)",
-            ["site", "phase"],
-            registry=r,
-        )
-        self.site_up = Gauge(
-            "sentinel_site_up", "Alert state after thresholds: 1 up, 0 down", ["site"], registry=r
-        )
-        self.consecutive_failures = Gauge(
-            "sentinel_consecutive_failures", "Failed probes in a row", ["site"], registry=r
-        )
-        self.downtime = Counter(
-            "sentinel_downtime_seconds", "Time spent DOWN", ["site"], registry=r
-        )
-        self.probes = Counter("sentinel_probes", "Probes by result", ["site", "result"], registry=r)
-        self.probe_failures = Counter(
-            "sentinel_probe_failures",
-            "Failed probes by reason (timeout, connect_refused, dns, tls, status, body, slow, ...)",
-            ["site", "reason"],
-            registry=r,
-        )
-        self.http_status = Gauge(
-            "sentinel_http_status_code", "The last HTTP status (0 if none)", ["site"], registry=r
-        )
-        self.tls_expiry = Gauge(
-            "sentinel_tls_cert_expiry_timestamp_seconds",
-            "Expiry (NotAfter) of the served certificate, seconds since the epoch",
-            ["site"],
-            registry=r,
-        )
-        self.skipped_ticks = Counter(
-            "sentinel_skipped_ticks",
-            "Scheduled probes skipped because the previous probe of the site was still running",
-            ["site"],
-            registry=r,
-        )
         self.schedule_lag = Histogram(
             "sentinel_schedule_lag_seconds",
             "How late probes start compared to their schedule",
@@ -149,25 +140,15 @@ class Metrics:
         )
         for kind in EMAIL_KINDS:
             self.emails_sent.labels(kind)
-        self._children: dict[str, _SiteChildren] = {}
+        self._sites: dict[str, _SiteSeries] = {}
 
     # ------------------------------------------------------------------ per site
 
-    def _site(self, site: str) -> _SiteChildren:
-        children = self._children.get(site)
-        if children is None:
-            children = _SiteChildren(
-                success=self.probe_success.labels(site),
-                duration=self.probe_duration.labels(site),
-                phases=tuple((p, self.probe_phase.labels(site, p)) for p in PHASES),
-                failures_in_row=self.consecutive_failures.labels(site),
-                downtime=self.downtime.labels(site),
-                ok_total=self.probes.labels(site, "success"),
-                fail_total=self.probes.labels(site, "failure"),
-                status_code=self.http_status.labels(site),
-            )
-            self._children[site] = children
-        return children
+    def _site(self, site: str) -> _SiteSeries:
+        series = self._sites.get(site)
+        if series is None:
+            series = self._sites[site] = _SiteSeries(site)
+        return series
 
     def add_site(self, state: SiteState) -> None:
         """Show a restored UP/DOWN state before the first probe. Probe series appear with the first
@@ -175,59 +156,223 @@ class Metrics:
         self.set_state(state)
 
     def set_state(self, state: SiteState) -> None:
+        series = self._site(state.site)
         # sentinel_site_up stays absent while the state is UNKNOWN (neither up nor down yet).
         if state.status is Status.DOWN:
-            self.site_up.labels(state.site).set(0)
+            series.up = 0.0
         elif state.status is Status.UP:
-            self.site_up.labels(state.site).set(1)
-        if state.site in self._children:
-            self._children[state.site].failures_in_row.set(state.consecutive_failures)
+            series.up = 1.0
+        series.failures_in_row = float(state.consecutive_failures)
 
     def observe(self, site: str, result: ProbeResult, state: SiteState, downtime: float) -> None:
-        c = self._site(site)
-        c.success.set(1 if result.ok else 0)
-        c.duration.observe(result.total)
-        for name, gauge in c.phases:
-            value = result.phase(name)
-            gauge.set(value if value is not None else 0.0)
-        c.status_code.set(result.status)
+        s = self._site(site)
+        s.probed = True
+        s.success = 1.0 if result.ok else 0.0
+        total = result.total
+        bucket = bisect_left(PROBE_BUCKETS, total)  # the first bound >= total ("le")
+        if bucket < len(PROBE_BUCKETS):
+            s.buckets[bucket] += 1
+        s.count += 1
+        s.sum += total
+        s.phases = [v if (v := result.phase(name)) is not None else 0.0 for name in PHASES]
+        s.status_code = float(result.status)
         if result.ok:
-            c.ok_total.inc()
+            s.ok += 1
         else:
-            c.fail_total.inc()
+            s.fail += 1
             reason = result.reason if result.reason in REASONS else "error"
-            self.probe_failures.labels(site, reason).inc()
+            if s.reasons is None:
+                s.reasons = {}
+            s.reasons[reason] = s.reasons.get(reason, 0.0) + 1
         if result.tls_expiry is not None:
-            self.tls_expiry.labels(site).set(result.tls_expiry)
+            s.tls_expiry = result.tls_expiry
         if downtime > 0:
-            c.downtime.inc(downtime)
+            s.downtime += downtime
         self.set_state(state)
+
+    def skipped(self, site: str, count: int = 1) -> None:
+        """Scheduled probes of `site` skipped (the previous one was still running)."""
+        series = self._site(site)
+        series.skipped = (series.skipped or 0.0) + count
 
     def remove_site(self, site: str) -> None:
         """Drop every series of a site (it left the config)."""
-        self._children.pop(site, None)
-        for metric in (
-            self.probe_success,
-            self.probe_duration,
-            self.site_up,
-            self.consecutive_failures,
-            self.downtime,
-            self.http_status,
-            self.tls_expiry,
-            self.skipped_ticks,
-        ):
-            _remove(metric, site)
-        for phase in PHASES:
-            _remove(self.probe_phase, site, phase)
-        for result in ("success", "failure"):
-            _remove(self.probes, site, result)
-        for reason in REASONS:
-            _remove(self.probe_failures, site, reason)
+        self._sites.pop(site, None)
+
+    # ------------------------------------------------------------------ exposition
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return b"".join(self.render_chunks())
+
+    def render_chunks(self, sites_per_chunk: int = 500) -> Iterator[bytes]:
+        """The exposition text in pieces of at most `sites_per_chunk` sites of one family, so a
+        server can hand the event loop back between pieces (and never holds all of it twice)."""
+        yield generate_latest(self.registry)
+        sites = list(self._sites.values())
+        probed = [s for s in sites if s.probed]
+        for family in _FAMILIES:
+            members = probed if family.probed_only else sites
+            yield family.header
+            for start in range(0, len(members), sites_per_chunk):
+                lines: list[str] = []
+                for s in members[start : start + sites_per_chunk]:
+                    family.lines(s, lines)
+                yield "".join(lines).encode()
 
 
-def _remove(metric: Gauge | Counter | Histogram, *labels: str) -> None:
-    with contextlib.suppress(KeyError):
-        metric.remove(*labels)
+# ---------------------------------------------------------------------- the per-site families
+
+
+def _escape(value: str) -> str:
+    """A label value in the text format (as prometheus_client writes it)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _num(value: float) -> str:
+    """A sample value as prometheus_client's `floatToGoString` writes it (Go's exponent style)."""
+    d = float(value)
+    if d == math.inf:
+        return "+Inf"
+    if d == -math.inf:
+        return "-Inf"
+    if math.isnan(d):
+        return "NaN"
+    text = repr(d)
+    dot = text.find(".")
+    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
+def _success(s: _SiteSeries, out: list[str]) -> None:
+    out.append(f"sentinel_probe_success{{{s.label}}} {_num(s.success)}\n")
+
+
+_LE = [f'le="{_num(b)}",' for b in PROBE_BUCKETS]
+
+
+def _duration(s: _SiteSeries, out: list[str]) -> None:
+    name, label = "sentinel_probe_duration_seconds", s.label
+    running = 0
+    for le, n in zip(_LE, s.buckets, strict=True):
+        running += n
+        out.append(f"{name}_bucket{{{le}{label}}} {_num(running)}\n")
+    count = _num(s.count)
+    out.append(f'{name}_bucket{{le="+Inf",{label}}} {count}\n')
+    out.append(f"{name}_count{{{label}}} {count}\n{name}_sum{{{label}}} {_num(s.sum)}\n")
+
+
+_PHASE_LABELS = [f'phase="{p}",' for p in PHASES]
+
+
+def _phases(s: _SiteSeries, out: list[str]) -> None:
+    for phase, value in zip(_PHASE_LABELS, s.phases, strict=True):
+        out.append(f"sentinel_probe_phase_seconds{{{phase}{s.label}}} {_num(value)}\n")
+
+
+def _up(s: _SiteSeries, out: list[str]) -> None:
+    if s.up is not None:
+        out.append(f"sentinel_site_up{{{s.label}}} {_num(s.up)}\n")
+
+
+def _in_row(s: _SiteSeries, out: list[str]) -> None:
+    out.append(f"sentinel_consecutive_failures{{{s.label}}} {_num(s.failures_in_row)}\n")
+
+
+def _downtime(s: _SiteSeries, out: list[str]) -> None:
+    out.append(f"sentinel_downtime_seconds_total{{{s.label}}} {_num(s.downtime)}\n")
+
+
+def _probes(s: _SiteSeries, out: list[str]) -> None:
+    out.append(f'sentinel_probes_total{{result="success",{s.label}}} {_num(s.ok)}\n')
+    out.append(f'sentinel_probes_total{{result="failure",{s.label}}} {_num(s.fail)}\n')
+
+
+def _failures(s: _SiteSeries, out: list[str]) -> None:
+    if s.reasons:
+        for reason, n in s.reasons.items():
+            out.append(f'sentinel_probe_failures_total{{reason="{reason}",{s.label}}} {_num(n)}\n')
+
+
+def _status_code(s: _SiteSeries, out: list[str]) -> None:
+    out.append(f"sentinel_http_status_code{{{s.label}}} {_num(s.status_code)}\n")
+
+
+def _tls_expiry(s: _SiteSeries, out: list[str]) -> None:
+    if s.tls_expiry is not None:
+        name = "sentinel_tls_cert_expiry_timestamp_seconds"
+        out.append(f"{name}{{{s.label}}} {_num(s.tls_expiry)}\n")
+
+
+def _skipped(s: _SiteSeries, out: list[str]) -> None:
+    if s.skipped is not None:
+        out.append(f"sentinel_skipped_ticks_total{{{s.label}}} {_num(s.skipped)}\n")
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    header: bytes
+    lines: Callable[[_SiteSeries, list[str]], None]
+    probed_only: bool  # only sites probed at least once (else: every site with a state)
+
+
+def _family(
+    name: str,
+    kind: str,
+    help_text: str,
+    lines: Callable[[_SiteSeries, list[str]], None],
+    *,
+    probed_only: bool = True,
+) -> _Family:
+    header = f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
+    return _Family(header, lines, probed_only)
+
+
+# Names, help texts and order as prometheus_client wrote them before (dashboards and rules
+# depend on the names; tests/test_metrics.py pins the text).
+_FAMILIES: Final = (
+    _family("sentinel_probe_success", "gauge", "1 if the last probe passed, else 0", _success),
+    _family(
+        "sentinel_probe_duration_seconds",
+        "histogram",
+        "Total probe time, connect to last byte",
+        _duration,
+    ),
+    _family(
+        "sentinel_probe_phase_seconds",
+        "gauge",
+        "The last probe's time per phase (dns, connect, tls, processing, transfer)",
+        _phases,
+    ),
+    _family(
+        "sentinel_site_up",
+        "gauge",
+        "Alert state after thresholds: 1 up, 0 down",
+        _up,
+        probed_only=False,
+    ),
+    _family("sentinel_consecutive_failures", "gauge", "Failed probes in a row", _in_row),
+    _family("sentinel_downtime_seconds_total", "counter", "Time spent DOWN", _downtime),
+    _family("sentinel_probes_total", "counter", "Probes by result", _probes),
+    _family(
+        "sentinel_probe_failures_total",
+        "counter",
+        "Failed probes by reason (timeout, connect_refused, dns, tls, status, body, slow, ...)",
+        _failures,
+    ),
+    _family("sentinel_http_status_code", "gauge", "The last HTTP status (0 if none)", _status_code),
+    _family(
+        "sentinel_tls_cert_expiry_timestamp_seconds",
+        "gauge",
+        "Expiry (NotAfter) of the served certificate, seconds since the epoch",
+        _tls_expiry,
+    ),
+    _family(
+        "sentinel_skipped_ticks_total",
+        "counter",
+        "Scheduled probes skipped because the previous probe of the site was still running",
+        _skipped,
+        probed_only=False,
+    ),
+)

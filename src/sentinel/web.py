@@ -9,7 +9,7 @@ import asyncio
 import html
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,15 +29,22 @@ def _iso(ts: float | None) -> str | None:
 
 def make_app(
     *,
-    render_metrics: Callable[[], bytes],
+    render_metrics: Callable[[], Iterable[bytes]],
     site_status: StatusProvider,
     healthy: Callable[[], bool],
 ) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        # Rendering thousands of series is pure Python work (~0.5 ms a site): in a thread the
-        # GIL is handed back every few ms, so probes keep their schedule during a scrape.
-        body = await asyncio.get_running_loop().run_in_executor(None, render_metrics)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        # Streamed in pieces of a few hundred sites (~25 us a site), handing the loop back between
+        # them: probes keep their schedule during a scrape of tens of thousands of sites, and the
+        # whole text is never held in memory at once.
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for chunk in render_metrics():
+            await response.write(chunk)
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
 
     async def healthz(_: web.Request) -> web.Response:
         if healthy():

@@ -144,4 +144,4 @@ def test_bad_values_are_ignored() -> None:
     assert tracker.observe(float("nan"), 1.0) is None
     assert tracker.observe(-1.0, 1.0) is None
     assert tracker.observe(1.0, float("inf")) is None
-    assert tracker._open == []
+    assert len(tracker._open) == 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from array import array
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_BUCKET_VALUES = 1024  # probe times kept per open recent bucket (a ring beyond this)
@@ -59,6 +61,30 @@ class DriftVerdict:
     reason: str = ""  # why not drifting ("" when drifting)
 
 
+class _PairRing:
+    """(int, float) pairs, oldest dropped beyond `maxlen`, in two arrays (16 bytes a pair)."""
+
+    __slots__ = ("_indexes", "_values", "maxlen")
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self._indexes = array("q")
+        self._values = array("d")
+
+    def append(self, pair: tuple[int, float]) -> None:
+        if len(self._indexes) >= self.maxlen:  # once an hour, over <= 168 values: cheap
+            del self._indexes[0]
+            del self._values[0]
+        self._indexes.append(pair[0])
+        self._values.append(pair[1])
+
+    def items(self) -> Iterator[tuple[int, float]]:
+        return zip(self._indexes, self._values, strict=True)
+
+    def __len__(self) -> int:
+        return len(self._indexes)
+
+
 class LatencyTracker:
     """One site's probe times, folded into bucket medians. Not thread-safe; one owner."""
 
@@ -75,15 +101,17 @@ class LatencyTracker:
 
     def __init__(self, settings: DriftSettings | None = None) -> None:
         self.settings = settings or DriftSettings()
-        self._open: list[float] = []
+        # Compact storage (8 bytes a value, not a 24-byte float object plus a pointer): with
+        # 168 hourly medians per site after a week, tuples in a deque would cost ~18 KiB a site.
+        self._open = array("d")
         self._open_count = 0
         self._open_index: int | None = None
         # (bucket index, median, probes)
         self._recent: deque[tuple[int, float, int]] = deque(maxlen=self.settings.recent_buckets)
         self._hour_index: int | None = None
         self._hour_values: list[float] = []  # recent-bucket medians of the open baseline bucket
-        # (baseline bucket index, median)
-        self._baseline: deque[tuple[int, float]] = deque(maxlen=self.settings.baseline_buckets)
+        # (baseline bucket index, median) as a ring of at most baseline_buckets entries
+        self._baseline = _PairRing(self.settings.baseline_buckets)
 
     def observe(self, total: float, now: float) -> DriftVerdict | None:
         """Add one probe's total time. Returns a verdict when a recent bucket closed, else None."""
@@ -111,7 +139,7 @@ class LatencyTracker:
         s = self.settings
         median = statistics.median(self._open)
         self._recent.append((self._open_index, median, self._open_count))
-        self._open = []
+        self._open = array("d")
         self._open_count = 0
         bucket_start = self._open_index * s.recent_bucket
         hour = math.floor(bucket_start / s.baseline_bucket)
@@ -130,7 +158,7 @@ class LatencyTracker:
         oldest = now - s.recent_span - s.baseline_span
         return [
             median
-            for index, median in self._baseline
+            for index, median in self._baseline.items()
             if (index + 1) * s.baseline_bucket <= recent_start + 1e-9
             and index * s.baseline_bucket >= oldest - 1e-9
         ]
