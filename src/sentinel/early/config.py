@@ -22,7 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from sentinel.config import ConfigError, Duration, Size, format_duration, parse_size
+from sentinel.config import (
+    ConfigError,
+    Duration,
+    Size,
+    _pydantic_errors,
+    format_duration,
+    parse_size,
+)
 from sentinel.early.latency import DriftSettings
 from sentinel.early.trend import MIN_BUCKETS, MIN_SAMPLES_PER_BUCKET
 
@@ -305,21 +312,8 @@ def _quote(text: str) -> str:
 
 
 def _errors(exc: ValidationError, prefix: str) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(
-            _CONTROL_RE.sub("?", str(p)) for p in err["loc"] if not str(p).startswith("function-")
-        )
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling)"
-        elif err["type"] == "missing":
-            msg = "required"
-        where = f"{prefix}: {loc}" if loc else prefix
-        lines.append(f"{where}: {msg}")
-    return lines
+    # The same one-line style as the [[sites]] errors ("early.watch[0] \"x\": window: ...").
+    return _pydantic_errors(exc, prefix)
 
 
 def _window_errors(label: str, field_name: str, window: float, sample_every: float) -> list[str]:
