@@ -109,6 +109,8 @@ BROKEN = [
     ('[defaults]\nname = "x"\n', "defaults: name: unknown key"),
     ('[sentinel]\nlisten = "nowhere"\n', "sentinel: listen: invalid listen 'nowhere'"),
     ('[sentinel]\nmax_concurrency = 0\n', "sentinel: max_concurrency"),
+    ('[sentinel]\nbatch_window = "2s"\n', "sentinel: batch_window: must be between 0s and 1s"),
+    ('[sentinel]\nbatch_window = 0.05\n', "sentinel: batch_window: invalid duration"),
     ('[sentinl]\n', "sentinl: unknown key"),
     ('[email]\nfrom = "a@b"\nto = []\n', "email: to: at least one recipient"),
     ('[email]\nfrom = "a@b"\nto = ["x"]\n', "email: to: invalid email address 'x'"),

@@ -138,3 +138,30 @@ async def test_set_sites_adds_removes_and_keeps_changed_sites() -> None:
     assert calls["new"] >= 2
     assert calls["keep"] >= 5
     assert scheduler.site_count == 2
+
+
+async def test_ticks_due_close_together_start_in_one_wake_up_at_most_the_window_late() -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    lags: list[float] = []
+
+    async def probe(_: SiteConfig) -> None:
+        starts.append(loop.time())
+
+    scheduler = Scheduler(
+        probe, max_concurrency=100, on_lag=lags.append, rng=random.Random(3), batch=0.1
+    )
+    scheduler.set_sites([site(f"s{i}", interval=1.0) for i in range(40)])
+    await run_for(scheduler, 1.05)
+    assert len(starts) >= 30
+    # 40 first ticks spread over 1 s, started in wake-ups at least 0.1 s apart: few distinct
+    # start times, and no probe later than the window (plus scheduling noise).
+    wake_ups = 1 + sum(1 for a, b in itertools.pairwise(starts) if b - a > 0.005)
+    assert wake_ups <= 11, wake_ups
+    assert max(lags) <= 0.1 + 0.05, max(lags)
+    # Without a window every tick has its own wake-up.
+    starts.clear()
+    unbatched = Scheduler(probe, max_concurrency=100, rng=random.Random(3))
+    unbatched.set_sites([site(f"s{i}", interval=1.0) for i in range(40)])
+    await run_for(unbatched, 1.05)
+    assert 1 + sum(1 for a, b in itertools.pairwise(starts) if b - a > 0.005) > 20

@@ -90,6 +90,7 @@ class Daemon:
             on_skip=self._on_skip,
             # The loop must prove progress more often than the watchdog is fed.
             heartbeat=min(1.0, watchdog / 2) if watchdog else 1.0,
+            batch=config.batch_window,
         )
         self.channel: SmtpChannel | None = None
         self.outbox: OutboxSender | None = None
@@ -309,6 +310,7 @@ class Daemon:
                 if not site.latency_drift:
                     self.early.remove_site(name)
         self.scheduler.set_max_concurrency(new.max_concurrency)
+        self.scheduler.set_batch(new.batch_window)
         self.scheduler.set_sites(new.sites)
         self.metrics.sites.set(len(self.sites))
         self.metrics.reload_ok.set(1)
