@@ -65,6 +65,15 @@ def rnd(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+# A bench script stopped with SIGTERM (kill PID) unwinds through its `finally` blocks, which stop
+# the fleet, the daemon and the exporters it started; without this they would be left running.
+signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15.0) -> int:
     """SIGTERM this one process (by its PID), wait, SIGKILL it if it does not stop."""
     if proc.poll() is None:
