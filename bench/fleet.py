@@ -101,6 +101,10 @@ class Fleet:
         self.flap_counts: dict[bytes, int] = {}
         self.overshoot: list[float] = []
         self._overshoot_i = 0
+        # /d/ requests as the target saw them: (site name, accepted at (wall clock), seconds
+        # from accept to the response written), for bench/latency_accuracy.py to take apart
+        # sentinel's measurement from the target's own lateness. Bounded; read via /delay-log.
+        self.delay_log: list[tuple[str, float, float]] = []
         self.recording = False
         self.arrivals: dict[int, list[float]] = {}
         self.recorded = 0
@@ -139,9 +143,14 @@ class Fleet:
             self._count("delay")
             due = time.perf_counter() + ms / 1000
 
+            name = path[3:].split(b"/", 1)[1].decode("latin-1") if path.count(b"/") > 2 else ""
+
             def send_delayed() -> None:
-                self._record_overshoot(time.perf_counter() - due)
+                now = time.perf_counter()
+                self._record_overshoot(now - due)
                 self._send(proto, 200, OK)
+                if len(self.delay_log) < OVERSHOOT_KEEP:
+                    self.delay_log.append((name, proto.accepted_wall, now - proto.accepted))
 
             proto.later(ms / 1000, send_delayed)
         elif path.startswith(b"/flap/"):
@@ -180,6 +189,10 @@ class Fleet:
                 interval = 0.0
             body = json.dumps(self.arrival_lag(interval)).encode() + b"\n"
             self.arrivals, self.recorded = {}, 0
+            proto.send(_response(200, body))
+        elif path == b"/delay-log":
+            body = json.dumps(self.delay_log).encode() + b"\n"
+            self.delay_log = []
             proto.send(_response(200, body))
         elif path == b"/stats":
             body = json.dumps(self.stats()).encode() + b"\n"
@@ -268,7 +281,7 @@ class Fleet:
 class FleetProtocol(asyncio.Protocol):
     """One connection: read the request head, route it once, answer, close."""
 
-    __slots__ = ("buf", "fleet", "handle", "routed", "transport")
+    __slots__ = ("accepted", "accepted_wall", "buf", "fleet", "handle", "routed", "transport")
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -276,10 +289,14 @@ class FleetProtocol(asyncio.Protocol):
         self.routed = False
         self.transport: asyncio.Transport | None = None
         self.handle: asyncio.TimerHandle | None = None
+        self.accepted = 0.0
+        self.accepted_wall = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.accepted = time.perf_counter()
+        self.accepted_wall = time.time()
         self.fleet.open += 1
         self.fleet.max_open = max(self.fleet.max_open, self.fleet.open)
 

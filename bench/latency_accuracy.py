@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     site_delay = {f"d{k}": delays[k % len(delays)] for k in range(args.sites)}
     measured: dict[str, list[float]] = {name: [] for name in site_delay}
+    seen: list[tuple[str, float, float, float]] = []  # (site, total, polled after, polled at)
     work = Path(tempfile.mkdtemp(prefix="sentinel-latency-"))
     try:
         with FleetProc(args.sites) as fleet:
@@ -82,9 +83,12 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.warmup)
                 fleet_before = fleet.stats()["delay_overshoot_ms"]
                 last: dict[str, tuple[str | None, float]] = {}
+                http_get(fleet.url("/delay-log"))  # forget the warm-up's requests
                 end = time.monotonic() + args.seconds
+                previous_poll = time.time()
                 while time.monotonic() < end and daemon.alive():
                     data = json.loads(http_get(daemon.url("/api/status")))
+                    polled = time.time()
                     for s in data["sites"]:
                         lr = s.get("last")
                         if not lr or s["site"] not in measured or not lr.get("ok"):
@@ -93,9 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                         if last.get(s["site"]) != key:
                             if s["site"] in last:  # skip the value seen at the first poll
                                 measured[s["site"]].append(float(lr["total"]))
+                                seen.append((s["site"], float(lr["total"]), previous_poll, polled))
                             last[s["site"]] = key
+                    previous_poll = polled
                     time.sleep(args.poll)
                 fleet_stats = fleet.stats()
+                delay_log = json.loads(http_get(fleet.url("/delay-log")))
             finally:
                 daemon.stop()
     except DaemonUnavailableError as exc:
@@ -123,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         per_delay[str(d)] = stats
         rows.append([d, *stats.values()])
     probes = sum(len(v) for v in measured.values())
+    own = sentinel_own_error(seen, delay_log, site_delay)
     summary = {
         "probes": probes,
         "probes_per_s": rnd(probes / args.seconds, 1),
@@ -130,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         "error_p50_ms": rnd(quantile(all_errors, 0.5), 3),
         "error_p99_ms": rnd(quantile(all_errors, 0.99), 3),
         "error_max_ms": rnd(max(all_errors) if all_errors else None, 3),
+        "matched_probes": own["matched"],
+        "target_side_err_p99_ms": own["target_err_p99_ms"],
+        "client_side_ms_p50": own["client_p50_ms"],
+        "sentinel_own_err_p50_ms": own["own_err_p50_ms"],
+        "sentinel_own_err_p99_ms": own["own_err_p99_ms"],
+        "sentinel_own_err_max_ms": own["own_err_max_ms"],
         "fleet_timer_overshoot_ms": fleet_stats["delay_overshoot_ms"],
         "fleet_timer_overshoot_before_window_ms": fleet_before,
     }
@@ -144,9 +158,50 @@ def main(argv: list[str] | None = None) -> int:
           f"{fleet_stats['delay_overshoot_ms']['p99']} ms)")
     print(markdown_table(["delay ms", "probes", "median total ms", "abs err p50 ms",
                           "abs err p99 ms", "abs err max ms"], rows))
+    print(f"\ntaken apart ({own['matched']} probes matched to the target's own log): the "
+          f"target answered |late| p99 {own['target_err_p99_ms']} ms after its injected delay "
+          f"(counted from accept); sentinel's total minus the target's accept-to-response time "
+          f"is {own['client_p50_ms']} ms (median: connect + request + reading), and its "
+          f"deviation from that median, sentinel's own error, is p50 "
+          f"{own['own_err_p50_ms']} ms, p99 {own['own_err_p99_ms']} ms, max "
+          f"{own['own_err_max_ms']} ms")
     if "path" in result:
         print(f"\nsaved {result['path']}")
     return 0
+
+
+def sentinel_own_error(
+    seen: list[tuple[str, float, float, float]],
+    delay_log: list[list[Any]],
+    site_delay: dict[str, int],
+) -> dict[str, Any]:
+    """Match each probe sentinel reported to the target's record of the same request (same site,
+    accepted between the poll before it was seen, less a margin, and the poll that saw it: a site
+    is probed once a second and polled four times, so at most one request fits), then split the
+    error: the target's lateness (accept -> response vs the injected delay: its timers, its
+    queue) and sentinel's own (its total minus the target's time, around that difference's
+    median)."""
+    by_site: dict[str, list[tuple[float, float]]] = {}
+    for name, accepted, server in delay_log:
+        by_site.setdefault(str(name), []).append((float(accepted), float(server)))
+    client: list[float] = []
+    target_err: list[float] = []
+    for name, total, after, at in seen:
+        fits = [srv for acc, srv in by_site.get(name, []) if after - 0.3 < acc <= at]
+        if len(fits) != 1:
+            continue
+        client.append(total - fits[0])
+        target_err.append(abs(fits[0] - site_delay[name] / 1000) * 1000)
+    middle = quantile(client, 0.5) or 0.0
+    own = [abs(c - middle) * 1000 for c in client]
+    return {
+        "matched": len(client),
+        "target_err_p99_ms": rnd(quantile(target_err, 0.99), 3),
+        "client_p50_ms": rnd(middle * 1000, 3),
+        "own_err_p50_ms": rnd(quantile(own, 0.5), 3),
+        "own_err_p99_ms": rnd(quantile(own, 0.99), 3),
+        "own_err_max_ms": rnd(max(own) if own else None, 3),
+    }
 
 
 if __name__ == "__main__":
