@@ -46,7 +46,7 @@ from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import start_server
+from sentinel.web import _iso, make_routes, start_server
 
 log = logging.getLogger("sentinel")
 
@@ -183,20 +183,18 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
-        runner = None
+        server = None
         try:
             self._setup_email(self.config.email)
             self._restore_states()
             await self.prober.start()
             if self.config.listen:
-                from sentinel.web import make_app
-
-                app = make_app(
+                routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
                     site_status=self.site_status,
                     healthy=self.healthy,
                 )
-                runner, self.port = await start_server(app, self.config.listen)
+                server, self.port = await start_server(routes, self.config.listen)
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
             if self.store is not None:
                 self.outbox = OutboxSender(
@@ -243,8 +241,8 @@ class Daemon:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await self.prober.close()
-            if runner is not None:
-                await runner.cleanup()
+            if server is not None:
+                await server.close()
             if self.store is not None:
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -438,7 +436,6 @@ class Daemon:
 
 
 def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
-    from sentinel.web import _iso
 
     last = state.last
     return {

@@ -1,24 +1,47 @@
 """The HTTP server: /metrics for Prometheus, /healthz for supervisors, /api/status and / for people.
 
-A thin shell: it renders what the daemon hands it and owns no state of its own.
+A thin shell: it renders what the daemon hands it and owns no state of its own. It is a small
+HTTP/1.1 server on asyncio streams rather than aiohttp.web: four GET endpoints need no framework,
+and importing aiohttp costs ~11 MiB of resident memory, a sixth of the whole daemon
+(bench/README.md). Each connection serves one request and is closed (`Connection: close`);
+requests are bounded in size (16 KiB head) and time (10 s to send it, 60 s to take the answer),
+and at most 64 connections are served at once, so a slow or hostile client cannot pin the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from aiohttp import web
+from typing import Any, Final
 
 from sentinel.config import split_host_port
 from sentinel.metrics import CONTENT_TYPE
 
+log = logging.getLogger("sentinel.web")
+
 StatusProvider = Callable[[], Sequence[Mapping[str, Any]]]
+
+HEAD_LIMIT: Final = 16 * 1024  # bytes of a request line + header fields
+REQUEST_TIMEOUT: Final = 10.0  # seconds for a client to send its request head
+RESPONSE_TIMEOUT: Final = 60.0  # seconds for a client to take the whole answer
+MAX_CONNECTIONS: Final = 64  # served at once; more are closed straight away
+_REASONS: Final = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_TEXT: Final = "text/plain; charset=utf-8"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -27,47 +50,48 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def make_app(
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer: a whole body, or `chunks` streamed with the event loop free between them."""
+
+    status: int
+    content_type: str
+    body: bytes = b""
+    chunks: Callable[[], Iterable[bytes]] | None = None
+
+
+Route = Callable[[], Reply]
+
+
+def make_routes(
     *,
     render_metrics: Callable[[], Iterable[bytes]],
     site_status: StatusProvider,
     healthy: Callable[[], bool],
-) -> web.Application:
-    async def metrics(request: web.Request) -> web.StreamResponse:
-        # Streamed in pieces of a few hundred sites (~25 us a site), handing the loop back between
-        # them: probes keep their schedule during a scrape of tens of thousands of sites, and the
-        # whole text is never held in memory at once.
-        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for chunk in render_metrics():
-            await response.write(chunk)
-            await asyncio.sleep(0)
-        await response.write_eof()
-        return response
+) -> dict[str, Route]:
+    def metrics() -> Reply:
+        # Streamed in pieces of a few hundred sites (~25 us a site), handing the loop back
+        # between them: probes keep their schedule during a scrape of tens of thousands of
+        # sites, and the whole text is never held in memory at once.
+        return Reply(200, CONTENT_TYPE, chunks=render_metrics)
 
-    async def healthz(_: web.Request) -> web.Response:
+    def healthz() -> Reply:
         if healthy():
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text="scheduler not running\n")
+            return Reply(200, _TEXT, b"ok\n")
+        return Reply(503, _TEXT, b"scheduler not running\n")
 
-    async def api_status(_: web.Request) -> web.Response:
+    def api_status() -> Reply:
         sites = [dict(s) for s in site_status()]
         body = {"generated_at": _iso(time.time()), "sites": sites}
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
-        return web.Response(
-            text=json.dumps(body, ensure_ascii=False, indent=1), content_type="application/json"
-        )
+        text = json.dumps(body, ensure_ascii=False, indent=1)
+        return Reply(200, "application/json; charset=utf-8", text.encode())
 
-    async def index(_: web.Request) -> web.Response:
-        return web.Response(text=render_status_page(site_status()), content_type="text/html")
+    def index() -> Reply:
+        page = render_status_page(site_status())
+        return Reply(200, "text/html; charset=utf-8", page.encode())
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/api/status", api_status)
-    app.router.add_get("/", index)
-    return app
+    return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status, "/": index}
 
 
 def render_status_page(sites: Sequence[Mapping[str, Any]]) -> str:
@@ -100,13 +124,128 @@ def render_status_page(sites: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-async def start_server(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
-    """Serve `app` on listen ("host:port"); returns the runner and the bound port (for port 0)."""
-    host, port = split_host_port(listen, what="listen")
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    addresses = runner.addresses
-    bound = int(addresses[0][1]) if addresses else port
-    return runner, bound
+class WebServer:
+    """Serves `routes` (path -> Reply) over HTTP/1.x; GET and HEAD only."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+        response_timeout: float = RESPONSE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self._routes = dict(routes)
+        self._request_timeout = request_timeout
+        self._response_timeout = response_timeout
+        self._max_connections = max_connections
+        self._server: asyncio.Server | None = None
+        self._open = 0
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self, listen: str) -> int:
+        """Listen on "host:port"; returns the bound port (for port 0)."""
+        host, port = split_host_port(listen, what="listen")
+        self._server = await asyncio.start_server(
+            self._on_connection, host or None, port, limit=HEAD_LIMIT, reuse_address=True
+        )
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._handlers):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+            self._server = None
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        self._open += 1
+        clean = False
+        try:
+            if self._open <= self._max_connections:
+                await self._serve_one(reader, writer)
+                clean = True
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            pass  # the client went away or was too slow: nothing to answer
+        except Exception:  # never let one request take the server down
+            log.exception("HTTP request failed")
+        finally:
+            self._open -= 1
+            if task is not None:
+                self._handlers.discard(task)
+            if clean:
+                writer.close()  # after the buffered answer is sent
+            else:
+                writer.transport.abort()  # a client that does not read gets no more time
+
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            await _write(writer, _plain(431, "request head too large"), head_only=False)
+            return
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await _write(writer, _plain(400, "bad request"), head_only=False)
+            return
+        method, target, version = parts
+        if method not in ("GET", "HEAD"):
+            reply = _plain(405, "only GET and HEAD")
+        else:
+            route = self._routes.get(target.split("?", 1)[0])
+            reply = route() if route is not None else _plain(404, "not found")
+        async with asyncio.timeout(self._response_timeout):
+            await _write(writer, reply, head_only=method == "HEAD", http10=version == "HTTP/1.0")
+
+
+def _plain(status: int, text: str) -> Reply:
+    return Reply(status, _TEXT, f"{status} {text}\n".encode())
+
+
+async def _write(
+    writer: asyncio.StreamWriter, reply: Reply, *, head_only: bool, http10: bool = False
+) -> None:
+    fields = [
+        f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}",
+        f"Content-Type: {reply.content_type}",
+        "Cache-Control: no-store",
+        "X-Content-Type-Options: nosniff",
+        "Connection: close",
+    ]
+    chunks = reply.chunks
+    if chunks is not None and http10:  # no chunked encoding in HTTP/1.0: the whole body
+        reply, chunks = Reply(reply.status, reply.content_type, b"".join(chunks())), None
+    if chunks is None:
+        fields.append(f"Content-Length: {len(reply.body)}")
+    else:
+        fields.append("Transfer-Encoding: chunked")
+    writer.write(("\r\n".join(fields) + "\r\n\r\n").encode("latin-1"))
+    if head_only:
+        await writer.drain()
+        return
+    if chunks is None:
+        writer.write(reply.body)
+    else:
+        for chunk in chunks():
+            if chunk:
+                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await writer.drain()
+            await asyncio.sleep(0)  # the loop runs probes between pieces
+        writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
+async def start_server(routes: Mapping[str, Route], listen: str) -> tuple[WebServer, int]:
+    """Serve `routes` on listen ("host:port"); returns the server and the bound port."""
+    server = WebServer(routes)
+    port = await server.start(listen)
+    return server, port

@@ -4,7 +4,6 @@ the body limit, the site's checks and the certificate expiry, turned into a `Pro
 from __future__ import annotations
 
 import asyncio
-import calendar
 import contextlib
 import errno
 import functools
@@ -12,7 +11,6 @@ import re
 import ssl
 import sys
 import time
-import unicodedata
 from collections.abc import Callable, Coroutine
 from types import SimpleNamespace, TracebackType
 from typing import Any
@@ -38,14 +36,28 @@ from aiohttp.http_parser import RawResponseMessage
 from aiohttp.streams import StreamReader
 
 from sentinel.config import SiteConfig
+from sentinel.probes.common import (
+    MAX_INTERIM_RESPONSES,
+    MAX_REDIRECTS,
+    MESSAGE_LIMIT,
+    clean_message,
+    der_not_after,
+    describe_statuses,
+    host_port,
+)
 from sentinel.probes.result import ProbeResult
 
-MAX_REDIRECTS = 10
-# Interim (1xx) responses accepted before the final one: a real server sends one or two (100
-# Continue, 103 Early Hints); a flood of them would keep the parser busy until the deadline and
-# starve every other probe of the event loop.
-MAX_INTERIM_RESPONSES = 32
-MESSAGE_LIMIT = 200  # characters of a result message
+__all__ = [
+    "MAX_INTERIM_RESPONSES",
+    "MAX_REDIRECTS",
+    "MESSAGE_LIMIT",
+    "HttpProber",
+    "clean_message",
+    "der_not_after",
+    "describe_statuses",
+    "host_port",
+]
+
 # Bytes per read of the body. Small on purpose: aiohttp joins the buffered HTTP chunks of one read
 # in a Python loop, so a body sent as 1-byte chunks costs microseconds per byte; together with the
 # yield after every read this keeps one hostile body from starving the other probes.
@@ -483,49 +495,12 @@ def _classify(exc: Exception, site: SiteConfig, timing: _Timing) -> tuple[str, s
     return "error", f"{type(exc).__name__}: {exc}"
 
 
-def host_port(host: str, port: int | None) -> str:
-    """'::1', 80 -> '[::1]:80'; for messages."""
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port is None else f"{shown}:{port}"
-
-
 def _os_text(error: BaseException) -> str:
     if isinstance(error, ssl.SSLError):
         return error.reason or str(error)
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error) or type(error).__name__
-
-
-def describe_statuses(codes: tuple[int, ...] | None) -> str:
-    """(200, 201, ..., 299, 301) -> '2xx, 301'; None -> '2xx'."""
-    if codes is None:
-        return "2xx"
-    wanted = set(codes)
-    parts: list[str] = []
-    for base in range(100, 600, 100):
-        block = set(range(base, base + 100))
-        if block <= wanted:
-            parts.append(f"{base // 100}xx")
-            wanted -= block
-    parts.extend(str(code) for code in sorted(wanted))
-    parts.sort(key=lambda p: p.replace("xx", "00"))
-    return ", ".join(parts)
-
-
-_SPACES_RE = re.compile(r"\s+")
-
-
-def clean_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """One short line, safe for logs, email headers and JSON: control, format and separator
-    characters (CR, LF, ESC, bidi overrides, U+2028, ...) become spaces; capped at `limit`."""
-    text = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
-    )
-    text = _SPACES_RE.sub(" ", text).strip()
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
 
 
 # ------------------------------------------------------------------ certificate expiry
@@ -547,46 +522,3 @@ def _peer_cert_expiry(transport: asyncio.Transport | None) -> float | None:
     except (ValueError, ssl.SSLError):
         return None
     return der_not_after(der) if der else None
-
-
-def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
-    """The DER element at `pos` -> (tag, content start, content end)."""
-    tag, length = data[pos], data[pos + 1]
-    start = pos + 2
-    if length & 0x80:
-        size = length & 0x7F
-        if not 1 <= size <= 4:
-            raise ValueError("unsupported DER length")
-        length = int.from_bytes(data[start : start + size], "big")
-        start += size
-    end = start + length
-    if end > len(data):
-        raise ValueError("truncated DER")
-    return tag, start, end
-
-
-def der_not_after(der: bytes) -> float | None:
-    """notAfter of a DER-encoded X.509 certificate (RFC 5280 4.1) as epoch seconds, or None."""
-    try:
-        _, cert_start, _ = _der_item(der, 0)  # Certificate
-        _, pos, _ = _der_item(der, cert_start)  # TBSCertificate
-        tag, _, end = _der_item(der, pos)
-        if tag == 0xA0:  # [0] version, optional
-            pos = end
-        for _ in range(3):  # serialNumber, signature, issuer
-            _, _, pos = _der_item(der, pos)
-        _, validity_start, _ = _der_item(der, pos)
-        _, _, after_pos = _der_item(der, validity_start)  # notBefore
-        tag, start, end = _der_item(der, after_pos)  # notAfter
-        text = der[start:end].decode("ascii")
-        if tag == 0x17:  # UTCTime YYMMDDHHMMSSZ
-            year = int(text[:2])
-            text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-        elif tag != 0x18:  # GeneralizedTime YYYYMMDDHHMMSSZ
-            return None
-        if len(text) != 15 or not text.endswith("Z"):
-            return None
-        parsed = time.strptime(text, "%Y%m%d%H%M%SZ")
-    except (IndexError, ValueError, UnicodeDecodeError):
-        return None
-    return float(calendar.timegm(parsed))

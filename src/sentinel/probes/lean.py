@@ -32,7 +32,7 @@ from typing import Any, Final
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from sentinel.config import SiteConfig
-from sentinel.probes.http import (
+from sentinel.probes.common import (
     MAX_INTERIM_RESPONSES,
     MAX_REDIRECTS,
     MESSAGE_LIMIT,

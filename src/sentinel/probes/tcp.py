@@ -9,7 +9,7 @@ import socket
 import time
 
 from sentinel.config import SiteConfig, split_host_port
-from sentinel.probes.http import clean_message, host_port
+from sentinel.probes.common import clean_message, host_port
 from sentinel.probes.result import ProbeResult
 
 _Address = tuple[socket.AddressFamily, socket.SocketKind, int, tuple[object, ...]]
