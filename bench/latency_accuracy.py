@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--delays", default="0,5,10,20,50,100,200", help="ms, cycled over the sites")
     p.add_argument("--poll", type=float, default=0.25, help="/api/status poll period, s")
+    p.add_argument("--batch-window", default=None,
+                   help='sentinel\'s [sentinel] batch_window, e.g. "0s" (default: its default)')
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for sentinel")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-save", action="store_true")
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                       for name, ms in site_delay.items()]
             config = sentinel_config(listen_port=port, state_dir=work / "state",
                                      interval=args.interval,
-                                     timeout=min(5.0, args.interval / 2), sites=blocks)
+                                     timeout=min(5.0, args.interval / 2), sites=blocks,
+                                     batch_window=args.batch_window)
             daemon = SentinelProc(work, config, port, env=env)
             try:
                 daemon.wait_healthy()
