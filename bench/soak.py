@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import shutil
 import signal
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                         })
                         if sc.singles.get("sentinel_config_last_reload_successful") == 0:
                             reload_failures += 1
-                    except OSError as exc:
+                    except (OSError, http.client.HTTPException) as exc:  # e.g. a cut-off body
                         events.append({"t_min": round(t_min, 2), "scrape_error": str(exc)})
                     next_scrape += args.scrape_every
                 time.sleep(max(0.05, min(next_sample, next_scrape, next_reload, end)
