@@ -4,13 +4,14 @@ minutes and hours."""
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel.early.events import TrendEnded, TrendStarted
-from sentinel.early.latency import MAX_BUCKET_VALUES, DriftSettings, LatencyTracker
+from sentinel.early.latency import MAX_BUCKET_VALUES, DriftSettings, LatencyTracker, _Slots
 from sentinel.early.warnings import WarningState, step_drift
 
 # "5 minutes" = 1 s, "1 hour" = 10 s, "7 days" = 200 s.
@@ -129,7 +130,32 @@ def test_memory_stays_bounded_however_long_and_fast_it_is_fed() -> None:
     assert len(tracker._recent) <= FAST.recent_buckets
     assert len(tracker._baseline) <= FAST.baseline_buckets
     assert len(tracker._open) <= MAX_BUCKET_VALUES
-    assert len(tracker._hour_values) <= FAST.baseline_bucket / FAST.recent_bucket
+    assert len(tracker._hour_values) <= FAST.baseline_bucket / FAST.recent_bucket + 1
+
+
+def test_a_trackers_memory_is_fixed_after_its_first_bucket_for_a_week_and_more() -> None:
+    """The soak's question, per site: a week of history (168 hourly medians) must not cost more
+    memory than the first hour did, so a long-running daemon's RSS stays flat."""
+    tracker = LatencyTracker(DriftSettings())
+    now = 1_700_000_000.0
+    rng = random.Random(7)
+    tracemalloc.start()
+    try:
+        for _ in range(int(3600 / 10)):  # an hour at 10 s: buckets have closed, free lists filled
+            tracker.observe(0.1 + rng.random() / 100, now)
+            now += 10
+        spare = [rng.random() for _ in range(1000)]
+        del spare  # fills the interpreter's float free list, which tracemalloc counts as used
+        after_warm_up = tracemalloc.get_traced_memory()[0]
+        for _ in range(int(8 * 86400 / 10)):  # eight days: every ring has wrapped
+            tracker.observe(0.1 + rng.random() / 100, now)
+            now += 10
+        after_a_week = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(tracker._baseline) == DriftSettings().baseline_buckets
+    # (a list of 168 boxed medians alone would be 5 KiB; typed arrays grown as they fill, 2.7 KiB)
+    assert after_a_week - after_warm_up <= 512  # bytes: no growth beyond allocator noise
 
 
 def test_the_default_settings_are_an_hour_against_a_week() -> None:
@@ -145,3 +171,27 @@ def test_bad_values_are_ignored() -> None:
     assert tracker.observe(-1.0, 1.0) is None
     assert tracker.observe(1.0, float("inf")) is None
     assert len(tracker._open) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    maxlen=st.integers(1, 12),
+    steps=st.lists(st.tuples(st.integers(0, 30), st.floats(0, 10)), max_size=60),
+)
+def test_slots_keep_the_newest_indices_like_a_dict_would(
+    maxlen: int, steps: list[tuple[int, float]]
+) -> None:
+    """The fixed-size history against the obvious model: a dict of index -> median, keeping
+    indices within `maxlen` of the newest ever seen (indices only move forward in use, plus
+    repeats of the current one; here they also jump and go back)."""
+    slots = _Slots(maxlen)
+    model: dict[int, float] = {}
+    newest: int | None = None
+    for index, median in steps:
+        slots.put(index, median, 1)
+        if newest is None or index > newest:
+            newest = index
+        if index > newest - maxlen:
+            model[index] = median
+        model = {i: m for i, m in model.items() if i > newest - maxlen}
+    assert [(i, m) for i, m, _ in slots.rows()] == sorted(model.items())

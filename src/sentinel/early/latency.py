@@ -60,29 +60,51 @@ class DriftVerdict:
     reason: str = ""  # why not drifting ("" when drifting)
 
 
-class _Ring:
-    """Rows of numbers, oldest dropped beyond `maxlen`, one typed array per column (8 bytes a
-    number instead of a tuple of boxed numbers: ~24 bytes a row rather than ~150)."""
+class _Slots:
+    """Numbers keyed by a bucket index, keeping the newest `maxlen` indices: slot `index % maxlen`
+    of typed arrays allocated once, at full size. Memory is fixed from the first probe on, so a
+    week of history costs no more RSS than an hour (a soak sees no growth while it fills), and
+    nothing is reallocated as buckets turn over. A gap (no probes in a bucket) stays empty."""
 
-    __slots__ = ("_columns", "maxlen")
+    __slots__ = ("_counts", "_medians", "maxlen", "newest")
 
-    def __init__(self, maxlen: int, typecodes: str) -> None:
+    def __init__(self, maxlen: int, *, counts: bool = True) -> None:
         self.maxlen = maxlen
-        self._columns = tuple(array(code) for code in typecodes)
+        self._medians = array("d", [math.nan]) * maxlen
+        self._counts = array("q", [0]) * (maxlen if counts else 0)
+        self.newest: int | None = None
 
-    def append(self, *row: float) -> None:
-        first = self._columns[0]
-        if len(first) >= self.maxlen:  # once per bucket, over <= 168 values: cheap
-            for column in self._columns:
-                del column[0]
-        for column, value in zip(self._columns, row, strict=True):
-            column.append(value)  # type: ignore[arg-type]
+    def put(self, index: int, median: float, count: int = 0) -> None:
+        newest = self.newest
+        if newest is None or index > newest:
+            # empty the slots of the indices skipped since `newest` (at most maxlen of them)
+            start = (
+                index - self.maxlen + 1
+                if newest is None
+                else max(newest + 1, index - self.maxlen + 1)
+            )
+            for skipped in range(start, index):
+                self._medians[skipped % self.maxlen] = math.nan
+            self.newest = newest = index
+        elif index <= newest - self.maxlen:
+            return  # older than everything kept
+        slot = index % self.maxlen
+        self._medians[slot] = median
+        if self._counts:
+            self._counts[slot] = count
 
-    def rows(self) -> Iterator[tuple[float, ...]]:
-        return zip(*self._columns, strict=True)
+    def rows(self) -> Iterator[tuple[int, float, int]]:
+        """(index, median, count), oldest first, gaps left out."""
+        if self.newest is None:
+            return
+        for index in range(self.newest - self.maxlen + 1, self.newest + 1):
+            slot = index % self.maxlen
+            median = self._medians[slot]
+            if not math.isnan(median):
+                yield index, median, self._counts[slot] if self._counts else 0
 
     def __len__(self) -> int:
-        return len(self._columns[0])
+        return sum(1 for _ in self.rows())
 
 
 class LatencyTracker:
@@ -90,6 +112,7 @@ class LatencyTracker:
 
     __slots__ = (
         "_baseline",
+        "_hour_count",
         "_hour_index",
         "_hour_values",
         "_open",
@@ -101,17 +124,20 @@ class LatencyTracker:
 
     def __init__(self, settings: DriftSettings | None = None) -> None:
         self.settings = settings or DriftSettings()
-        # Compact storage (8 bytes a value, not a 24-byte float object plus a pointer): with
-        # 168 hourly medians per site after a week, tuples in a deque would cost ~18 KiB a site.
+        # Everything is allocated here, at (nearly) full size, and reused: 8 bytes a value in
+        # typed arrays rather than boxed floats in tuples (which cost ~18 KiB a site after a
+        # week), and no allocation as buckets close, so RSS does not creep or saw-tooth.
+        # The open bucket grows to the probes one bucket sees (150 at 2 s) and is then reused.
         self._open = array("d")
         self._open_count = 0
         self._open_index: int | None = None
-        # (bucket index, median, probes)
-        self._recent = _Ring(self.settings.recent_buckets, "qdq")
+        self._recent = _Slots(self.settings.recent_buckets)  # (bucket index, median, probes)
         self._hour_index: int | None = None
-        self._hour_values: list[float] = []  # recent-bucket medians of the open baseline bucket
-        # (baseline bucket index, median) as a ring of at most baseline_buckets entries
-        self._baseline = _Ring(self.settings.baseline_buckets, "qd")
+        # recent-bucket medians of the open baseline bucket
+        per_hour = math.ceil(self.settings.baseline_bucket / self.settings.recent_bucket) + 1
+        self._hour_values = array("d", [0.0]) * max(1, min(MAX_BUCKET_VALUES, per_hour))
+        self._hour_count = 0
+        self._baseline = _Slots(self.settings.baseline_buckets, counts=False)
 
     def observe(self, total: float, now: float) -> DriftVerdict | None:
         """Add one probe's total time. Returns a verdict when a recent bucket closed, else None."""
@@ -126,30 +152,34 @@ class LatencyTracker:
             self._open_index = index
             verdict = self.evaluate(now)
         # (a clock stepping back keeps filling the open bucket)
-        if len(self._open) < MAX_BUCKET_VALUES:
+        count = self._open_count
+        if count < len(self._open):
+            self._open[count] = total  # reuse the previous bucket's room
+        elif count < MAX_BUCKET_VALUES:
             self._open.append(total)
         else:
-            self._open[self._open_count % MAX_BUCKET_VALUES] = total
-        self._open_count += 1
+            self._open[count % MAX_BUCKET_VALUES] = total  # a ring beyond the cap
+        self._open_count = count + 1
         return verdict
 
     def _close_bucket(self) -> None:
-        if self._open_index is None or not self._open:
+        if self._open_index is None or not self._open_count:
             return
         s = self.settings
-        median = statistics.median(self._open)
-        self._recent.append(self._open_index, median, self._open_count)
-        self._open = array("d")
+        median = statistics.median(self._open[: min(self._open_count, len(self._open))])
+        self._recent.put(self._open_index, median, self._open_count)
         self._open_count = 0
         bucket_start = self._open_index * s.recent_bucket
         hour = math.floor(bucket_start / s.baseline_bucket)
-        if self._hour_index is not None and hour > self._hour_index and self._hour_values:
-            self._baseline.append(self._hour_index, statistics.median(self._hour_values))
-            self._hour_values = []
+        if self._hour_index is not None and hour > self._hour_index and self._hour_count:
+            hour_median = statistics.median(self._hour_values[: self._hour_count])
+            self._baseline.put(self._hour_index, hour_median)
+            self._hour_count = 0
         if self._hour_index is None or hour >= self._hour_index:
             self._hour_index = hour
-        if len(self._hour_values) < MAX_BUCKET_VALUES:
-            self._hour_values.append(median)
+        if self._hour_count < len(self._hour_values):
+            self._hour_values[self._hour_count] = median
+            self._hour_count += 1
 
     def _baseline_values(self, now: float) -> list[float]:
         """Closed baseline buckets that end before the recent span and lie within baseline_span."""
@@ -158,7 +188,7 @@ class LatencyTracker:
         oldest = now - s.recent_span - s.baseline_span
         return [
             median
-            for index, median in self._baseline.rows()
+            for index, median, _ in self._baseline.rows()
             if (index + 1) * s.baseline_bucket <= recent_start + 1e-9
             and index * s.baseline_bucket >= oldest - 1e-9
         ]
