@@ -140,7 +140,7 @@ class WebServer:
         self._response_timeout = response_timeout
         self._max_connections = max_connections
         self._server: asyncio.Server | None = None
-        self._open = 0
+        # The connections being handled, one task each; their number is what the limit counts.
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self, listen: str) -> int:
@@ -164,12 +164,11 @@ class WebServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-        self._open += 1
+        assert task is not None  # asyncio.start_server runs each connection in a task of its own
+        self._handlers.add(task)
         clean = False
         try:
-            if self._open <= self._max_connections:
+            if len(self._handlers) <= self._max_connections:
                 await self._serve_one(reader, writer)
                 clean = True
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
@@ -177,9 +176,7 @@ class WebServer:
         except Exception:  # never let one request take the server down
             log.exception("HTTP request failed")
         finally:
-            self._open -= 1
-            if task is not None:
-                self._handlers.discard(task)
+            self._handlers.discard(task)
             if clean:
                 writer.close()  # after the buffered answer is sent
             else:
