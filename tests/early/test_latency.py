@@ -195,3 +195,62 @@ def test_slots_keep_the_newest_indices_like_a_dict_would(
             model[index] = median
         model = {i: m for i, m in model.items() if i > newest - maxlen}
     assert [(i, m) for i, m, _ in slots.rows()] == sorted(model.items())
+
+
+def _feed(tracker: LatencyTracker, start: float, seconds: float, every: float, seed: int) -> list:
+    rng = random.Random(seed)
+    verdicts = []
+    now = start
+    while now < start + seconds:
+        verdict = tracker.observe(0.1 + rng.random() / 50 + (now - start) / 3e6, now)
+        if verdict is not None:
+            verdicts.append(verdict)
+        now += every
+    return verdicts
+
+
+def test_a_dumped_and_loaded_history_carries_on_exactly_like_the_original() -> None:
+    """What a restart of sentinel keeps: the week of hourly medians behind the baseline, the
+    recent medians and the open bucket, so that drift detection is not blind for a day."""
+    original = LatencyTracker()
+    start = 1_700_000_123.0
+    _feed(original, start, 2 * 86400, 30, seed=1)
+    data = original.dump()
+    assert len(data) < 4096
+    restored = LatencyTracker.load(data)
+    assert restored.baseline_seconds() == original.baseline_seconds() is not None
+    # (a restart a few minutes later: the open bucket closes into the right place)
+    later = start + 2 * 86400 + 400
+    assert _feed(restored, later, 86400, 30, seed=2) == _feed(original, later, 86400, 30, seed=2)
+    assert restored.dump() == original.dump()
+
+
+def test_a_fresh_tracker_round_trips_too() -> None:
+    assert LatencyTracker.load(LatencyTracker().dump()).dump() == LatencyTracker().dump()
+
+
+def test_a_history_kept_with_other_bucket_sizes_is_refused() -> None:
+    data = LatencyTracker(FAST).dump()
+    with pytest.raises(ValueError, match="other bucket sizes"):
+        LatencyTracker.load(data)
+    # thresholds are not geometry: a changed ratio keeps the history
+    LatencyTracker.load(LatencyTracker().dump(), DriftSettings(ratio=2.0, consecutive=5))
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut=st.integers(0, 5000), flip=st.integers(0, 5000), junk=st.binary(max_size=64))
+def test_damaged_histories_raise_value_error_and_nothing_else(
+    cut: int, flip: int, junk: bytes
+) -> None:
+    tracker = LatencyTracker()
+    _feed(tracker, 1_700_000_000.0, 3 * 3600, 60, seed=3)
+    data = bytearray(tracker.dump())
+    if flip < len(data):
+        data[flip] ^= 0xFF
+    for damaged in (bytes(data[:cut]), bytes(data) + junk, junk, bytes(data)):
+        try:
+            loaded = LatencyTracker.load(damaged)
+        except ValueError:
+            continue
+        loaded.observe(0.1, 1_700_100_000.0)  # whatever loaded must keep working
+        loaded.evaluate(1_700_100_000.0)

@@ -9,13 +9,18 @@ computed when a bucket closes, once per `recent_bucket`.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import struct
+import sys
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 MAX_BUCKET_VALUES = 1024  # probe times kept per open recent bucket (a ring beyond this)
+_DUMP_MAGIC = b"SLT1"  # sentinel latency tracker, format 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,96 @@ class LatencyTracker:
         self._hour_count = 0
         self._baseline = _Slots(self.settings.baseline_buckets, counts=False)
 
+    def _geometry(self) -> list[float]:
+        """What a dump's numbers mean: a dump with other buckets cannot be reused."""
+        s = self.settings
+        return [s.recent_bucket, s.recent_buckets, s.baseline_bucket, s.baseline_buckets]
+
+    def dump(self) -> bytes:
+        """The whole history as bytes (~1.7 KiB with the defaults), for the store to keep across a
+        restart: without it every restart would blind drift detection for a day."""
+        open_len = min(self._open_count, len(self._open))
+        header = {
+            "geometry": self._geometry(),
+            "open_index": self._open_index,
+            "open_count": self._open_count,
+            "open_len": open_len,
+            "hour_index": self._hour_index,
+            "hour_count": self._hour_count,
+            "recent_newest": self._recent.newest,
+            "baseline_newest": self._baseline.newest,
+        }
+        parts: list[array[Any]] = [
+            self._open[:open_len],
+            self._recent._medians,
+            self._recent._counts,
+            self._hour_values[: self._hour_count],
+            self._baseline._medians,
+        ]
+        head = json.dumps(header, separators=(",", ":")).encode()
+        out = bytearray(_DUMP_MAGIC + struct.pack("<I", len(head)) + head)
+        for part in parts:
+            out += _little_endian(part).tobytes()
+        return bytes(out)
+
+    @classmethod
+    def load(cls, data: bytes, settings: DriftSettings | None = None) -> LatencyTracker:
+        """A tracker from `dump()`. Raises ValueError when the bytes are not a dump, or one made
+        with other bucket sizes (its medians would mean something else)."""
+        tracker = cls(settings)
+        if data[:4] != _DUMP_MAGIC or len(data) < 8:
+            raise ValueError("not a latency history")
+        (head_len,) = struct.unpack("<I", data[4:8])
+        try:
+            header = json.loads(data[8 : 8 + head_len])
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("damaged latency history") from None
+        if not isinstance(header, dict) or header.get("geometry") != tracker._geometry():
+            raise ValueError("latency history kept with other bucket sizes")
+        try:
+            open_len = int(header["open_len"])
+            hour_count = int(header["hour_count"])
+            sizes = [
+                ("d", open_len),
+                ("d", tracker._recent.maxlen),
+                ("q", tracker._recent.maxlen),
+                ("d", hour_count),
+                ("d", tracker._baseline.maxlen),
+            ]
+            open_count = int(header["open_count"])
+            # (the open bucket's array only grows while it is not full: see `observe`)
+            if (
+                open_count < 0
+                or open_len != min(open_count, MAX_BUCKET_VALUES)
+                or not (0 <= hour_count <= len(tracker._hour_values))
+            ):
+                raise ValueError("latency history out of range")
+            parts: list[array[Any]] = []
+            at = 8 + head_len
+            for code, n in sizes:
+                part = array(code)
+                end = at + n * part.itemsize
+                if end > len(data):
+                    raise ValueError("latency history cut short")
+                part.frombytes(data[at:end])
+                parts.append(_little_endian(part))  # (a swap is its own inverse)
+                at = end
+            open_values, recent_medians, recent_counts, hour_values, baseline_medians = parts
+            tracker._open = array("d", open_values)
+            tracker._open_count = open_count
+            tracker._open_index = _opt_int(header["open_index"])
+            tracker._recent._medians = array("d", recent_medians)
+            tracker._recent._counts = array("q", recent_counts)
+            tracker._recent.newest = _opt_int(header["recent_newest"])
+            tracker._hour_values[:hour_count] = array("d", hour_values)
+            tracker._hour_count = hour_count
+            tracker._hour_index = _opt_int(header["hour_index"])
+            tracker._baseline._medians = array("d", baseline_medians)
+            tracker._baseline.newest = _opt_int(header["baseline_newest"])
+        except (KeyError, TypeError, OverflowError) as exc:
+            raise ValueError(f"damaged latency history ({exc!r})") from None
+        return tracker
+
     def observe(self, total: float, now: float) -> DriftVerdict | None:
         """Add one probe's total time. Returns a verdict when a recent bucket closed, else None."""
         if not math.isfinite(total) or total < 0 or not math.isfinite(now):
@@ -238,3 +333,20 @@ class LatencyTracker:
             baseline_span=len(baseline) * s.baseline_bucket,
             reason=reason,
         )
+
+
+def _opt_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _little_endian(part: array[Any]) -> array[Any]:
+    """Dumps are little-endian whatever the machine, so a state_dir can move between machines."""
+    if sys.byteorder == "little":
+        return part
+    swapped = array(part.typecode, part.tobytes())
+    swapped.byteswap()
+    return swapped
