@@ -14,15 +14,22 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.early.events import TrendStarted
+from sentinel.early.warnings import WarningState
 from sentinel.monitor import ResultSummary, SiteState, Status
 from sentinel.store import (
     DB_NAME,
     DEAD_LETTER_LIMIT,
+    MIGRATIONS,
     SCHEMA_VERSION,
+    LatencyHistory,
     Outgoing,
     Store,
     StoreError,
     StoreNotFoundError,
+    decode_dataclass,
+    encode_dataclass,
+    encode_state,
 )
 
 
@@ -387,3 +394,54 @@ def test_meta_values_round_trip_and_the_stores_own_keys_are_protected(tmp_path: 
             store.set_meta("schema_version", "0")
     with Store.open(tmp_path) as store:
         assert store.get_meta("rollup.cursor") == "18"
+
+
+# ---------------------------------------------------------------------------- latency history
+
+
+def test_a_store_from_schema_version_1_is_migrated_and_keeps_its_states(tmp_path: Path) -> None:
+    """An upgrade from the sentinel before latency history was saved: same file, states kept."""
+    raw = sqlite3.connect(tmp_path / DB_NAME)
+    for statement in MIGRATIONS[0]:
+        raw.execute(statement)
+    raw.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    state = SiteState(site="blog", status=Status.DOWN, since=5.0)
+    raw.execute("INSERT INTO site_state VALUES ('blog', ?, 5.0)", (encode_state(state),))
+    raw.commit()
+    raw.close()
+    with Store.open(str(tmp_path)) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert store.load_states()["blog"] == state
+        assert store.load_latency_history() == {}
+
+
+def test_latency_history_round_trips_is_upserted_and_leaves_with_its_site(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path)) as store:
+        store.save_latency_history(
+            [
+                LatencyHistory("blog", b"\x00\x01history", None, 10.0),
+                LatencyHistory("shop", b"shop", '{"kind":"slower"}', 10.0),
+            ]
+        )
+        store.save_latency_history([LatencyHistory("blog", b"newer", None, 20.0)])
+    with Store.open(str(tmp_path)) as store:
+        saved = store.load_latency_history()
+        assert saved["blog"] == LatencyHistory("blog", b"newer", None, 20.0)
+        assert saved["shop"].warning == '{"kind":"slower"}'
+        store.delete_site("shop")
+        assert set(store.load_latency_history()) == {"blog"}
+        store.save_latency_history([LatencyHistory("gone", b"x", None, 1.0)])
+        assert store.forget_latency_history(keep={"blog"}) == 1
+        assert set(store.load_latency_history()) == {"blog"}
+
+
+def test_a_warning_state_round_trips_through_json() -> None:
+    started = TrendStarted(
+        kind="slower", subject="shop", trend_id="abc", at=3.0, since=1.0, level=0.9, usual=0.3
+    )
+    state = WarningState("slower", "shop", source="site shop", quiet=1, active=started)
+    assert decode_dataclass(WarningState, encode_dataclass(state)) == state
+    with pytest.raises(ValueError, match="unknown value"):
+        decode_dataclass(WarningState, encode_dataclass(state).replace('"slower"', '"faster"'))
+    with pytest.raises(ValueError):
+        decode_dataclass(WarningState, "[1, 2]")

@@ -24,7 +24,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sentinel.monitor import SiteState
 
@@ -51,6 +51,8 @@ WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
+
+T = TypeVar("T")
 
 # Keys of `meta` that the store itself owns; set_meta refuses them.
 _META_SCHEMA_VERSION = "schema_version"
@@ -91,6 +93,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             attempts INTEGER NOT NULL,
             error TEXT NOT NULL,
             message BLOB NOT NULL
+        )""",
+    ),
+    (
+        # A site's latency-drift history (LatencyTracker.dump) and its "slower" warning state
+        # (JSON), so a restart neither blinds drift detection for a day nor loses a warning.
+        """CREATE TABLE latency_history (
+            site TEXT PRIMARY KEY,
+            history BLOB NOT NULL,
+            warning TEXT,
+            saved_at REAL NOT NULL
         )""",
     ),
 )
@@ -145,6 +157,17 @@ class DeadLetter:
     message: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class LatencyHistory:
+    """One site's saved latency-drift state: `history` from LatencyTracker.dump, `warning` its
+    WarningState as JSON (None: no warning state worth keeping)."""
+
+    site: str
+    history: bytes
+    warning: str | None
+    saved_at: float
+
+
 # ---------------------------------------------------------------------------- SiteState <-> JSON
 
 
@@ -179,6 +202,10 @@ def _from_json_value(value: object, hint: Any, where: str) -> object:
             except ValueError as exc:
                 errors.append(str(exc))
         raise ValueError("; ".join(errors) or f"{where}: unexpected null")
+    if origin is typing.Literal:
+        if value in typing.get_args(hint) and isinstance(value, str | int):
+            return value
+        raise ValueError(f"{where}: unknown value {value!r}")
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, list) or len(args) != 2 or args[1] is not Ellipsis:
@@ -220,6 +247,24 @@ def _build_dataclass(cls: type[Any], data: dict[str, object], where: str) -> Any
         return cls(**kwargs)  # unknown keys (a newer version's fields) are ignored
     except TypeError as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+def encode_dataclass(value: object) -> str:
+    """A dataclass of the types SiteState uses (plus Literal) -> JSON text."""
+    return json.dumps(_to_json_value(value), separators=(",", ":"), allow_nan=True)
+
+
+def decode_dataclass(cls: type[T], text: str) -> T:
+    """JSON text from `encode_dataclass` -> `cls`; raises ValueError for anything else."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    value = _build_dataclass(cls, data, cls.__name__)
+    assert isinstance(value, cls)
+    return value
 
 
 def decode_state(site: str, text: str) -> SiteState:
@@ -497,6 +542,39 @@ class Store:
         """Forget a site's state (it left the config). Its pending emails still go out."""
         with self._transaction("write") as conn:
             conn.execute("DELETE FROM site_state WHERE site = ?", (name,))
+            conn.execute("DELETE FROM latency_history WHERE site = ?", (name,))
+
+    # ------------------------------------------------------------------ latency history
+
+    def save_latency_history(self, rows: Sequence[LatencyHistory]) -> None:
+        """Upsert some sites' latency histories in one transaction (the caller chunks them, so
+        no single write holds the event loop for long)."""
+        with self._transaction("write") as conn:
+            conn.executemany(
+                "INSERT INTO latency_history (site, history, warning, saved_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(site) DO UPDATE SET history = excluded.history,"
+                " warning = excluded.warning, saved_at = excluded.saved_at",
+                [(r.site, r.history, r.warning, r.saved_at) for r in rows],
+            )
+
+    def load_latency_history(self) -> dict[str, LatencyHistory]:
+        with self._errors("read"):
+            rows = self._conn.execute(
+                "SELECT site, history, warning, saved_at FROM latency_history"
+            ).fetchall()
+        return {
+            site: LatencyHistory(site, bytes(history), warning, float(saved_at))
+            for site, history, warning, saved_at in rows
+        }
+
+    def forget_latency_history(self, keep: Collection[str]) -> int:
+        """Drop the histories of sites not in `keep` (removed while sentinel was stopped, or
+        with latency_drift turned off); returns how many were dropped."""
+        with self._transaction("write") as conn:
+            names = [r[0] for r in conn.execute("SELECT site FROM latency_history")]
+            gone = [(n,) for n in names if n not in keep]
+            conn.executemany("DELETE FROM latency_history WHERE site = ?", gone)
+        return len(gone)
 
     # ------------------------------------------------------------------ outbox
 
