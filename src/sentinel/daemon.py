@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from sentinel import drift_history
 from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_config
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
@@ -187,6 +188,9 @@ class Daemon:
         try:
             self._setup_email(self.config.email)
             self._restore_states()
+            if self.store is not None and self.early is not None:
+                drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
+                drift_history.restore(self.store, self.early, drift_sites)
             await self.prober.start()
             if self.config.listen:
                 routes = make_routes(
@@ -209,6 +213,11 @@ class Daemon:
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             if self.early is not None:
                 self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
+                if self.store is not None:
+                    saver = drift_history.save_periodically(
+                        self.store, self.early, self._drift_tracked, self._store_failed
+                    )
+                    self._tasks.append(loop.create_task(saver, name="drift-history"))
             feeder = WatchdogFeeder(self.notifier, lambda: self.scheduler.loops)
             if feeder.interval is not None:
                 self._tasks.append(loop.create_task(feeder.run(), name="watchdog"))
@@ -244,6 +253,11 @@ class Daemon:
             if server is not None:
                 await server.close()
             if self.store is not None:
+                if self.early is not None:
+                    with contextlib.suppress(Exception):
+                        await drift_history.save(
+                            self.store, self.early, self._drift_tracked, self._store_failed
+                        )
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -270,6 +284,10 @@ class Daemon:
                     reload_wait.cancel()
         finally:
             stop_wait.cancel()
+
+    def _drift_tracked(self, name: str) -> bool:
+        site = self.sites.get(name)
+        return site is not None and site.latency_drift
 
     def healthy(self) -> bool:
         return any(t.get_name() == "scheduler" and not t.done() for t in self._tasks)

@@ -20,8 +20,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig, parse_early
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
-from sentinel.early.latency import DriftSettings
+from sentinel.early.latency import DriftSettings, LatencyTracker
 from sentinel.early.service import EarlyWarnings
+from sentinel.early.warnings import WarningState
+from sentinel.store import decode_dataclass, encode_dataclass
 
 from .children import LEAK, MIB, SAWTOOTH, Children, children
 from .test_sources import write_unit
@@ -258,6 +260,51 @@ def test_observed_latency_sets_the_baseline_metric_and_warns_when_slower() -> No
     h.service.remove_site("shop")
     assert h.value("sentinel_site_latency_baseline_seconds", site="shop") is None
     assert h.service.active_warnings() == ()
+
+
+def test_a_restart_keeps_the_history_and_the_warning_so_resolved_still_comes() -> None:
+    """Saved (as the daemon does, through the store's JSON) and restored in a new service: the
+    baseline is there at once, and the SLOWER warning sent before the restart gets its RESOLVED,
+    threaded to it by the same trend id, instead of being forgotten."""
+    h = Harness(EarlyConfig(self_watch=None, drift=FAST_DRIFT))
+    now = 1_700_000_000.0
+    for _ in range(400):
+        h.service.observe_latency("shop", 0.31, now)
+        now += 0.25
+    for _ in range(80):
+        h.service.observe_latency("shop", 0.82, now)
+        now += 0.25
+    (started,) = h.of(TrendStarted, "shop")
+    saved = [
+        (name, history, None if w is None else encode_dataclass(w))
+        for name, history, w in h.service.drift_histories()
+    ]
+    assert [name for name, _, _ in saved] == ["shop"]
+
+    restarted = Harness(EarlyConfig(self_watch=None, drift=FAST_DRIFT))
+    for name, history, text in saved:
+        warning = None if text is None else decode_dataclass(WarningState, text)
+        assert restarted.service.restore_site(name, history, warning)
+    assert restarted.value("sentinel_site_latency_baseline_seconds", site="shop") == (
+        pytest.approx(0.31)
+    )
+    assert restarted.service.active_warnings() == (started,)
+    for _ in range(80):
+        restarted.service.observe_latency("shop", 0.31, now)
+        now += 0.25
+    (ended,) = restarted.of(TrendEnded, "shop")
+    assert isinstance(ended, TrendEnded)
+    assert ended.warning.trend_id == started.trend_id and ended.reason == "back to usual"
+    assert restarted.of(TrendStarted) == []  # no second SLOWER for the same trend
+
+
+def test_a_history_that_cannot_be_used_starts_the_site_afresh() -> None:
+    h = Harness(EarlyConfig(self_watch=None, drift=FAST_DRIFT))
+    assert not h.service.restore_site("shop", b"not a history", None)
+    other_buckets = LatencyTracker().dump()  # the default geometry, not FAST_DRIFT's
+    assert not h.service.restore_site("shop", other_buckets, None)
+    assert h.value("sentinel_site_latency_baseline_seconds", site="shop") is None
+    assert list(h.service.drift_histories()) == []
 
 
 def test_a_reload_keeps_unchanged_watches_and_drops_removed_ones_with_their_series(

@@ -16,7 +16,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -287,6 +287,30 @@ class EarlyWarnings:
         )
         for event in events:
             self._emit(event)
+
+    def drift_histories(self) -> Iterator[tuple[str, bytes, WarningState | None]]:
+        """Every tracked site's latency history (`LatencyTracker.dump`) and its warning state
+        when it is worth keeping (a streak or an active warning), for the store."""
+        for name, entry in list(self._sites.items()):
+            w = entry.warning
+            keep = w.active is not None or w.streak > 0
+            yield name, entry.tracker.dump(), w if keep else None
+
+    def restore_site(self, name: str, history: bytes, warning: WarningState | None) -> bool:
+        """Take back a site's history saved before a restart. False (and a fresh start for the
+        site) when it cannot be used, e.g. saved with other bucket sizes."""
+        try:
+            tracker = LatencyTracker.load(history, self.config.drift)
+        except ValueError as exc:
+            log.warning("early warning: latency history not restored %s", kv(site=name, why=exc))
+            return False
+        if warning is None or (warning.kind, warning.subject) != ("slower", name):
+            warning = WarningState("slower", name)
+        self._sites[name] = _Site(tracker, warning)
+        baseline = tracker.baseline_seconds()
+        if baseline is not None:
+            self.g_baseline.labels(name).set(baseline)
+        return True
 
     def remove_site(self, name: str) -> None:
         """Forget a site (removed from the config, or latency_drift turned off)."""
