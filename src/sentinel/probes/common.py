@@ -1,6 +1,7 @@
-"""What every probe shares, without any HTTP client behind it: limits, message cleaning, status
-descriptions and the certificate-expiry parser. (`sentinel run` never imports aiohttp: its import
-alone is ~11 MiB of resident memory, a sixth of the daemon's.)"""
+"""What every probe shares, without any HTTP client behind it: limits, the `async with`
+lifecycle, message cleaning, status descriptions and the certificate-expiry parser. (`sentinel
+run` never imports aiohttp: its import alone is ~11 MiB of resident memory, a sixth of the
+daemon's.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import calendar
 import re
 import time
 import unicodedata
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Self
 
 MAX_REDIRECTS = 10
 # Interim (1xx) responses accepted before the final one: a real server sends one or two (100
@@ -15,6 +19,28 @@ MAX_REDIRECTS = 10
 # starve every other probe of the event loop.
 MAX_INTERIM_RESPONSES = 32
 MESSAGE_LIMIT = 200  # characters of a result message
+
+
+class AsyncLifecycle(ABC):
+    """`async with prober:` runs `start()` on the way in and `close()` on the way out."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 def host_port(host: str, port: int | None) -> str:

@@ -12,7 +12,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from types import SimpleNamespace, TracebackType
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -40,6 +40,7 @@ from sentinel.probes.common import (
     MAX_INTERIM_RESPONSES,
     MAX_REDIRECTS,
     MESSAGE_LIMIT,
+    AsyncLifecycle,
     clean_message,
     der_not_after,
     describe_statuses,
@@ -233,7 +234,7 @@ def _limit_interim(
     return read_limited
 
 
-class HttpProber:
+class HttpProber(AsyncLifecycle):
     """Probes HTTP(S) sites through one long-lived `aiohttp.ClientSession`.
 
     Every probe opens a fresh connection (no keep-alive, no DNS cache), so its phase times mean
@@ -281,18 +282,6 @@ class HttpProber:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-    async def __aenter__(self) -> HttpProber:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
         """Probe `site` once. Never raises (except on cancellation): every failure is a result."""

@@ -27,7 +27,6 @@ import ssl
 import time
 import zlib
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
@@ -36,6 +35,7 @@ from sentinel.probes.common import (
     MAX_INTERIM_RESPONSES,
     MAX_REDIRECTS,
     MESSAGE_LIMIT,
+    AsyncLifecycle,
     clean_message,
     der_not_after,
     describe_statuses,
@@ -650,7 +650,7 @@ def _add(total: float | None, value: float) -> float:
     return value if total is None else total + value
 
 
-class LeanHttpProber:
+class LeanHttpProber(AsyncLifecycle):
     """Probes HTTP(S) sites with one bare asyncio protocol per probe (see the module docstring).
 
     Same surface as `HttpProber`: `start()`, `close()`, `probe(site)` (never raises except on
@@ -682,18 +682,6 @@ class LeanHttpProber:
 
     async def close(self) -> None:
         self._started = False
-
-    async def __aenter__(self) -> LeanHttpProber:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -------------------------------------------------------------- probe
 
