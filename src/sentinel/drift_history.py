@@ -25,10 +25,11 @@ SITES_PER_WRITE = 200  # one transaction of ~340 KiB; the event loop runs betwee
 
 
 def restore(store: Store, early: EarlyWarnings, drift_sites: Collection[str]) -> int:
-    """Give back the saved histories of `drift_sites`, drop the others' (sites removed, or with
-    latency_drift turned off, while sentinel was stopped). Returns how many were restored."""
+    """Give back the saved histories of `drift_sites`; drop the others (sites removed, or with
+    latency_drift turned off, while sentinel was stopped), resolving a SLOWER warning they had.
+    Returns how many were restored."""
+    keep = set(drift_sites)
     try:
-        store.forget_latency_history(keep=drift_sites)
         saved = store.load_latency_history()
     except StoreError as exc:
         log.error("cannot read saved latency history, starting fresh: %s", exc)
@@ -41,7 +42,14 @@ def restore(store: Store, early: EarlyWarnings, drift_sites: Collection[str]) ->
                 warning = decode_dataclass(WarningState, row.warning)
             except ValueError as exc:
                 log.warning("ignoring unreadable saved warning %s", kv(site=name, why=exc))
-        restored += early.restore_site(name, row.history, warning)
+        if name in keep:
+            restored += early.restore_site(name, row.history, warning)
+        elif warning is not None:
+            early.end_warning(warning, "removed")
+    try:
+        store.forget_latency_history(keep=keep)
+    except StoreError as exc:
+        log.error("cannot drop the latency history of removed sites: %s", exc)
     if saved:
         log.info("latency history restored %s", kv(sites=restored, saved=len(saved)))
     return restored

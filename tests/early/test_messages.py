@@ -209,6 +209,13 @@ def test_a_restart_resolution_explains_that_the_leak_may_come_back() -> None:
     assert "restarted" in text and "warns again" in text
 
 
+def test_a_removed_or_changed_watch_says_why_its_warning_closes() -> None:
+    removed = body(build(TrendEnded(warning=CREEPING, at=AT + DAY, reason="removed")))
+    assert "removed from sentinel's config" in removed and "no longer watches" in removed
+    changed = body(build(TrendEnded(warning=CREEPING, at=AT + DAY, reason="changed")))
+    assert "starts its trend afresh" in changed and "warns again" in changed
+
+
 def test_the_same_event_gives_the_same_bytes() -> None:
     assert build(CREEPING).as_bytes() == build(CREEPING).as_bytes()
     other = replace(CREEPING, trend_id="creeping:salsa-party-web-server:2.000")

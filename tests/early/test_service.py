@@ -332,6 +332,56 @@ def test_a_reload_keeps_unchanged_watches_and_drops_removed_ones_with_their_seri
     assert service._watches["a"].series is not series_a  # a different window: a new series
 
 
+def _warned(state: WarningState, at: float = 5.0) -> WarningState:
+    """`state` with an active warning, as if its trend had been confirmed and emailed."""
+    started = TrendStarted(
+        kind=state.kind,
+        subject=state.subject,
+        trend_id=f"t-{state.subject}",
+        at=at,
+        since=1.0,
+        level=1.0,
+    )
+    return replace(state, active=started)
+
+
+def test_an_active_warning_is_resolved_when_its_watch_is_removed_or_changed(
+    tmp_path: Path,
+) -> None:
+    """Otherwise a WARNING already emailed would never get its RESOLVED."""
+    a = WatchConfig(name="a", source="pid_file", target="/run/a.pid", sample_every=1, window=60)
+    b = WatchConfig(name="b", source="pid_file", target="/run/b.pid", sample_every=1, window=60)
+    quiet = WatchConfig(name="quiet", source="pid_file", target="/run/q.pid")
+    disk = str(tmp_path)
+    config = EarlyConfig(watches=(a, b, quiet), host=HostConfig(disks=(disk,)), self_watch=None)
+    h = Harness(config)
+    for name in ("a", "b"):
+        h.service._watches[name].warning = _warned(h.service._watches[name].warning)
+    h.service._disks[disk].warning = _warned(h.service._disks[disk].warning)
+
+    h.service.update(replace(config, watches=(replace(a, window=120.0), quiet), host=HostConfig()))
+    ended = {(e.warning.subject, e.reason) for e in h.of(TrendEnded) if isinstance(e, TrendEnded)}
+    assert ended == {("a", "changed"), ("b", "removed"), (disk, "removed")}
+    h.service.update(replace(config, watches=(), host=HostConfig()))
+    assert len(h.of(TrendEnded)) == 3  # the new "a" and "quiet" had nothing to resolve
+
+
+def test_an_active_slower_warning_is_resolved_when_its_site_goes() -> None:
+    h = Harness(EarlyConfig(self_watch=None, drift=FAST_DRIFT))
+    now = 1_700_000_000.0
+    for latency, count in ((0.31, 400), (0.82, 80)):
+        for _ in range(count):
+            h.service.observe_latency("shop", latency, now)
+            now += 0.25
+    (started,) = h.of(TrendStarted, "shop")
+    h.service.remove_site("shop")
+    (ended,) = h.of(TrendEnded)
+    assert isinstance(ended, TrendEnded)
+    assert ended.warning == started and ended.reason == "removed"
+    h.service.remove_site("shop")  # twice (a reload with latency_drift off): once is enough
+    assert len(h.of(TrendEnded)) == 1
+
+
 def test_every_metric_is_registered_with_help_and_passes_promtool(tmp_path: Path) -> None:
     watch = WatchConfig(name="w", source="unit", target="w.service", cgroup_root=str(tmp_path))
     h = Harness(EarlyConfig(watches=(watch,), host=HostConfig(disks=("/",))))

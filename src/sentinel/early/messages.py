@@ -364,6 +364,16 @@ def _ended_body(event: TrendEnded) -> list[str]:
                 f"{name} restarted, which resets its memory. If the leak was not fixed, it grows "
                 "again and sentinel warns again once the new trend is confirmed."
             )
+    elif event.reason == "removed":
+        why = (
+            f"{name} was removed from sentinel's config (or its watching turned off), so "
+            "sentinel no longer watches it. This closes the warning; the trend itself may go on."
+        )
+    elif event.reason == "changed":
+        why = (
+            f"The config for {name} changed what or how it is sampled, so sentinel starts its "
+            "trend afresh. It warns again if the new samples confirm the trend."
+        )
     else:
         why = f"The trend has ended ({_clean(event.reason, 300)})."
     level = ""

@@ -203,6 +203,12 @@ class EarlyWarnings:
             pattern=re.compile(config.target) if config.source == "process" else None,
         )
 
+    def end_warning(self, warning: WarningState, reason: str) -> None:
+        """A warning whose subject is no longer watched (or watched afresh) gets its RESOLVED
+        now: otherwise the thread of a WARNING already emailed would never be closed."""
+        if warning.active is not None:
+            self._emit(TrendEnded(warning=warning.active, at=self._clock(), reason=reason))
+
     def _apply_config(self, config: EarlyConfig) -> None:
         old_watches = self._watches
         watches: dict[str, _Watch] = {}
@@ -212,18 +218,25 @@ class EarlyWarnings:
                 old.config = wc
                 watches[wc.name] = old
             else:
+                if old is not None:
+                    self.end_warning(old.warning, "changed")
                 watches[wc.name] = self._new_watch(wc)
                 self.g_growth.labels(wc.name).set(0)
                 self.g_to_limit.labels(wc.name).set(INF)
         for name in old_watches.keys() - watches.keys():
+            self.end_warning(old_watches[name].warning, "removed")
             for gauge in (self.g_memory, self.g_growth, self.g_to_limit):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
         self._watches = watches
 
         if config.self_watch is None:
+            if self._self is not None:
+                self.end_warning(self._self.warning, "removed")
             self._self = None
         elif self._self is None or not _same_series(self._self.config, config.self_watch):
+            if self._self is not None:
+                self.end_warning(self._self.warning, "changed")
             self._self = self._new_watch(config.self_watch)
         else:
             self._self.config = config.self_watch
@@ -235,6 +248,8 @@ class EarlyWarnings:
             if old_disk is not None and self._same_disk(old_disk, host):
                 disks[mount] = old_disk
             else:
+                if old_disk is not None:
+                    self.end_warning(old_disk.warning, "changed")
                 disks[mount] = _Disk(
                     mount=mount,
                     series=TrendSeries(host.disk_window, host.disk_sample_every),
@@ -243,6 +258,7 @@ class EarlyWarnings:
                 )
                 self.g_disk.labels(mount).set(INF)
         for mount in self._disks.keys() - disks.keys():
+            self.end_warning(self._disks[mount].warning, "removed")
             with contextlib.suppress(KeyError):
                 self.g_disk.remove(mount)
         self._disks = disks
@@ -250,7 +266,7 @@ class EarlyWarnings:
 
         if config.drift != self.config.drift:
             for site in self._sites.values():
-                site.tracker = LatencyTracker(config.drift)
+                site.tracker = LatencyTracker(config.drift)  # (its warning stays, and resolves)
         self.config = config
 
     def _same_disk(self, disk: _Disk, host: HostConfig) -> bool:
@@ -261,7 +277,8 @@ class EarlyWarnings:
 
     def update(self, config: EarlyConfig) -> None:
         """Apply a reloaded config. Watches and mounts that still sample the same thing keep their
-        history and warnings; removed ones lose their series, metrics and state (no RESOLVED)."""
+        history and warnings; removed or changed ones lose their series, metrics and state, and
+        an active warning of theirs is resolved ("removed", "changed")."""
         self._apply_config(config)
         if self._wake is not None:
             self._wake.set()
@@ -313,8 +330,11 @@ class EarlyWarnings:
         return True
 
     def remove_site(self, name: str) -> None:
-        """Forget a site (removed from the config, or latency_drift turned off)."""
-        self._sites.pop(name, None)
+        """Forget a site (removed from the config, or latency_drift turned off); an active
+        SLOWER warning of it is resolved ("removed")."""
+        entry = self._sites.pop(name, None)
+        if entry is not None:
+            self.end_warning(entry.warning, "removed")
         with contextlib.suppress(KeyError):
             self.g_baseline.remove(name)
 
