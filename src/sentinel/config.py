@@ -53,6 +53,16 @@ _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SITE_NAME_RE = re.compile("^[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,100}$")
 
 
+def check_name(value: str) -> str:
+    """A site's or a watch's name: it goes into email subjects, log lines and metric labels, so
+    no control characters (C0, C1) and no Unicode line breaks that could split them."""
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if not _SITE_NAME_RE.match(value):
+        raise ValueError("must be 1-100 characters without control characters")
+    return value
+
+
 class ConfigError(Exception):
     """An invalid configuration; `errors` holds one human-readable line per problem."""
 
@@ -188,11 +198,7 @@ class SiteSection(SiteOptions):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        if not _SITE_NAME_RE.match(value):
-            raise ValueError("must be 1-100 characters without control characters")
-        return value
+        return check_name(value)
 
     @field_validator("url")
     @classmethod

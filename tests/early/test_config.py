@@ -112,6 +112,13 @@ def test_an_error_names_the_entry_and_the_field() -> None:
     ]
 
 
+@pytest.mark.parametrize("name", ["web\x07", "web\x85x", "web\u2028x", "web\u2029x", " "])
+def test_a_watch_name_follows_the_site_name_rule(name: str) -> None:
+    """It goes into email subjects and log lines: nothing that could split or garble them."""
+    (error,) = errors_of([{"name": name, "unit": "web.service"}])
+    assert error.endswith(("without control characters", "must not be empty"))
+
+
 def test_every_problem_is_reported_at_once() -> None:
     errors = errors_of(
         [

@@ -27,6 +27,7 @@ from sentinel.config import (
     Duration,
     Size,
     _pydantic_errors,
+    check_name,
     format_duration,
     parse_size,
 )
@@ -47,7 +48,6 @@ MAX_WINDOW = 90 * DAY
 SELF_WATCH_NAME = "sentinel"
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_NAME_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 _UNIT_PART = r"[A-Za-z0-9:_.@\\-]+"
 _UNIT_RE = re.compile(rf"^({_UNIT_PART}\.slice/)*{_UNIT_PART}\.(service|scope|slice)$")
 _RATE_RE = re.compile(r"^\s*(.+?)\s*/\s*(day|d|hour|h)\s*$")
@@ -192,11 +192,7 @@ class WatchSection(_Strict):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        if not _NAME_RE.match(value):
-            raise ValueError("must be 1-100 characters without control characters")
-        return value
+        return check_name(value)  # the same rule as site names
 
     @field_validator("unit")
     @classmethod
