@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import ssl
 import time
-from types import TracebackType
 
 from sentinel.config import SiteConfig
+from sentinel.probes.common import AsyncLifecycle
 from sentinel.probes.lean import LeanHttpProber
 from sentinel.probes.result import ProbeResult
 from sentinel.probes.tcp import probe_tcp
 
 
-class Prober:
+class Prober(AsyncLifecycle):
     """`async with Prober(...) as prober: result = await prober.probe(site)`.
 
     `probe` never raises (except on cancellation). `ssl_context`, if given, replaces the system
@@ -37,18 +37,6 @@ class Prober:
 
     async def close(self) -> None:
         await self._http.close()
-
-    async def __aenter__(self) -> Prober:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
         if site.kind == "http":
