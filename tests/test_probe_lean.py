@@ -15,7 +15,9 @@ import datetime as dt
 import gzip
 import inspect
 import random
+import socket
 import ssl
+import threading
 import time
 import tracemalloc
 import zlib
@@ -834,3 +836,39 @@ async def test_parser_gives_the_same_result_however_the_bytes_are_split(response
 def test_the_fast_clean_is_clean_message(text: str) -> None:
     for limit in (60, 200):
         assert _clean(text, limit) == clean_message(text, limit)
+
+
+# ------------------------------------------------------------------ the kernel's receive time
+
+
+async def test_a_response_is_timed_when_it_arrived_not_when_sentinel_got_to_it(
+    prober: LeanHttpProber,
+) -> None:
+    """The event loop is busy when the answer comes (another probe's callback, CPU steal, a
+    neighbour on the VPS): the probe still reports the site's 50 ms, from the kernel's receive
+    stamp, not the 150 ms it took sentinel to look (rxstamp.py)."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_after_50ms() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            loop.call_soon_threadsafe(time.sleep, 0.15)  # sentinel is busy from now for 150 ms
+            time.sleep(0.05)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            time.sleep(0.3)
+
+    server = threading.Thread(target=answer_after_50ms, daemon=True)
+    server.start()
+    try:
+        result = await prober.probe(site(f"http://127.0.0.1:{port}/"))
+    finally:
+        server.join(5)
+        listener.close()
+    assert result.ok, result
+    assert 0.045 <= result.total < 0.12, result.total
+    assert result.processing is not None and 0.045 <= result.processing < 0.12

@@ -7,7 +7,8 @@ opens a fresh connection and sends one request with `Connection: close`:
     dns        getaddrinfo (None for an IP literal)
     connect    TCP connect
     tls        TLS handshake (https only)
-    processing request written -> first byte of the response
+    processing request written -> first byte of the response (its arrival as the kernel
+               stamped it, for plain HTTP on Linux: see rxstamp.py)
     transfer   first byte -> last byte read
 
 With redirects the phases are summed over the hops. The response is parsed incrementally from
@@ -42,6 +43,7 @@ from sentinel.probes.common import (
     host_port,
 )
 from sentinel.probes.result import ProbeResult
+from sentinel.probes.rxstamp import RxStamp
 
 HEAD_LIMIT: Final = 64 * 1024  # bytes of one response head (status line + header fields)
 LINE_LIMIT: Final = 8190  # bytes of one head line, as aiohttp's parser
@@ -211,6 +213,11 @@ class _ResponseProtocol(asyncio.Protocol):
         self._drain_backlog()
         self._at_eof(None)
         return None  # let the transport close itself
+
+    def socket_error(self, exc: OSError) -> None:
+        """An error read from the socket outside the transport (see rxstamp.py)."""
+        self._backlog = None
+        self._at_eof(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # With reading paused, the connection ends only by our abort (the probe is over) or a
@@ -858,10 +865,23 @@ class LeanHttpProber(AsyncLifecycle):
             request = self._request(
                 method=method, parts=parts, host=host, port=port, extra=extra, auth=auth
             )
+            stamp = RxStamp() if parts.scheme == "http" else None
+            if stamp is not None and not stamp.arm(loop, transport, conn.socket_error):
+                stamp = None
             transport.write(request)
             sent = time.perf_counter()
-            await conn.done
+            try:
+                await conn.done
+            finally:
+                if stamp is not None:
+                    stamp.disarm()
             first = conn.first_at if conn.first_at is not None else conn.end_at
+            if stamp is not None and stamp.at is not None and sent <= stamp.at <= first:
+                # The kernel saw the first byte `late` before this process got to it: that is
+                # sentinel's scheduling, not the site's latency.
+                late = first - stamp.at
+                first = conn.first_at = stamp.at
+                conn.end_at -= late
             probe.processing = _add(probe.processing, first - sent)
             probe.transfer = _add(probe.transfer, conn.end_at - first)
             if conn.error is not None:
