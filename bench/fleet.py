@@ -8,7 +8,9 @@ never piles up TIME_WAIT sockets):
 - `/t/<i>`: by `i % 100` (`KINDS` below): 0-79 fast `200 ok`; 80-89 `200` with a 16 KiB body;
   90-94 `500`; 95-98 `200` after 300 ms; 99 hangs (no answer; closed after `--hang` s, default 20).
 - `/d/<ms>[/...]`: `200 ok` after `<ms>` ms (the latency-accuracy figure; the server's own timer
-  overshoot is measured and reported in the stats).
+  overshoot is measured and reported in the stats). With `--stamp-requests` the delay runs from
+  the request's arrival as the kernel stamped it (SO_TIMESTAMPNS, the same peek sentinel uses),
+  not from when this process got to it, so the fleet's own wake-up lateness is not counted.
 - `/flap/<k>/<id>`: alternates every `k` requests to this path: k times `200`, k times `500`, ...
 - `/cycle/<up>/<down>/<id>`: `200` for `up` seconds, then `500` for `down` seconds, repeating
   (from the fleet's start).
@@ -34,6 +36,8 @@ import sys
 import time
 from collections import Counter
 from typing import Any
+
+from sentinel.probes.rxstamp import RxStamp
 
 # i % 100 -> kind. Order matters only for small N (the first sites are all "fast").
 KINDS: tuple[tuple[int, str], ...] = (
@@ -89,9 +93,10 @@ def _quantile(sorted_values: list[float], q: float) -> float | None:
 
 
 class Fleet:
-    def __init__(self, sites: int, hang: float) -> None:
+    def __init__(self, sites: int, hang: float, stamp_requests: bool = False) -> None:
         self.sites = sites
         self.hang = hang
+        self.stamp_requests = stamp_requests
         self.started = time.monotonic()
         self.requests = 0
         self.by_kind: Counter[str] = Counter()
@@ -141,7 +146,8 @@ class Fleet:
                 self._answer(proto, "other", 404, NOT_FOUND)
                 return
             self._count("delay")
-            due = time.perf_counter() + ms / 1000
+            arrived = proto.arrived()
+            due = arrived + ms / 1000
 
             name = path[3:].split(b"/", 1)[1].decode("latin-1") if path.count(b"/") > 2 else ""
 
@@ -150,9 +156,9 @@ class Fleet:
                 self._record_overshoot(now - due)
                 self._send(proto, 200, OK)
                 if len(self.delay_log) < OVERSHOOT_KEEP:
-                    self.delay_log.append((name, proto.accepted_wall, now - proto.accepted))
+                    self.delay_log.append((name, proto.accepted_wall, now - arrived))
 
-            proto.later(ms / 1000, send_delayed)
+            proto.later(max(0.0, due - time.perf_counter()), send_delayed)
         elif path.startswith(b"/flap/"):
             parts = path.split(b"/")
             try:
@@ -281,7 +287,16 @@ class Fleet:
 class FleetProtocol(asyncio.Protocol):
     """One connection: read the request head, route it once, answer, close."""
 
-    __slots__ = ("accepted", "accepted_wall", "buf", "fleet", "handle", "routed", "transport")
+    __slots__ = (
+        "accepted",
+        "accepted_wall",
+        "buf",
+        "fleet",
+        "handle",
+        "routed",
+        "stamp",
+        "transport",
+    )
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -291,12 +306,23 @@ class FleetProtocol(asyncio.Protocol):
         self.handle: asyncio.TimerHandle | None = None
         self.accepted = 0.0
         self.accepted_wall = 0.0
+        self.stamp: RxStamp | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.accepted = time.perf_counter()
         self.accepted_wall = time.time()
+        if self.fleet.stamp_requests:
+            self.stamp = RxStamp()
+            if not self.stamp.arm(asyncio.get_running_loop(), transport, lambda exc: None):
+                self.stamp = None
+
+    def arrived(self) -> float:
+        """When the request's first byte arrived: the kernel's stamp, else when we accepted."""
+        if self.stamp is not None and self.stamp.at is not None:
+            return self.stamp.at
+        return self.accepted
         self.fleet.open += 1
         self.fleet.max_open = max(self.fleet.max_open, self.fleet.open)
 
@@ -330,6 +356,8 @@ class FleetProtocol(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.stamp is not None:
+            self.stamp.disarm()
         self.fleet.open -= 1
         if self.handle is not None:
             self.handle.cancel()
@@ -337,8 +365,8 @@ class FleetProtocol(asyncio.Protocol):
         self.transport = None
 
 
-async def serve(host: str, port: int, sites: int, hang: float) -> None:
-    fleet = Fleet(sites, hang)
+async def serve(host: str, port: int, sites: int, hang: float, stamp: bool = False) -> None:
+    fleet = Fleet(sites, hang, stamp)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: FleetProtocol(fleet), host, port, backlog=4096, reuse_address=True
@@ -359,11 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed)")
     parser.add_argument("--sites", type=int, default=1000, help="N, for the expected ratio")
     parser.add_argument("--hang", type=float, default=20.0, help="close hanging sites after s")
+    parser.add_argument("--stamp-requests", action="store_true",
+                        help="time /d/ delays from the kernel's receive stamp of the request")
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the fleet serves loopback only")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.sites, args.hang))
+        asyncio.run(serve(args.host, args.port, args.sites, args.hang, args.stamp_requests))
     return 0
 
 

@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-window", default=None,
                    help='sentinel\'s [sentinel] batch_window, e.g. "0s" (default: its default)')
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for sentinel")
+    p.add_argument("--no-stamp-requests", action="store_true",
+                   help="the fleet times its delays from when it got to a request, not from the "
+                        "kernel's receive stamp (round 2's method)")
+    p.add_argument("--sentinel-python", default=sys.executable,
+                   help="the interpreter (venv) whose sentinel is measured, to compare builds")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     seen: list[tuple[str, float, float, float]] = []  # (site, total, polled after, polled at)
     work = Path(tempfile.mkdtemp(prefix="sentinel-latency-"))
     try:
-        with FleetProc(args.sites) as fleet:
+        with FleetProc(args.sites, stamp_requests=not args.no_stamp_requests) as fleet:
             port = free_port()
             blocks = [site_block(name, fleet.url(f"/d/{ms}/{name}"))
                       for name, ms in site_delay.items()]
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                                      interval=args.interval,
                                      timeout=min(5.0, args.interval / 2), sites=blocks,
                                      batch_window=args.batch_window)
-            daemon = SentinelProc(work, config, port, env=env)
+            daemon = SentinelProc(work, config, port, env=env, python=args.sentinel_python)
             try:
                 daemon.wait_healthy()
                 time.sleep(args.warmup)

@@ -872,3 +872,18 @@ async def test_a_response_is_timed_when_it_arrived_not_when_sentinel_got_to_it(
     assert result.ok, result
     assert 0.045 <= result.total < 0.12, result.total
     assert result.processing is not None and 0.045 <= result.processing < 0.12
+
+
+async def test_a_connection_sentinel_was_late_to_notice_is_timed_by_the_handshake(
+    prober: LeanHttpProber, serve: Serve
+) -> None:
+    """The loop is busy for 100 ms just as the TCP handshake completes: the kernel's own
+    handshake time (TCP_INFO) is the connect phase, and the total does not include the wait."""
+    url = await serve(text_app())
+    loop = asyncio.get_running_loop()
+    probing = asyncio.ensure_future(prober.probe(site(url + "/")))
+    loop.call_soon(time.sleep, 0.1)  # after the probe's first step, which starts the connect
+    result = await probing
+    assert result.ok, result
+    assert result.connect is not None and result.connect < 0.02, result
+    assert result.total < 0.05, result

@@ -43,7 +43,7 @@ from sentinel.probes.common import (
     host_port,
 )
 from sentinel.probes.result import ProbeResult
-from sentinel.probes.rxstamp import RxStamp
+from sentinel.probes.rxstamp import RxStamp, handshake_seconds
 
 HEAD_LIMIT: Final = 64 * 1024  # bytes of one response head (status line + header fields)
 LINE_LIMIT: Final = 8190  # bytes of one head line, as aiohttp's parser
@@ -817,7 +817,9 @@ class LeanHttpProber(AsyncLifecycle):
         try:
             started = time.perf_counter()
             errors: list[OSError] = []
+            attempt = started
             for family, address in addresses:
+                attempt = time.perf_counter()
                 try:  # host and port, not sock=: uvloop connects in C this way (~0.3 ms less)
                     transport, _ = await loop.create_connection(
                         lambda: conn, address, port, family=family
@@ -828,7 +830,14 @@ class LeanHttpProber(AsyncLifecycle):
                 break
             if transport is None:
                 raise _connect_failure(errors, where)
-            probe.connect = _add(probe.connect, time.perf_counter() - started)
+            connected = time.perf_counter()
+            # The kernel's handshake time, where it has one: how late this process learned of
+            # the connection (a busy loop, CPU steal) is sentinel's time, not the site's.
+            handshake = handshake_seconds(transport)
+            late = 0.0
+            if handshake is not None and handshake <= connected - attempt:
+                late = connected - attempt - handshake
+            probe.connect = _add(probe.connect, connected - started - late)
 
             if parts.scheme == "https":
                 probe.stage = "tls"
@@ -877,13 +886,13 @@ class LeanHttpProber(AsyncLifecycle):
                     stamp.disarm()
             first = conn.first_at if conn.first_at is not None else conn.end_at
             if stamp is not None and stamp.at is not None and sent <= stamp.at <= first:
-                # The kernel saw the first byte `late` before this process got to it: that is
+                # The kernel saw the first byte before this process got to it: that wait is
                 # sentinel's scheduling, not the site's latency.
-                late = first - stamp.at
+                conn.end_at -= first - stamp.at
                 first = conn.first_at = stamp.at
-                conn.end_at -= late
             probe.processing = _add(probe.processing, first - sent)
             probe.transfer = _add(probe.transfer, conn.end_at - first)
+            conn.end_at -= late  # (the total is end_at - start: without the connect's wait)
             if conn.error is not None:
                 raise _VerdictError(*conn.error)
             return conn

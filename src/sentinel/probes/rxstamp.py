@@ -1,4 +1,5 @@
-"""When did the first byte of the response reach this machine? The kernel's receive timestamp.
+"""When did the first byte of the response reach this machine? The kernel's receive timestamp
+(and how long the TCP handshake took, by the kernel's own measure).
 
 A probe's time was taken in a Python callback, after the event loop woke up for the response. On
 a small shared VPS that wake-up can be late by milliseconds (CPU steal, other processes, another
@@ -29,6 +30,33 @@ SO_TIMESTAMPNS = 35
 _SUPPORTED = sys.platform == "linux"
 _CMSG_SPACE = socket.CMSG_SPACE(16) if _SUPPORTED else 0
 _TIMESPEC = struct.Struct("@qq")
+# struct tcp_info (linux/tcp.h): tcpi_rtt (µs) at byte 68, tcpi_total_retrans at byte 100.
+_TCP_INFO_LEN = 104
+_TCPI_RTT = struct.Struct("@I")
+_TCPI_RTT_AT, _TCPI_TOTAL_RETRANS_AT = 68, 100
+
+
+def handshake_seconds(transport: asyncio.BaseTransport) -> float | None:
+    """The TCP handshake's round trip as the kernel measured it (SYN -> SYN-ACK, µs), or None.
+    The event loop may learn of the connection later than that (it was busy, or the process
+    was not running): the difference is sentinel's, not the site's. None after a retransmitted
+    SYN, whose round trip the kernel does not sample (Karn's rule)."""
+    if not _SUPPORTED:
+        return None
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return None
+    try:
+        info = raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _TCP_INFO_LEN:
+        return None
+    (rtt,) = _TCPI_RTT.unpack_from(info, _TCPI_RTT_AT)
+    (retransmits,) = _TCPI_RTT.unpack_from(info, _TCPI_TOTAL_RETRANS_AT)
+    if rtt == 0 or retransmits:
+        return None
+    return float(rtt) / 1e6
 
 
 class RxStamp:
