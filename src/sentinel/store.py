@@ -183,7 +183,7 @@ def _to_json_value(value: object) -> object:
 
 def encode_state(state: SiteState) -> str:
     """SiteState -> JSON text (Status by value, recent results as a list of objects)."""
-    return json.dumps(_to_json_value(state), separators=(",", ":"), allow_nan=True)
+    return encode_dataclass(state)
 
 
 def _from_json_value(value: object, hint: Any, where: str) -> object:
@@ -254,27 +254,26 @@ def encode_dataclass(value: object) -> str:
     return json.dumps(_to_json_value(value), separators=(",", ":"), allow_nan=True)
 
 
-def decode_dataclass(cls: type[T], text: str) -> T:
-    """JSON text from `encode_dataclass` -> `cls`; raises ValueError for anything else."""
+def _json_object(text: str) -> dict[str, object]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
-    value = _build_dataclass(cls, data, cls.__name__)
+    return data
+
+
+def decode_dataclass(cls: type[T], text: str) -> T:
+    """JSON text from `encode_dataclass` -> `cls`; raises ValueError for anything else."""
+    value = _build_dataclass(cls, _json_object(text), cls.__name__)
     assert isinstance(value, cls)
     return value
 
 
 def decode_state(site: str, text: str) -> SiteState:
     """JSON text -> SiteState; raises ValueError for anything that is not a valid state."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+    data = _json_object(text)
     data["site"] = site  # the row's key is the truth
     state = _build_dataclass(SiteState, data, "state")
     assert isinstance(state, SiteState)

@@ -10,17 +10,10 @@ from prometheus_client import CollectorRegistry
 from sentinel import drift_history
 from sentinel.early.config import EarlyConfig
 from sentinel.early.events import EarlyEvent, TrendEnded, TrendStarted
-from sentinel.early.latency import DriftSettings
 from sentinel.early.service import EarlyWarnings
 from sentinel.store import Store, StoreError
 
-FAST = DriftSettings(
-    recent_bucket=1.0,
-    recent_span=10.0,
-    baseline_bucket=10.0,
-    baseline_span=200.0,
-    min_baseline_buckets=5,
-)
+from .test_latency import FAST
 
 
 def service(events: list[EarlyEvent]) -> EarlyWarnings:
