@@ -275,10 +275,10 @@ class FleetProc:
     """`bench/fleet.py` as a child process on a free loopback port."""
 
     def __init__(self, sites: int, *, python: str = sys.executable, hang: float = 20.0,
-                 stamp_requests: bool = False) -> None:
+                 stamp_requests: bool = False, prefix: Sequence[str] = ()) -> None:
         self.sites = sites
         self.proc = subprocess.Popen(
-            [python, str(BENCH_DIR / "fleet.py"), "--port", "0", "--sites", str(sites),
+            [*prefix, python, str(BENCH_DIR / "fleet.py"), "--port", "0", "--sites", str(sites),
              "--hang", str(hang), *(["--stamp-requests"] if stamp_requests else [])],
             stdout=subprocess.PIPE,
             text=True,

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-stamp-requests", action="store_true",
                    help="the fleet times its delays from when it got to a request, not from the "
                         "kernel's receive stamp (round 2's method)")
+    p.add_argument("--target-realtime", action="store_true",
+                   help="run the fleet under `chrt -f 10` (root): its timers then fire on time, "
+                        "so the injected delays are what they say; sentinel runs as usual")
     p.add_argument("--sentinel-python", default=sys.executable,
                    help="the interpreter (venv) whose sentinel is measured, to compare builds")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
@@ -77,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     seen: list[tuple[str, float, float, float]] = []  # (site, total, polled after, polled at)
     work = Path(tempfile.mkdtemp(prefix="sentinel-latency-"))
     try:
-        with FleetProc(args.sites, stamp_requests=not args.no_stamp_requests) as fleet:
+        prefix = ["chrt", "-f", "10"] if args.target_realtime else []
+        with FleetProc(args.sites, stamp_requests=not args.no_stamp_requests,
+                       prefix=prefix) as fleet:
             port = free_port()
             blocks = [site_block(name, fleet.url(f"/d/{ms}/{name}"))
                       for name, ms in site_delay.items()]
