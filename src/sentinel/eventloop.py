@@ -54,6 +54,6 @@ def run(coro: Coroutine[Any, Any, T], environ: Mapping[str, str] = os.environ) -
 
 
 def running_loop_name() -> str:
-    """"uvloop" or "asyncio", for the start-up log line and sentinel_build_info."""
+    """ "uvloop" or "asyncio", for the start-up log line and sentinel_build_info."""
     module = type(asyncio.get_running_loop()).__module__
     return "uvloop" if module.startswith("uvloop") else "asyncio"

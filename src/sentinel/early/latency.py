@@ -150,8 +150,8 @@ class LatencyTracker:
         return [s.recent_bucket, s.recent_buckets, s.baseline_bucket, s.baseline_buckets]
 
     def dump(self) -> bytes:
-        """The whole history as bytes (~1.7 KiB with the defaults), for the store to keep across a
-        restart: without it every restart would blind drift detection for a day."""
+        """The whole history as bytes (1.7-2.5 KiB with the defaults), for the store to keep
+        across a restart: without it every restart would blind drift detection for a day."""
         open_len = min(self._open_count, len(self._open))
         header = {
             "geometry": self._geometry(),
