@@ -21,6 +21,7 @@ from sentinel.store import (
     DB_NAME,
     DEAD_LETTER_LIMIT,
     MIGRATIONS,
+    PAGE_CACHE_KIB,
     SCHEMA_VERSION,
     LatencyHistory,
     Outgoing,
@@ -262,6 +263,8 @@ def test_state_dir_is_created_and_schema_version_recorded(tmp_path: Path) -> Non
         assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
         mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
+        # a bounded page cache: a long-running daemon's RSS does not step up by SQLite's 2 MiB
+        assert store._conn.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB
 
 
 @pytest.mark.parametrize("under_a_file", [True, False], ids=["inside-a-file", "is-a-file"])
