@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-stamp-requests", action="store_true",
                    help="the fleet times its delays from when it got to a request, not from the "
                         "kernel's receive stamp (round 2's method)")
+    p.add_argument("--precise-latency", action="store_true",
+                   help="sentinel's [sentinel] precise_latency = true (kernel receive stamps)")
     p.add_argument("--target-realtime", action="store_true",
                    help="run the fleet under `chrt -f 10` (root): its timers then fire on time, "
                         "so the injected delays are what they say; sentinel runs as usual")
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             config = sentinel_config(listen_port=port, state_dir=work / "state",
                                      interval=args.interval,
                                      timeout=min(5.0, args.interval / 2), sites=blocks,
-                                     batch_window=args.batch_window)
+                                     batch_window=args.batch_window,
+                                     precise_latency=args.precise_latency)
             daemon = SentinelProc(work, config, port, env=env, python=args.sentinel_python)
             try:
                 daemon.wait_healthy()

@@ -112,6 +112,7 @@ def measure(
     profile_out: Path | None = None,
     keep_dir: bool = False,
     healthy_timeout: float | None = None,
+    precise_latency: bool = False,
 ) -> dict[str, Any]:
     """One run of `sentinel run` on `sites` sites of `fleet`; returns the figures (KEYS)."""
     work = Path(tempfile.mkdtemp(prefix="sentinel-bench-"))
@@ -123,6 +124,7 @@ def measure(
         timeout=timeout if timeout is not None else min(5.0, interval / 2),
         sites=fleet_sites(sites, fleet.port),
         max_concurrency=max_concurrency,
+        precise_latency=precise_latency,
     )
     daemon = SentinelProc(work, config, port, python=python, env=env)
     rc: int | None = None
@@ -280,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=None,
                    help="probe timeout, seconds (default 5, at most interval / 2)")
     p.add_argument("--max-concurrency", type=int, default=None)
+    p.add_argument("--precise-latency", action="store_true",
+                   help="[sentinel] precise_latency = true (kernel receive stamps)")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon")
     p.add_argument("--python", default=sys.executable, help="the interpreter for the daemon")
     p.add_argument("--profile", action="store_true", help="py-spy record each window")
@@ -311,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                     env=parse_env(args.env),
                     python=args.python,
                     profile_out=out,
+                    precise_latency=args.precise_latency,
                 )
                 runs.append(run)
                 print(f"run {i + 1}/{args.runs}: {json.dumps(run)}", file=sys.stderr, flush=True)

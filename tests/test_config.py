@@ -52,6 +52,11 @@ def test_defaults_are_inherited_and_overridden() -> None:
     assert b.policy.failure_threshold == 1 and b.interval == 120.0
 
 
+def test_precise_latency_is_off_unless_asked_for() -> None:
+    assert parse_config({}).precise_latency is False
+    assert parse_config({"sentinel": {"precise_latency": True}}).precise_latency is True
+
+
 @pytest.mark.parametrize(
     ("text", "value"),
     [("500ms", 0.5), ("30s", 30), ("5m", 300), ("4h", 14400), ("14d", 14 * 86400), ("1.5s", 1.5)],
@@ -111,6 +116,7 @@ BROKEN = [
     ('[sentinel]\nmax_concurrency = 0\n', "sentinel: max_concurrency"),
     ('[sentinel]\nbatch_window = "2s"\n', "sentinel: batch_window: must be between 0s and 1s"),
     ('[sentinel]\nbatch_window = 0.05\n', "sentinel: batch_window: invalid duration"),
+    ('[sentinel]\nprecise_latency = "yes"\n', "sentinel: precise_latency"),
     ('[sentinl]\n', "sentinl: unknown key"),
     ('[email]\nfrom = "a@b"\nto = []\n', "email: to: at least one recipient"),
     ('[email]\nfrom = "a@b"\nto = ["x"]\n', "email: to: invalid email address 'x'"),

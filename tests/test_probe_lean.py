@@ -841,12 +841,14 @@ def test_the_fast_clean_is_clean_message(text: str) -> None:
 # ------------------------------------------------------------------ the kernel's receive time
 
 
+@pytest.mark.parametrize("precise", [True, False], ids=["precise_latency", "default"])
 async def test_a_response_is_timed_when_it_arrived_not_when_sentinel_got_to_it(
-    prober: LeanHttpProber,
+    precise: bool,
 ) -> None:
     """The event loop is busy when the answer comes (another probe's callback, CPU steal, a
-    neighbour on the VPS): the probe still reports the site's 50 ms, from the kernel's receive
-    stamp, not the 150 ms it took sentinel to look (rxstamp.py)."""
+    neighbour on the VPS): with `precise_latency` the probe still reports the site's 50 ms, from
+    the kernel's receive stamp, not the 150 ms it took sentinel to look (rxstamp.py). Without
+    it (the default, ~0.1 ms less CPU a probe) the wait is counted."""
     loop = asyncio.get_running_loop()
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -865,13 +867,17 @@ async def test_a_response_is_timed_when_it_arrived_not_when_sentinel_got_to_it(
     server = threading.Thread(target=answer_after_50ms, daemon=True)
     server.start()
     try:
-        result = await prober.probe(site(f"http://127.0.0.1:{port}/"))
+        async with LeanHttpProber(precise_latency=precise) as prober:
+            result = await prober.probe(site(f"http://127.0.0.1:{port}/"))
     finally:
         server.join(5)
         listener.close()
     assert result.ok, result
-    assert 0.045 <= result.total < 0.12, result.total
-    assert result.processing is not None and 0.045 <= result.processing < 0.12
+    if precise:
+        assert 0.045 <= result.total < 0.12, result.total
+        assert result.processing is not None and 0.045 <= result.processing < 0.12
+    else:
+        assert result.total >= 0.15, result.total
 
 
 async def test_a_connection_sentinel_was_late_to_notice_is_timed_by_the_handshake(

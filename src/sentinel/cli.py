@@ -219,7 +219,8 @@ async def _probe_all(sites: Sequence[SiteConfig], user_agent: str) -> list[Probe
     from sentinel.probes.prober import Prober
 
     semaphore = asyncio.Semaphore(50)
-    async with Prober(user_agent=user_agent) as prober:
+    # One-off probes: the kernel's timestamps cost nothing that matters here.
+    async with Prober(user_agent=user_agent, precise_latency=True) as prober:
 
         async def one(site: SiteConfig) -> ProbeResult:
             async with semaphore:

@@ -142,6 +142,7 @@ class SentinelSection(_Strict):
     max_concurrency: int = Field(default=200, ge=1, le=100_000)
     user_agent: str = "sentinel-uptime/0.1"
     batch_window: Duration = DEFAULT_BATCH_WINDOW
+    precise_latency: bool = False
 
     @field_validator("batch_window")
     @classmethod
@@ -355,6 +356,7 @@ class Config:
     max_concurrency: int = 200
     user_agent: str = "sentinel-uptime/0.1"
     batch_window: float = DEFAULT_BATCH_WINDOW  # probes due this close together start together
+    precise_latency: bool = False  # plain-HTTP responses timed by the kernel's receive stamp
     email: EmailConfig | None = None
     source: str = ""  # the file it came from, for messages
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
@@ -499,6 +501,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         max_concurrency=s.max_concurrency,
         user_agent=s.user_agent,
         batch_window=s.batch_window,
+        precise_latency=s.precise_latency,
         email=email,
         source=source,
         early=early,

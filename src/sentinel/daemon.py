@@ -81,7 +81,7 @@ class Daemon:
         self.states: dict[str, SiteState] = {}
         self.metrics = Metrics()
         self.store: Store | None = None
-        self.prober = Prober(user_agent=config.user_agent)
+        self.prober = Prober(user_agent=config.user_agent, precise_latency=config.precise_latency)
         self.notifier = Notifier.from_env(environ)
         watchdog = self.notifier.watchdog_interval()
         self.scheduler = Scheduler(
@@ -327,6 +327,7 @@ class Daemon:
                     self.early.remove_site(name)
         self.scheduler.set_max_concurrency(new.max_concurrency)
         self.scheduler.set_batch(new.batch_window)
+        self.prober.set_precise_latency(new.precise_latency)
         self.scheduler.set_sites(new.sites)
         self.metrics.sites.set(len(self.sites))
         self.metrics.reload_ok.set(1)

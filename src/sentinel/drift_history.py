@@ -21,7 +21,7 @@ from sentinel.store import LatencyHistory, Store, StoreError, decode_dataclass, 
 log = logging.getLogger("sentinel.drift")
 
 SAVE_EVERY = 3600.0  # seconds: the baseline gains one median an hour
-SITES_PER_WRITE = 200  # one transaction of at most ~500 KiB; the event loop runs between them
+SITES_PER_WRITE = 50  # one transaction of ~125 KiB: small transient buffers, the loop runs between
 
 
 def restore(store: Store, early: EarlyWarnings, drift_sites: Collection[str]) -> int:

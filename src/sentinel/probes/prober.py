@@ -29,8 +29,15 @@ class Prober(AsyncLifecycle):
         *,
         user_agent: str = "sentinel-uptime/0.1",
         ssl_context: ssl.SSLContext | None = None,
+        precise_latency: bool = False,
     ) -> None:
-        self._http = LeanHttpProber(user_agent=user_agent, ssl_context=ssl_context)
+        self._http = LeanHttpProber(
+            user_agent=user_agent, ssl_context=ssl_context, precise_latency=precise_latency
+        )
+
+    def set_precise_latency(self, on: bool) -> None:
+        """From a reloaded config; applies from the next probe."""
+        self._http.precise_latency = on
 
     async def start(self) -> None:
         await self._http.start()

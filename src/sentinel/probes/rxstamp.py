@@ -91,10 +91,11 @@ class RxStamp:
             fd = os.dup(raw.fileno())
         except OSError:
             return False
-        sock = socket.socket(fileno=fd)  # (the duplicate: closing it leaves the transport's)
+        # The duplicate: closing it leaves the transport's. Family and type given, so Python
+        # does not ask the kernel; it shares the original's O_NONBLOCK (one open file).
+        sock = socket.socket(raw.family, socket.SOCK_STREAM, 0, fileno=fd)
         try:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setblocking(False)
             transport.pause_reading()
             loop.add_reader(fd, self._readable)
         except (OSError, RuntimeError):
