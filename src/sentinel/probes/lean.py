@@ -664,7 +664,7 @@ class LeanHttpProber(AsyncLifecycle):
     cancellation), async context manager. `ssl_context`, if given, is used for every verified
     connection instead of the system default (e.g. to trust a private CA). `precise_latency`
     times plain-HTTP responses by the kernel's receive stamp (rxstamp.py): exact to ~0.1 ms on
-    a busy machine, for ~0.1 ms more CPU a probe; it may be changed between probes.
+    a busy machine, for ~0.08 ms more CPU a probe; it may be changed between probes.
     """
 
     def __init__(
