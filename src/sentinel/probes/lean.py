@@ -663,7 +663,7 @@ class LeanHttpProber(AsyncLifecycle):
     Same surface as `HttpProber`: `start()`, `close()`, `probe(site)` (never raises except on
     cancellation), async context manager. `ssl_context`, if given, is used for every verified
     connection instead of the system default (e.g. to trust a private CA). `precise_latency`
-    times plain-HTTP responses by the kernel's receive stamp (rxstamp.py): exact to ~0.1 ms on
+    times plain-HTTP responses by the kernel's receive stamp (rxstamp.py): p99 error ~1 ms on
     a busy machine, for ~0.08 ms more CPU a probe; it may be changed between probes.
     """
 
