@@ -42,7 +42,7 @@ from sentinel.notify.errors import SendError
 from sentinel.notify.message import build_message, message_kind
 from sentinel.notify.outbox import OutboxSender
 from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
-from sentinel.probes.prober import Prober
+from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
 from sentinel.store import Outgoing, Store, StoreError
@@ -52,6 +52,7 @@ from sentinel.web import _iso, make_routes, start_server
 log = logging.getLogger("sentinel")
 
 EXIT_OK = 0
+INTERNAL_ERROR_LOG_EVERY = 3600.0  # seconds between tracebacks of one site's internal error
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
 
 
@@ -104,6 +105,7 @@ class Daemon:
         self.port: int | None = None
         self._dropped_seen = 0
         self._lock_fd: int | None = None
+        self._internal_error_logged: dict[str, float] = {}
 
     # ------------------------------------------------------------------ start and stop
 
@@ -341,6 +343,7 @@ class Daemon:
 
     def _forget_site(self, name: str) -> None:
         state = self.states.pop(name, None)
+        self._internal_error_logged.pop(name, None)
         self.metrics.remove_site(name)
         if self.early is not None:
             self.early.remove_site(name)
@@ -355,10 +358,38 @@ class Daemon:
     # ------------------------------------------------------------------ the probe path
 
     async def _probe_site(self, site: SiteConfig) -> None:
-        result = await self.prober.probe(site)
+        """Probe once and record the result, whatever happens: a probe that raises despite its
+        contract is recorded as a failed probe (reason "error"), and a result that cannot be
+        recorded is counted and logged (once per site per hour), never silently dropped."""
+        started_at = time.time()
+        try:
+            result = await self.prober.probe(site)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._internal_error(site.name, "probe", exc)
+            result = ProbeResult.failure("error", internal_error_text(exc), started_at, 0.0)
         if site.name not in self.sites:
             return  # removed while the probe was in flight
-        self.handle_result(site, result)
+        try:
+            self.handle_result(site, result)
+        except Exception as exc:
+            self._internal_error(site.name, "recording the result", exc)
+
+    def _internal_error(self, site: str, during: str, exc: Exception) -> None:
+        self.metrics.internal_errors.inc()
+        now = time.monotonic()
+        last = self._internal_error_logged.get(site)
+        if last is not None and now - last < INTERNAL_ERROR_LOG_EVERY:
+            return
+        # Bounded by the configured sites (entries of removed sites go in _forget_site).
+        self._internal_error_logged[site] = now
+        log.error(
+            "internal error %s for site=%s (a bug: please report it; logged once an hour)",
+            during,
+            site,
+            exc_info=exc,
+        )
 
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)

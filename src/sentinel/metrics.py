@@ -128,6 +128,11 @@ class Metrics:
         self.store_errors = Counter(
             "sentinel_store_errors", "Failed writes to the state store", registry=r
         )
+        self.internal_errors = Counter(
+            "sentinel_internal_errors",
+            "Probes whose result could not be taken or recorded because of a bug in sentinel",
+            registry=r,
+        )
         self.reload_ok = Gauge(
             "sentinel_config_last_reload_successful",
             "1 if the last configuration (re)load succeeded",
