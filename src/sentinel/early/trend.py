@@ -273,7 +273,16 @@ def detect_buckets(
             f"rise within the noise ({rise:.4g} < {SNR_MIN:g} x {sigma:.4g})", slope, level
         )
     second = theil_sen(xs[n // 2 :], ys[n // 2 :])
-    if second is None or second < PLATEAU_RATIO * slope:
+    # A cache that filled early and then levelled off leaves a tiny overall slope (Theil-Sen is
+    # the median of pairwise slopes, mostly flat pairs) that noise in the second half can match:
+    # the recent half must also rise above the noise by itself (half of SNR_MIN, the share a
+    # steady leak that passes the overall test shows over half the span).
+    recent_rise = 0.0 if second is None else second * (xs[-1] - xs[n // 2])
+    if (
+        second is None
+        or second < PLATEAU_RATIO * slope
+        or recent_rise < SNR_MIN / 2 * sigma
+    ):
         share = 0.0 if second is None else max(0.0, second / slope)
         return verdict(f"levelling off (recent growth {share:.0%} of the overall)", slope, level)
     seconds = None
