@@ -26,6 +26,7 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from sentinel.early.config import EarlyConfig
+    from sentinel.maintenance import MaintenanceWindow
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -34,6 +35,9 @@ DEFAULT_LISTEN = "127.0.0.1:9798"
 # probe at 1,000 sites / 10 s), and a start up to 50 ms late changes nothing for uptime.
 DEFAULT_BATCH_WINDOW = 0.05
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# A failure is confirmed (or cleared) this soon instead of waiting whole intervals: 3 failures at
+# a 60 s interval took 2-3 minutes to alert, with retries they take ~20 s.
+DEFAULT_RETRY_INTERVAL = 10.0
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -168,6 +172,10 @@ class SiteOptions(_Strict):
     failure_threshold: int | None = Field(default=None, ge=1, le=1000)
     success_threshold: int | None = Field(default=None, ge=1, le=1000)
     remind_every: Duration | None = None
+    retry_interval: Duration | None = None
+    flap_changes: int | None = Field(default=None, ge=0, le=100)
+    flap_window: Duration | None = None
+    flap_quiet: Duration | None = None
     expect_status: StatusList = None
     max_response_time: Duration | None = None
     tls_expiry_warning: Duration | None = None
@@ -287,6 +295,8 @@ class FileSection(_Strict):
     # Early-warning sections, validated by sentinel.early.config (keeps the core small).
     watch: list[dict[str, Any]] = Field(default_factory=list)
     host: dict[str, Any] | None = None
+    # Validated by sentinel.maintenance (it needs the site names).
+    maintenance: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -300,6 +310,13 @@ class Policy:
     success_threshold: int = 1
     remind_every: float = 4 * 3600.0
     tls_expiry_warning: float = 14 * 86400.0
+    # After a failed probe, until the site is DOWN or passes again: probe this often (PENDING).
+    retry_interval: float = DEFAULT_RETRY_INTERVAL
+    # FLAPPING after this many UP<->DOWN changes within flap_window (0 = never); STABLE again
+    # after flap_quiet without a change.
+    flap_changes: int = 4
+    flap_window: float = 3600.0
+    flap_quiet: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +377,7 @@ class Config:
     email: EmailConfig | None = None
     source: str = ""  # the file it came from, for messages
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
+    maintenance: tuple[MaintenanceWindow, ...] = ()  # [[maintenance]]: alerts held meanwhile
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -476,6 +494,15 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    if file_section is not None and file_section.maintenance:
+        from sentinel.maintenance import parse_maintenance
+
+        try:
+            maintenance = parse_maintenance(file_section.maintenance, seen)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
 
@@ -505,6 +532,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         email=email,
         source=source,
         early=early,
+        maintenance=maintenance,
     )
 
 
@@ -521,6 +549,15 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
             f"{label}: timeout: must be below interval ({format_duration(timeout)} >= "
             f"{format_duration(interval)})"
         )
+    retry = values.get("retry_interval", min(DEFAULT_RETRY_INTERVAL, interval))
+    if retry < 1.0:
+        errors.append(f"{label}: retry_interval: must be at least 1s")
+    flap_changes = values.get("flap_changes", 4)
+    if flap_changes == 1:
+        errors.append(f"{label}: flap_changes: must be 0 (off) or at least 2")
+    for key in ("flap_window", "flap_quiet"):
+        if values.get(key, 1.0) <= 0:
+            errors.append(f"{label}: {key}: must be above 0s")
     max_rt = values.get("max_response_time")
     if max_rt is not None and max_rt <= 0:
         errors.append(f"{label}: max_response_time: must be above 0s")
@@ -531,6 +568,10 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         success_threshold=values.get("success_threshold", 1),
         remind_every=values.get("remind_every", 4 * 3600.0),
         tls_expiry_warning=values.get("tls_expiry_warning", 14 * 86400.0),
+        retry_interval=min(retry, interval),
+        flap_changes=flap_changes,
+        flap_window=values.get("flap_window", 3600.0),
+        flap_quiet=values.get("flap_quiet", 1800.0),
     )
     is_http = values.get("url") is not None
     site = SiteConfig(

@@ -27,12 +27,15 @@ from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
 from sentinel.logsetup import kv
+from sentinel.maintenance import MaintenanceClock
 from sentinel.metrics import Metrics
 from sentinel.monitor import (
     CertExpiring,
     Event,
+    Flapping,
     Recovered,
     SiteState,
+    Stable,
     Status,
     StillDown,
     WentDown,
@@ -81,6 +84,8 @@ class Daemon:
         self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
         self.states: dict[str, SiteState] = {}
         self.metrics = Metrics()
+        self.maintenance = MaintenanceClock(config.maintenance)
+        self.metrics.watch_maintenance(lambda: self.maintenance)
         self.store: Store | None = None
         self.prober = Prober(user_agent=config.user_agent, precise_latency=config.precise_latency)
         self.notifier = Notifier.from_env(environ)
@@ -316,6 +321,7 @@ class Daemon:
         old_names = set(self.sites)
         self.config = new
         self.sites = {s.name: s for s in new.sites}
+        self.maintenance = MaintenanceClock(new.maintenance)
         for name in old_names - self.sites.keys():
             self._forget_site(name)
         for name in self.sites.keys() - old_names:
@@ -394,7 +400,11 @@ class Daemon:
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)
         now = time.time()
-        obs = observe(state, result, site.policy, now)
+        muted = bool(self.maintenance.active_for(site.name, now))
+        obs = observe(state, result, site.policy, now, muted=muted)
+        if obs.state.state_name == "pending":
+            # Confirm (or clear) the failure at retry_interval instead of whole intervals.
+            self.scheduler.retry(site.name, site.policy.retry_interval)
         self.states[site.name] = obs.state
         if obs.events or obs.state.persistent_key() != state.persistent_key():
             self._persist(site, obs.state, obs.events)
@@ -478,11 +488,21 @@ class Daemon:
             log.warning("RECOVERED %s", kv(site=site.name, downtime=round(event.downtime, 1)))
         elif isinstance(event, CertExpiring):
             log.warning("CERTIFICATE %s", kv(site=site.name, days_left=event.days_left))
+        elif isinstance(event, Flapping):
+            log.warning("FLAPPING %s", kv(site=site.name, changes=event.changes))
+        elif isinstance(event, Stable):
+            log.warning("STABLE %s", kv(site=site.name, status=event.status.value))
 
     # ------------------------------------------------------------------ status views
 
     def site_status(self) -> list[dict[str, Any]]:
-        return [status_dict(self.sites.get(name), state) for name, state in self.states.items()]
+        now = time.time()
+        views = []
+        for name, state in self.states.items():
+            view = status_dict(self.sites.get(name), state)
+            view["maintenance"] = [w.name for w in self.maintenance.active_for(name, now)]
+            views.append(view)
+        return views
 
 
 def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
@@ -492,6 +512,8 @@ def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
         "site": state.site,
         "target": site.target if site else None,
         "status": state.status.value,
+        "state": state.state_name,
+        "flapping": state.flapping,
         "since": _iso(state.since),
         "consecutive_failures": state.consecutive_failures,
         "incident_since": _iso(state.incident_started),

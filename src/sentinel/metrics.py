@@ -7,6 +7,7 @@ the site leaves the config, so the label sets stay bounded by the config, never 
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sentinel import __version__
+from sentinel.maintenance import MaintenanceClock
 from sentinel.monitor import SiteState, Status
 from sentinel.probes.result import PHASES, REASONS, ProbeResult
 
@@ -59,12 +63,14 @@ class _SiteSeries:
         "downtime",
         "fail",
         "failures_in_row",
+        "flapping",
         "label",
         "ok",
         "phases",
         "probed",
         "reasons",
         "skipped",
+        "state",
         "status_code",
         "success",
         "sum",
@@ -89,6 +95,8 @@ class _SiteSeries:
         self.tls_expiry: float | None = None
         self.skipped: float | None = None
         self.up: float | None = None  # absent while the state is UNKNOWN
+        self.state = "unknown"  # SiteState.state_name
+        self.flapping = 0.0
 
 
 class Metrics:
@@ -168,6 +176,8 @@ class Metrics:
         elif state.status is Status.UP:
             series.up = 1.0
         series.failures_in_row = float(state.consecutive_failures)
+        series.state = state.state_name
+        series.flapping = 1.0 if state.flapping else 0.0
 
     def observe(self, site: str, result: ProbeResult, state: SiteState, downtime: float) -> None:
         s = self._site(site)
@@ -200,6 +210,10 @@ class Metrics:
         series = self._site(site)
         series.skipped = (series.skipped or 0.0) + count
 
+    def watch_maintenance(self, clock: Callable[[], MaintenanceClock]) -> None:
+        """`sentinel_maintenance_active{maintenance}`, evaluated at each scrape."""
+        self.registry.register(_MaintenanceCollector(clock))
+
     def remove_site(self, site: str) -> None:
         """Drop every series of a site (it left the config)."""
         self._sites.pop(site, None)
@@ -223,6 +237,21 @@ class Metrics:
                 for s in members[start : start + sites_per_chunk]:
                     family.lines(s, lines)
                 yield "".join(lines).encode()
+
+
+class _MaintenanceCollector(Collector):
+    def __init__(self, clock: Callable[[], MaintenanceClock]) -> None:
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "sentinel_maintenance_active",
+            "1 while the maintenance window is on (alerts of its sites are held)",
+            labels=["maintenance"],
+        )
+        for window, state in self._clock().states(time.time()):
+            family.add_metric([window.name], 1.0 if state.active else 0.0)
+        yield family
 
 
 # ---------------------------------------------------------------------- the per-site families
@@ -279,6 +308,20 @@ def _phases(s: _SiteSeries, out: list[str]) -> None:
 def _up(s: _SiteSeries, out: list[str]) -> None:
     if s.up is not None:
         out.append(f"sentinel_site_up{{{s.label}}} {_num(s.up)}\n")
+
+
+SITE_STATES = ("unknown", "up", "pending", "down")
+_STATE_LABELS = [(name, f'state="{name}",') for name in SITE_STATES]
+
+
+def _state(s: _SiteSeries, out: list[str]) -> None:
+    for name, label in _STATE_LABELS:
+        value = "1.0" if s.state == name else "0.0"
+        out.append(f"sentinel_site_state{{{label}{s.label}}} {value}\n")
+
+
+def _flapping(s: _SiteSeries, out: list[str]) -> None:
+    out.append(f"sentinel_site_flapping{{{s.label}}} {_num(s.flapping)}\n")
 
 
 def _in_row(s: _SiteSeries, out: list[str]) -> None:
@@ -355,6 +398,20 @@ _FAMILIES: Final = (
         "gauge",
         "Alert state after thresholds: 1 up, 0 down",
         _up,
+        probed_only=False,
+    ),
+    _family(
+        "sentinel_site_state",
+        "gauge",
+        "1 for the site's state (unknown, up, pending: failing but not yet DOWN, down), else 0",
+        _state,
+        probed_only=False,
+    ),
+    _family(
+        "sentinel_site_flapping",
+        "gauge",
+        "1 while the site is FLAPPING (its DOWN/RECOVERED alerts are held)",
+        _flapping,
         probed_only=False,
     ),
     _family("sentinel_consecutive_failures", "gauge", "Failed probes in a row", _in_row),

@@ -25,8 +25,11 @@ from sentinel.config import EmailConfig
 from sentinel.monitor import (
     CertExpiring,
     Event,
+    Flapping,
     Recovered,
     ResultSummary,
+    Stable,
+    Status,
     StillDown,
     WentDown,
 )
@@ -220,10 +223,24 @@ def certificate_message_id(site: str, expires_at: float, *, domain: str) -> str:
     return f"<cert.{_site_token(site)}.{int(_finite(expires_at))}@{domain}>"
 
 
+def flapping_message_id(site: str, since: float, *, domain: str) -> str:
+    """The FLAPPING email's Message-ID; its STABLE email replies to it."""
+    return f"<flapping.{_site_token(site)}.{int(_finite(since))}@{domain}>"
+
+
 def _event_message_id(event: Event, domain: str) -> tuple[str, str | None]:
     """(Message-ID, thread root or None when the email is the root itself)."""
     if isinstance(event, CertExpiring):
         return certificate_message_id(event.site, event.expires_at, domain=domain), None
+    if isinstance(event, Flapping):
+        return flapping_message_id(event.site, event.since, domain=domain), None
+    if isinstance(event, Stable):
+        flap_root = flapping_message_id(event.site, event.since, domain=domain)
+        if event.incident_id is not None:
+            # Settled DOWN: this email is the incident's root (its DOWN email was never sent).
+            return incident_message_id(event.site, event.incident_id, domain=domain), flap_root
+        token = f"{_site_token(event.site)}.{int(_finite(event.since))}"
+        return f"<stable.{token}@{domain}>", flap_root
     root = incident_message_id(event.site, event.incident_id, domain=domain)
     if isinstance(event, WentDown):
         return root, None
@@ -241,6 +258,10 @@ def message_kind(event: Event) -> str:
         return "still_down"
     if isinstance(event, Recovered):
         return "recovered"
+    if isinstance(event, Flapping):
+        return "flapping"
+    if isinstance(event, Stable):
+        return "stable"
     return "certificate"
 
 
@@ -342,6 +363,31 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
                 ("Down since", _fmt_time(event.since)),
                 ("Up again", f"{_fmt_time(event.until)} (first good probe)"),
                 ("Total downtime", downtime),
+            ],
+        )
+    if isinstance(event, Flapping):
+        window = human_duration(event.window)
+        return (
+            f"{SUBJECT_PREFIX} FLAPPING: {site}",
+            f"{site} is FLAPPING: it changed between UP and DOWN {event.changes} times within "
+            f"{window}. You get no DOWN or RECOVERED emails for it until it is stable again.",
+            [
+                ("Site", site),
+                where,
+                ("Flapping since", _fmt_time(event.since)),
+                ("Right now", event.status.value.upper()),
+            ],
+        )
+    if isinstance(event, Stable):
+        now = "UP" if event.status is Status.UP else "DOWN"
+        return (
+            f"{SUBJECT_PREFIX} STABLE: {site} (now {now})",
+            f"{site} has stopped flapping and is {now} since {_fmt_time(event.stable_since)}.",
+            [
+                ("Site", site),
+                where,
+                ("Flapping since", _fmt_time(event.since)),
+                (f"{now} since", _fmt_time(event.stable_since)),
             ],
         )
     days = event.days_left
