@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("targets", nargs="*", help="URLs or host:port to probe without a config")
     with_config(sub.add_parser("test-email", help="send one test email through the SMTP server"))
     with_config(sub.add_parser("status", help="show every site's state from the state store"))
+    from sentinel import cli_silence
+
+    for name in cli_silence.add_parsers(sub):
+        with_config(sub.choices[name])
     return parser
 
 
@@ -91,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test_email(config_path)
         if args.command == "status":
             return cmd_status(config_path, sys.stdout)
+        if args.command in ("silence", "unsilence"):
+            from sentinel import cli_silence
+
+            config = _load(config_path)
+            return EXIT_CONFIG if config is None else cli_silence.run(args, config)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")

@@ -48,6 +48,7 @@ from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
 from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
+from sentinel.silences import Silence, active_for
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
 from sentinel.web import _iso, make_routes, start_server
@@ -55,6 +56,7 @@ from sentinel.web import _iso, make_routes, start_server
 log = logging.getLogger("sentinel")
 
 EXIT_OK = 0
+SILENCE_POLL = 1.0  # seconds: `sentinel silence` reaches the daemon within this (+ a probe)
 INTERNAL_ERROR_LOG_EVERY = 3600.0  # seconds between tracebacks of one site's internal error
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
 
@@ -86,6 +88,8 @@ class Daemon:
         self.metrics = Metrics()
         self.maintenance = MaintenanceClock(config.maintenance)
         self.metrics.watch_maintenance(lambda: self.maintenance)
+        self.silences: list[Silence] = []
+        self.metrics.watch_silences(lambda: self.silences)
         self.store: Store | None = None
         self.prober = Prober(user_agent=config.user_agent, precise_latency=config.precise_latency)
         self.notifier = Notifier.from_env(environ)
@@ -218,6 +222,9 @@ class Daemon:
                 self._tasks.append(loop.create_task(self.outbox.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
+            if self.store is not None:
+                self._load_silences()
+                self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
             if self.early is not None:
                 self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
                 if self.store is not None:
@@ -291,6 +298,33 @@ class Daemon:
                     reload_wait.cancel()
         finally:
             stop_wait.cancel()
+
+    def _load_silences(self) -> None:
+        if self.store is None:
+            return
+        try:
+            silences = self.store.active_silences(time.time())
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        if [s.id for s in silences] != [s.id for s in self.silences]:
+            log.info("silences %s", kv(active=len(silences)))
+        self.silences = silences
+
+    async def _watch_silences(self) -> None:
+        """`sentinel silence` writes the store; pick its changes up within SILENCE_POLL."""
+        while True:
+            await asyncio.sleep(SILENCE_POLL)
+            if self.store is None:
+                continue
+            try:
+                changed = self.store.changed_elsewhere()
+            except StoreError as exc:
+                self._store_failed(exc)
+                continue
+            now = time.time()
+            if changed or any(s.until <= now for s in self.silences):
+                self._load_silences()
 
     def _drift_tracked(self, name: str) -> bool:
         site = self.sites.get(name)
@@ -400,7 +434,9 @@ class Daemon:
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)
         now = time.time()
-        muted = bool(self.maintenance.active_for(site.name, now))
+        muted = bool(self.maintenance.active_for(site.name, now)) or bool(
+            active_for(self.silences, site.name, now)
+        )
         obs = observe(state, result, site.policy, now, muted=muted)
         if obs.state.state_name == "pending":
             # Confirm (or clear) the failure at retry_interval instead of whole intervals.
@@ -501,6 +537,10 @@ class Daemon:
         for name, state in self.states.items():
             view = status_dict(self.sites.get(name), state)
             view["maintenance"] = [w.name for w in self.maintenance.active_for(name, now)]
+            view["silenced"] = [
+                {"id": x.id, "until": _iso(x.until), "reason": x.reason}
+                for x in active_for(self.silences, name, now)
+            ]
             views.append(view)
         return views
 

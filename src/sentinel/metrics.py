@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +29,7 @@ from sentinel import __version__
 from sentinel.maintenance import MaintenanceClock
 from sentinel.monitor import SiteState, Status
 from sentinel.probes.result import PHASES, REASONS, ProbeResult
+from sentinel.silences import Silence
 
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -214,6 +215,10 @@ class Metrics:
         """`sentinel_maintenance_active{maintenance}`, evaluated at each scrape."""
         self.registry.register(_MaintenanceCollector(clock))
 
+    def watch_silences(self, silences: Callable[[], Sequence[Silence]]) -> None:
+        """`sentinel_silences_active`, evaluated at each scrape."""
+        self.registry.register(_SilenceCollector(silences))
+
     def remove_site(self, site: str) -> None:
         """Drop every series of a site (it left the config)."""
         self._sites.pop(site, None)
@@ -251,6 +256,20 @@ class _MaintenanceCollector(Collector):
         )
         for window, state in self._clock().states(time.time()):
             family.add_metric([window.name], 1.0 if state.active else 0.0)
+        yield family
+
+
+class _SilenceCollector(Collector):
+    def __init__(self, silences: Callable[[], Sequence[Silence]]) -> None:
+        self._silences = silences
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        active = sum(1 for s in self._silences() if s.until > now)
+        family = GaugeMetricFamily(
+            "sentinel_silences_active", "Silences in force (sentinel silence --list)"
+        )
+        family.add_metric([], float(active))
         yield family
 
 
