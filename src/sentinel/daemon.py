@@ -45,6 +45,7 @@ from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
 from sentinel.probes.prober import Prober
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
+from sentinel.site_states import SiteStates, summary_line
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
 from sentinel.web import _iso, make_routes, start_server
@@ -65,11 +66,6 @@ def resolve_state_dir(config: Config, environ: Mapping[str, str] = os.environ) -
     return Path(".sentinel")
 
 
-def summary_line(states: Mapping[str, SiteState]) -> str:
-    down = sum(1 for s in states.values() if s.status is Status.DOWN)
-    return f"{len(states)} sites, {down} down"
-
-
 class Daemon:
     def __init__(
         self, config_path: str, config: Config, *, environ: Mapping[str, str] = os.environ
@@ -78,7 +74,7 @@ class Daemon:
         self.config = config
         self.environ = environ
         self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
-        self.states: dict[str, SiteState] = {}
+        self.states = SiteStates()  # counts by status: the STATUS line costs O(1) a change
         self.metrics = Metrics()
         self.store: Store | None = None
         self.prober = Prober(user_agent=config.user_agent, precise_latency=config.precise_latency)
@@ -373,7 +369,6 @@ class Daemon:
         for event in obs.events:
             self._log_event(site, event)
         if obs.state.status != state.status and self.notifier.enabled:
-            # Walks every site: only on a state change, and only when systemd is listening.
             self.notifier.status(summary_line(self.states))
 
     def _persist(self, site: SiteConfig, state: SiteState, events: tuple[Event, ...]) -> None:
