@@ -193,6 +193,7 @@ class Daemon:
                     render_metrics=self.metrics.render_chunks,
                     site_status=self.site_status,
                     healthy=self.healthy,
+                    early_status=self.early.status_view if self.early is not None else None,
                 )
                 server, self.port = await start_server(routes, self.config.listen)
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
