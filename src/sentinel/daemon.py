@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from sentinel import drift_history
+from sentinel import drift_history, trend_history
 from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_config
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
@@ -187,6 +187,7 @@ class Daemon:
             if self.store is not None and self.early is not None:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
+                trend_history.restore(self.store, self.early)
             await self.prober.start()
             if self.config.listen:
                 routes = make_routes(
@@ -215,6 +216,10 @@ class Daemon:
                         self.store, self.early, self._drift_tracked, self._store_failed
                     )
                     self._tasks.append(loop.create_task(saver, name="drift-history"))
+                    trends = trend_history.save_when_changed(
+                        self.store, self.early, self._store_failed
+                    )
+                    self._tasks.append(loop.create_task(trends, name="trend-history"))
             feeder = WatchdogFeeder(self.notifier, lambda: self.scheduler.loops)
             if feeder.interval is not None:
                 self._tasks.append(loop.create_task(feeder.run(), name="watchdog"))
@@ -255,6 +260,8 @@ class Daemon:
                         await drift_history.save(
                             self.store, self.early, self._drift_tracked, self._store_failed
                         )
+                    with contextlib.suppress(Exception):
+                        trend_history.save(self.store, self.early, self._store_failed)
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

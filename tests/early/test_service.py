@@ -423,7 +423,7 @@ async def test_an_emit_callback_that_raises_does_not_stop_sampling(tmp_path: Pat
 
     task = asyncio.create_task(service.run())
     try:
-        await until(lambda: memory() is not None, 5, "a sample")
+        await until(lambda: memory() == 200 * MIB, 5, "a sample")  # NaN until then
         (path / "memory.events").write_text("oom_kill 1\n")
         await until(lambda: len(calls) == 1, 5, "the OOM event")
         (path / "memory.stat").write_text(f"anon {123 * MIB}\n")

@@ -16,7 +16,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -39,7 +39,7 @@ from sentinel.early.sources import (
     read_unit,
     steal_ratio,
 )
-from sentinel.early.trend import TrendSeries, Verdict
+from sentinel.early.trend import SeriesSnapshot, TrendSeries, Verdict
 from sentinel.early.warnings import (
     OomState,
     WarningState,
@@ -106,6 +106,21 @@ class _Site:
 
 
 _Runtime = _Watch | _Disk | _Steal
+
+
+@dataclass(frozen=True, slots=True)
+class TrendRecord:
+    """A watch's, a disk's or the CPU's trend state as saved across a restart of sentinel: the
+    series (bucket minimums, segment, identity) and the warning state, so a continuing trend is
+    not warned about again and a warning already sent still gets its RESOLVED."""
+
+    what: str  # what was sampled: if the config changed it meanwhile, the record is not reused
+    warning: WarningState
+    series: SeriesSnapshot | None = None  # None for CPU steal (no series)
+
+
+def _watch_what(config: WatchConfig) -> str:
+    return f"{config.source} {config.target} {config.cgroup_root}"
 
 
 @dataclass(slots=True)
@@ -206,6 +221,9 @@ class EarlyWarnings:
         self._disks: dict[str, _Disk] = {}
         self._steal = _Steal(period=config.host.cpu_steal_sample_every)
         self._sites: dict[str, _Site] = {}
+        # Set when a trend's saved state would differ (a bucket evaluated, a warning changed):
+        # sentinel.trend_history waits on it to write the store.
+        self.trends_changed = asyncio.Event()
         self._apply_config(config)
 
     # ------------------------------------------------------------------ config
@@ -224,6 +242,7 @@ class EarlyWarnings:
         now: otherwise the thread of a WARNING already emailed would never be closed."""
         if warning.active is not None:
             self._emit(TrendEnded(warning=warning.active, at=self._clock(), reason=reason))
+            self.trends_changed.set()
 
     def _apply_config(self, config: EarlyConfig) -> None:
         old_watches = self._watches
@@ -301,6 +320,62 @@ class EarlyWarnings:
         self._apply_config(config)
         if self._wake is not None:
             self._wake.set()
+
+    # ------------------------------------------------------------------ trends across restarts
+
+    def _trend_runtimes(self) -> dict[str, tuple[_Watch | _Disk | _Steal, str]]:
+        runtimes: dict[str, tuple[_Watch | _Disk | _Steal, str]] = {
+            f"watch:{w.config.name}": (w, _watch_what(w.config)) for w in self._all_watches()
+        }
+        runtimes.update({f"disk:{d.mount}": (d, d.mount) for d in self._disks.values()})
+        if self.config.host.cpu_steal_warning > 0:
+            runtimes["steal:cpu"] = (self._steal, "cpu")
+        return runtimes
+
+    def trend_records(self) -> dict[str, TrendRecord]:
+        """Every watch's, disk's and the CPU's trend state, by a key naming it, for the store."""
+        return {
+            key: TrendRecord(
+                what,
+                runtime.warning,
+                None if isinstance(runtime, _Steal) else runtime.series.snapshot(),
+            )
+            for key, (runtime, what) in self._trend_runtimes().items()
+        }
+
+    def restore_trends(self, saved: Mapping[str, TrendRecord]) -> int:
+        """Take back the trend states saved before a restart. A record whose watch, disk or
+        steal threshold is gone, or now samples something else, resolves its active warning
+        ("removed", "changed"). Returns how many were restored."""
+        current = self._trend_runtimes()
+        restored = 0
+        for key, record in saved.items():
+            entry = current.get(key)
+            if entry is None:
+                self.end_warning(record.warning, "removed")
+                continue
+            runtime, what = entry
+            if (record.what, record.warning.kind, record.warning.subject) != (
+                what,
+                runtime.warning.kind,
+                runtime.warning.subject,
+            ):
+                self.end_warning(record.warning, "changed")
+                continue
+            if not isinstance(runtime, _Steal):
+                try:
+                    if record.series is None:
+                        raise ValueError("no series saved")
+                    runtime.series = TrendSeries.restore(
+                        record.series, runtime.series.window, runtime.series.sample_every
+                    )
+                except ValueError as exc:
+                    log.warning("early warning: trend not restored %s", kv(key=key, why=exc))
+                    self.end_warning(record.warning, "changed")
+                    continue
+            runtime.warning = record.warning
+            restored += 1
+        return restored
 
     # ------------------------------------------------------------------ latency (hot path)
 
@@ -538,6 +613,7 @@ class EarlyWarnings:
         watch.warning, events = step(
             watch.warning, verdict, settings, now, limit_source=watch.limit[1]
         )
+        self.trends_changed.set()
         rate = verdict.rate_per_s if verdict.rate_per_s is not None else 0.0
         forecast = _forecast(verdict)
         if watch.last_error:  # the trend of an unreadable watch is not known
@@ -570,6 +646,7 @@ class EarlyWarnings:
         disk.warning, events = step(
             disk.warning, verdict, settings, now, limit_source="filesystem size"
         )
+        self.trends_changed.set()
         self.g_disk.labels(disk.mount).set(NAN if disk.last_error else _forecast(verdict))
         for event in events:
             self._emit(event)
@@ -584,9 +661,12 @@ class EarlyWarnings:
         if ratio is None:
             return
         self.g_steal.set(ratio)
+        before = steal.warning
         steal.warning, events = step_steal(
             steal.warning, ratio, self.config.host.cpu_steal_warning, now
         )
+        if steal.warning != before:
+            self.trends_changed.set()
         for event in events:
             self._emit(event)
 
