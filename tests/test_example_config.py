@@ -19,12 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sites.example.toml"
 
 # FileSection passes these through as raw tables (validated later, entry by entry): the model
-# that validates each. [[sites]] only has to show what a site adds to [defaults].
-PASSED_THROUGH: dict[str, type[BaseModel]] = {
-    "sites": SiteSection,
-    "watch": WatchSection,
-    "host": HostSection,
-}
+# that validates each.
+PASSED_THROUGH: dict[str, type[BaseModel]] = {"watch": WatchSection, "host": HostSection}
+# [[sites]] is not in FileSection at all (each entry is validated on its own); it only has to
+# show what a site adds to [defaults].
+OUTSIDE_FILE_SECTION: dict[str, type[BaseModel]] = {"sites": SiteSection}
 INHERITED: dict[str, type[BaseModel]] = {"sites": SiteOptions}
 
 _HEADER_RE = re.compile(r"^#?\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")
@@ -60,7 +59,7 @@ def _field_keys(model: type[BaseModel]) -> dict[str, str]:
 
 def schema_sections() -> dict[str, type[BaseModel]]:
     """Every section of the file and the model that validates its keys."""
-    sections: dict[str, type[BaseModel]] = {}
+    sections: dict[str, type[BaseModel]] = dict(OUTSIDE_FILE_SECTION)
     for key, name in _field_keys(FileSection).items():
         models = _models_in(FileSection.model_fields[name].annotation)
         model = models[0] if models else PASSED_THROUGH.get(key)
