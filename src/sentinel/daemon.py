@@ -48,7 +48,7 @@ from sentinel.scheduler import Scheduler
 from sentinel.site_states import SiteStates, summary_line
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import _iso, make_routes, start_server
+from sentinel.web import iso_utc, make_routes, start_server
 
 log = logging.getLogger("sentinel")
 
@@ -464,13 +464,13 @@ def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
         "site": state.site,
         "target": site.target if site else None,
         "status": state.status.value,
-        "since": _iso(state.since),
+        "since": iso_utc(state.since),
         "consecutive_failures": state.consecutive_failures,
-        "incident_since": _iso(state.incident_started),
+        "incident_since": iso_utc(state.incident_started),
         "last": None
         if last is None
         else {
-            "at": _iso(last.at),
+            "at": iso_utc(last.at),
             "ok": last.ok,
             "status": last.status,
             "total": round(last.total, 6),

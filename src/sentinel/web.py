@@ -45,7 +45,7 @@ _REASONS: Final = {
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
-def _iso(ts: float | None) -> str | None:
+def iso_utc(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -84,7 +84,7 @@ def make_routes(
 
     def api_status() -> Reply:
         sites = [dict(s) for s in site_status()]
-        body: dict[str, Any] = {"generated_at": _iso(time.time()), "sites": sites}
+        body: dict[str, Any] = {"generated_at": iso_utc(time.time()), "sites": sites}
         if early_status is not None:
             body.update(early_status())  # "watches" and "disks", each with its "state"
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
