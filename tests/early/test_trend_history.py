@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sentinel import trend_history
 from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig, parse_early
@@ -147,3 +149,33 @@ async def test_a_continuing_leak_is_not_warned_again_after_a_restart_and_resolve
     (ended,) = after.of(TrendEnded)
     assert isinstance(ended, TrendEnded)
     assert ended.warning == started and ended.reason == "restarted"
+
+
+SAMPLES = st.lists(
+    st.tuples(
+        st.floats(min_value=0.5, max_value=30.0),  # seconds since the previous sample
+        st.floats(min_value=0.0, max_value=1e9),
+        st.sampled_from(["a", "b"]),  # a changed identity is a restart of the watched process
+    ),
+    max_size=120,
+)
+
+
+@given(SAMPLES, SAMPLES)
+def test_a_restored_series_continues_exactly_like_one_never_interrupted(
+    before: list[tuple[float, float, str]], after: list[tuple[float, float, str]]
+) -> None:
+    """Pure: saving and restoring in between changes no verdict, whatever the samples."""
+    window, every = 600.0, 5.0
+    steady = TrendSeries(window, every)
+    t = 1_700_000_000.0
+    for gap, value, identity in before:
+        t += gap
+        steady.add(t, value, identity)
+    snapshot = decode_dataclass(type(steady.snapshot()), encode_dataclass(steady.snapshot()))
+    restored = TrendSeries.restore(snapshot, window, every)
+    for gap, value, identity in after:
+        t += gap
+        assert restored.add(t, value, identity) == steady.add(t, value, identity)
+        assert restored.detect(t, 2e9) == steady.detect(t, 2e9)
+    assert restored.buckets() == steady.buckets()

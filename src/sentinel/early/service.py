@@ -318,6 +318,7 @@ class EarlyWarnings:
         history and warnings; removed or changed ones lose their series, metrics and state, and
         an active warning of theirs is resolved ("removed", "changed")."""
         self._apply_config(config)
+        self.trends_changed.set()  # the saved trends follow the config (removed ones dropped)
         if self._wake is not None:
             self._wake.set()
 
