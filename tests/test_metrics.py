@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from sentinel.metrics import Metrics, _num
+from sentinel.metrics import Metrics, format_sample
 from sentinel.monitor import SiteState, Status
 from sentinel.probes.result import ProbeResult
 
@@ -152,7 +152,7 @@ def test_rendering_in_chunks_gives_the_same_text() -> None:
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**12), 10**12))
 def test_values_are_written_as_prometheus_client_writes_them(value: float) -> None:
-    assert _num(value) == floatToGoString(value)
+    assert format_sample(value) == floatToGoString(value)
 
 
 def test_site_state_is_one_hot_and_pending_shows_before_down() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
-from sentinel import __version__
+from sentinel import USER_AGENT, __version__
 from sentinel.config import (
     DEFAULT_CONFIG_PATH,
     Config,
@@ -198,7 +198,7 @@ def cmd_probe(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
     from sentinel.config import parse_duration
 
     sites: list[SiteConfig]
-    user_agent = "sentinel-uptime/" + __version__
+    user_agent = USER_AGENT
     if args.targets:
         try:
             timeout = parse_duration(args.timeout)

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from sentinel import drift_history
+from sentinel import drift_history, trend_history
 from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_config
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
@@ -49,9 +49,10 @@ from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
 from sentinel.silences import Silence, active_for
+from sentinel.site_states import SiteStates, summary_line
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import _iso, make_routes, start_server
+from sentinel.web import iso_utc, make_routes, start_server
 
 log = logging.getLogger("sentinel")
 
@@ -71,11 +72,6 @@ def resolve_state_dir(config: Config, environ: Mapping[str, str] = os.environ) -
     return Path(".sentinel")
 
 
-def summary_line(states: Mapping[str, SiteState]) -> str:
-    down = sum(1 for s in states.values() if s.status is Status.DOWN)
-    return f"{len(states)} sites, {down} down"
-
-
 class Daemon:
     def __init__(
         self, config_path: str, config: Config, *, environ: Mapping[str, str] = os.environ
@@ -84,7 +80,7 @@ class Daemon:
         self.config = config
         self.environ = environ
         self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
-        self.states: dict[str, SiteState] = {}
+        self.states = SiteStates()  # counts by status: the STATUS line costs O(1) a change
         self.metrics = Metrics()
         self.maintenance = MaintenanceClock(config.maintenance)
         self.metrics.watch_maintenance(lambda: self.maintenance)
@@ -202,12 +198,14 @@ class Daemon:
             if self.store is not None and self.early is not None:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
+                trend_history.restore(self.store, self.early)
             await self.prober.start()
             if self.config.listen:
                 routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
                     site_status=self.site_status,
                     healthy=self.healthy,
+                    early_status=self.early.status_view if self.early is not None else None,
                 )
                 server, self.port = await start_server(routes, self.config.listen)
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
@@ -232,6 +230,10 @@ class Daemon:
                         self.store, self.early, self._drift_tracked, self._store_failed
                     )
                     self._tasks.append(loop.create_task(saver, name="drift-history"))
+                    trends = trend_history.save_when_changed(
+                        self.store, self.early, self._store_failed
+                    )
+                    self._tasks.append(loop.create_task(trends, name="trend-history"))
             feeder = WatchdogFeeder(self.notifier, lambda: self.scheduler.loops)
             if feeder.interval is not None:
                 self._tasks.append(loop.create_task(feeder.run(), name="watchdog"))
@@ -272,6 +274,8 @@ class Daemon:
                         await drift_history.save(
                             self.store, self.early, self._drift_tracked, self._store_failed
                         )
+                    with contextlib.suppress(Exception):
+                        trend_history.save(self.store, self.early, self._store_failed)
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -450,7 +454,6 @@ class Daemon:
         for event in obs.events:
             self._log_event(site, event)
         if obs.state.status != state.status and self.notifier.enabled:
-            # Walks every site: only on a state change, and only when systemd is listening.
             self.notifier.status(summary_line(self.states))
 
     def _persist(self, site: SiteConfig, state: SiteState, events: tuple[Event, ...]) -> None:
@@ -538,7 +541,7 @@ class Daemon:
             view = status_dict(self.sites.get(name), state)
             view["maintenance"] = [w.name for w in self.maintenance.active_for(name, now)]
             view["silenced"] = [
-                {"id": x.id, "until": _iso(x.until), "reason": x.reason}
+                {"id": x.id, "until": iso_utc(x.until), "reason": x.reason}
                 for x in active_for(self.silences, name, now)
             ]
             views.append(view)
@@ -554,13 +557,13 @@ def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
         "status": state.status.value,
         "state": state.state_name,
         "flapping": state.flapping,
-        "since": _iso(state.since),
+        "since": iso_utc(state.since),
         "consecutive_failures": state.consecutive_failures,
-        "incident_since": _iso(state.incident_started),
+        "incident_since": iso_utc(state.incident_started),
         "last": None
         if last is None
         else {
-            "at": _iso(last.at),
+            "at": iso_utc(last.at),
             "ok": last.ok,
             "status": last.status,
             "total": round(last.total, 6),

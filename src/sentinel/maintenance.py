@@ -16,8 +16,15 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
+from pydantic import ValidationError, field_validator
 
-from sentinel.config import ConfigError, check_name, parse_duration
+from sentinel.config_units import (
+    ConfigError,
+    Duration,
+    StrictSection,
+    check_name,
+    pydantic_errors,
+)
 
 MAX_WINDOW = 30 * 86400.0  # a longer "maintenance" is a removed site, not a window
 
@@ -91,6 +98,50 @@ class MaintenanceClock:
 # ---------------------------------------------------------------- config
 
 
+class MaintenanceSection(StrictSection):
+    """One `[[maintenance]]` table: a cron `schedule` with `duration`, or `start` and `end`."""
+
+    name: str
+    sites: list[str] | None = None  # default: every site
+    schedule: str | None = None
+    duration: Duration | None = None
+    timezone: str = "UTC"
+    # TOML date-times or strings, both with a UTC offset.
+    start: dt.datetime | str | None = None
+    end: dt.datetime | str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronSim(value, dt.datetime.now(dt.UTC))
+            except CronSimError as exc:
+                raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _check_duration(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= MAX_WINDOW:
+            raise ValueError("must be above 0s and at most 30d")
+        return value
+
+
 def _label(index: int, raw: Mapping[str, Any]) -> str:
     name = raw.get("name")
     return f'maintenance[{index}] "{name}"' if isinstance(name, str) else f"maintenance[{index}]"
@@ -99,81 +150,49 @@ def _label(index: int, raw: Mapping[str, Any]) -> str:
 def _timestamp(value: object, field: str) -> float:
     if isinstance(value, dt.datetime):
         moment = value
-    elif isinstance(value, str):
+    else:
         try:
-            moment = dt.datetime.fromisoformat(value)
+            moment = dt.datetime.fromisoformat(str(value))
         except ValueError:
             raise ValueError(
                 f"{field}: invalid time {value!r} (use 2026-12-24T22:00:00+01:00)"
             ) from None
-    else:
-        raise ValueError(f"{field}: must be a date-time such as 2026-12-24T22:00:00+01:00")
     if moment.tzinfo is None:
         raise ValueError(f"{field}: {value!s} has no UTC offset (add +01:00, Z, ...)")
     return moment.timestamp()
 
 
-_KEYS = frozenset({"name", "sites", "schedule", "duration", "timezone", "start", "end"})
-
-
-def _one(raw: Mapping[str, Any], site_names: Iterable[str]) -> MaintenanceWindow:
-    unknown = sorted(set(raw) - _KEYS)
-    if unknown:
-        raise ValueError(f"{unknown[0]}: unknown key")
-    name = raw.get("name")
-    if not isinstance(name, str):
-        raise ValueError("name: required (a string)")
-    try:
-        check_name(name)
-    except ValueError as exc:
-        raise ValueError(f"name: {exc}") from None
-    sites = raw.get("sites")
-    if sites is not None:
-        if not isinstance(sites, list) or not all(isinstance(s, str) for s in sites):
-            raise ValueError("sites: must be a list of site names")
+def _window(section: MaintenanceSection, site_names: Iterable[str]) -> MaintenanceWindow:
+    sites = None
+    if section.sites is not None:
         known = set(site_names)
-        for site in sites:
+        for site in section.sites:
             if site not in known:
                 raise ValueError(f"sites: no site named {site!r}")
-        sites = tuple(sites)
-    timezone = raw.get("timezone", "UTC")
-    if not isinstance(timezone, str):
-        raise ValueError("timezone: must be an IANA name such as Europe/Zurich")
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone: unknown time zone {timezone!r}") from None
-    has_schedule = "schedule" in raw
-    has_once = "start" in raw or "end" in raw
-    if has_schedule == has_once:
+        sites = tuple(section.sites)
+    once = section.start is not None or section.end is not None
+    if (section.schedule is not None) == once:
         raise ValueError("set either schedule (cron) with duration, or start and end (once)")
-    if has_once:
-        if "start" not in raw or "end" not in raw:
+    if once:
+        if section.start is None or section.end is None:
             raise ValueError("a one-off window needs both start and end")
-        if "duration" in raw:
+        if section.duration is not None:
             raise ValueError("duration: goes with schedule, not with start and end")
-        start = _timestamp(raw["start"], "start")
-        end = _timestamp(raw["end"], "end")
+        start = _timestamp(section.start, "start")
+        end = _timestamp(section.end, "end")
         if end <= start:
             raise ValueError("end: must be after start")
-        return MaintenanceWindow(name=name, sites=sites, start=start, end=end, timezone=timezone)
-    schedule = raw["schedule"]
-    if not isinstance(schedule, str):
-        raise ValueError('schedule: must be a cron expression such as "0 3 * * sun"')
-    try:
-        CronSim(schedule, dt.datetime.now(dt.UTC))
-    except CronSimError as exc:
-        raise ValueError(f"schedule: invalid cron expression {schedule!r}: {exc}") from None
-    if "duration" not in raw:
+        return MaintenanceWindow(
+            name=section.name, sites=sites, start=start, end=end, timezone=section.timezone
+        )
+    if section.duration is None:
         raise ValueError('duration: required with schedule (e.g. "1h")')
-    try:
-        duration = parse_duration(raw["duration"])
-    except ValueError as exc:
-        raise ValueError(f"duration: {exc}") from None
-    if not 0 < duration <= MAX_WINDOW:
-        raise ValueError("duration: must be above 0s and at most 30d")
     return MaintenanceWindow(
-        name=name, sites=sites, schedule=schedule, duration=duration, timezone=timezone
+        name=section.name,
+        sites=sites,
+        schedule=section.schedule,
+        duration=section.duration,
+        timezone=section.timezone,
     )
 
 
@@ -188,7 +207,12 @@ def parse_maintenance(
     for index, entry in enumerate(raw):
         label = _label(index, entry)
         try:
-            window = _one(entry, names)
+            section = MaintenanceSection.model_validate(entry)
+        except ValidationError as exc:
+            errors.extend(pydantic_errors(exc, label))
+            continue
+        try:
+            window = _window(section, names)
         except ValueError as exc:
             errors.append(f"{label}: {exc}")
             continue

@@ -281,7 +281,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _num(value: float) -> str:
+def format_sample(value: float) -> str:
     """A sample value as prometheus_client's `floatToGoString` writes it (Go's exponent style)."""
     d = float(value)
     if d == math.inf:
@@ -296,6 +296,9 @@ def _num(value: float) -> str:
         mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
         return f"{mantissa}e+{dot - 1:02d}"
     return text
+
+
+_num = format_sample  # the short name the many render lines below use
 
 
 def _success(s: _SiteSeries, out: list[str]) -> None:

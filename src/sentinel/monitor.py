@@ -195,7 +195,8 @@ class Observation:
     downtime_added: float  # seconds of DOWN to add to the downtime counter
 
 
-def incident_id_for(site: str, since: float) -> str:
+def incident_id_for(since: float) -> str:
+    """An incident's id: when its first failure was seen (threads its emails)."""
     return f"{since:.3f}"
 
 
@@ -259,7 +260,7 @@ def observe(
             last_observed=now,
         )
         if state.status is not Status.DOWN and failures >= policy.failure_threshold:
-            incident = incident_id_for(state.site, failing_since)
+            incident = incident_id_for(failing_since)
             events.append(
                 WentDown(
                     site=state.site,

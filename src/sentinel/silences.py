@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sentinel.config import check_name
+from sentinel.config_units import check_name
+from sentinel.sanitize import has_control
 
 MAX_SILENCES = 1000  # active at once: a loop in a script must not grow the store without bound
 MAX_DURATION = 90 * 86400.0  # a longer silence is a removed site
@@ -41,7 +42,7 @@ def check_request(site: str | None, duration: float, reason: str) -> tuple[str |
     if not 0 < duration <= MAX_DURATION:
         raise ValueError("--for must be above 0s and at most 90d")
     reason = " ".join(reason.split())  # one line: no newlines or control whitespace
-    if any(ord(ch) < 32 or 0x7F <= ord(ch) <= 0x9F for ch in reason):
+    if has_control(reason):
         raise ValueError("--reason must not contain control characters")
     if len(reason) > MAX_REASON:
         raise ValueError(f"--reason is at most {MAX_REASON} characters")

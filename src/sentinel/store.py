@@ -19,7 +19,7 @@ import sqlite3
 import time
 import types
 import typing
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,6 +107,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             site TEXT PRIMARY KEY,
             history BLOB NOT NULL,
             warning TEXT,
+            saved_at REAL NOT NULL
+        )""",
+    ),
+    (
+        # The memory, disk and CPU-steal trends (series and warning state as JSON, keyed
+        # "watch:<name>", "disk:<mount>", "steal:cpu"): a restart neither warns again about a
+        # continuing trend nor loses the RESOLVED of a warning already sent.
+        """CREATE TABLE trend_history (
+            key TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
             saved_at REAL NOT NULL
         )""",
     ),
@@ -591,6 +601,29 @@ class Store:
             gone = [(n,) for n in names if n not in keep]
             conn.executemany("DELETE FROM latency_history WHERE site = ?", gone)
         return len(gone)
+
+    # ------------------------------------------------------------------ trend history
+
+    def replace_trend_history(self, rows: Mapping[str, str], saved_at: float) -> None:
+        """Make the saved trends exactly `rows` (key -> JSON), in one transaction: a trend no
+        longer watched is dropped with the same write."""
+        with self._transaction("write") as conn:
+            conn.executemany(
+                "INSERT INTO trend_history (key, data, saved_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET data = excluded.data,"
+                " saved_at = excluded.saved_at",
+                [(key, data, saved_at) for key, data in rows.items()],
+            )
+            names = [r[0] for r in conn.execute("SELECT key FROM trend_history")]
+            conn.executemany(
+                "DELETE FROM trend_history WHERE key = ?", [(n,) for n in names if n not in rows]
+            )
+
+    def load_trend_history(self) -> dict[str, str]:
+        """key -> the JSON saved by `replace_trend_history`."""
+        with self._errors("read"):
+            rows = self._conn.execute("SELECT key, data FROM trend_history").fetchall()
+        return {str(key): str(data) for key, data in rows}
 
     # ------------------------------------------------------------------ outbox
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sentinel.config import split_host_port
+from sentinel.early.page import EarlyView, render_early_section
 from sentinel.metrics import CONTENT_TYPE
 
 log = logging.getLogger("sentinel.web")
@@ -44,7 +45,7 @@ _REASONS: Final = {
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
-def _iso(ts: float | None) -> str | None:
+def iso_utc(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -68,6 +69,7 @@ def make_routes(
     render_metrics: Callable[[], Iterable[bytes]],
     site_status: StatusProvider,
     healthy: Callable[[], bool],
+    early_status: Callable[[], EarlyView] | None = None,
 ) -> dict[str, Route]:
     def metrics() -> Reply:
         # Streamed in pieces of a few hundred sites (~25 us a site), handing the loop back
@@ -82,19 +84,21 @@ def make_routes(
 
     def api_status() -> Reply:
         sites = [dict(s) for s in site_status()]
-        body = {"generated_at": _iso(time.time()), "sites": sites}
+        body: dict[str, Any] = {"generated_at": iso_utc(time.time()), "sites": sites}
+        if early_status is not None:
+            body.update(early_status())  # "watches" and "disks", each with its "state"
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
         text = json.dumps(body, ensure_ascii=False, indent=1)
         return Reply(200, "application/json; charset=utf-8", text.encode())
 
     def index() -> Reply:
-        page = render_status_page(site_status())
+        page = render_status_page(site_status(), early_status() if early_status else None)
         return Reply(200, "text/html; charset=utf-8", page.encode())
 
     return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status, "/": index}
 
 
-def render_status_page(sites: Sequence[Mapping[str, Any]]) -> str:
+def render_status_page(sites: Sequence[Mapping[str, Any]], early: EarlyView | None = None) -> str:
     down = sum(1 for s in sites if s.get("status") == "down")
     rows = []
     for s in sorted(sites, key=lambda s: (s.get("status") != "down", str(s.get("site")))):
@@ -120,7 +124,11 @@ def render_status_page(sites: Sequence[Mapping[str, Any]]) -> str:
         ".down td{background:#fdd}.up td:nth-child(2){color:#070}</style></head><body>"
         f"<h1>sentinel</h1><p>{len(sites)} sites, {down} down</p>"
         "<table><tr><th>site</th><th>status</th><th>since</th><th>last latency</th>"
-        "<th>last result</th></tr>" + "".join(rows) + "</table></body></html>"
+        "<th>last result</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + (render_early_section(early) if early else "")
+        + "</body></html>"
     )
 
 

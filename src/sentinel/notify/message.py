@@ -16,7 +16,6 @@ import hashlib
 import html
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -33,6 +32,7 @@ from sentinel.monitor import (
     StillDown,
     WentDown,
 )
+from sentinel.sanitize import one_line
 
 __all__ = [
     "POLICY",
@@ -57,31 +57,12 @@ _MAX_BODY_TEXT = 500  # a remote message in the body
 _FALLBACK_DOMAIN = "sentinel.invalid"
 _SAFE_TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _DOMAIN_CHARS_RE = re.compile(r"[^A-Za-z0-9.-]")
-_WHITESPACE_RE = re.compile(r"\s+")
 # Valid datetime range for fromtimestamp on every platform we care about.
 _MIN_TS = 0.0
 _MAX_TS = 253402300799.0  # 9999-12-31 23:59:59 UTC
 
 
 # ---------------------------------------------------------------- text helpers
-
-
-def _clean(text: str, limit: int) -> str:
-    """One safe line: control, line/paragraph separator, format and surrogate characters become
-    spaces, whitespace runs collapse, and the result is capped at `limit` characters."""
-    chars = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        # Cc: C0/C1 controls incl. CR, LF, NEL; Zl/Zp: U+2028/U+2029; Cs: lone surrogates (not
-        # encodable); Cf: bidi overrides and friends that can disguise a subject.
-        if category in ("Cc", "Zl", "Zp", "Cs", "Cf") or ch.isspace():
-            chars.append(" ")
-        else:
-            chars.append(ch)
-    line = _WHITESPACE_RE.sub(" ", "".join(chars)).strip()
-    if len(line) > limit:
-        line = line[: max(0, limit - 1)].rstrip() + "…"
-    return line
 
 
 def _finite(value: float, default: float = 0.0) -> float:
@@ -117,8 +98,8 @@ def human_duration(seconds: float) -> str:
 
 def _reason_text(reason: str, message: str, limit: int) -> str:
     """'status (HTTP 500)'; just the reason when there is no message."""
-    short_reason = _clean(reason, _MAX_REASON) or "error"
-    short_message = _clean(message, limit)
+    short_reason = one_line(reason, _MAX_REASON) or "error"
+    short_message = one_line(message, limit)
     if short_message and short_message != short_reason:
         return f"{short_reason} ({short_message})"
     return short_reason
@@ -323,7 +304,7 @@ def _fields_html(fields: Sequence[tuple[str, str]]) -> str:
 
 def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple[str, str]]]:
     """(subject, headline, fields) for an event."""
-    where = (_target_label(target), _clean(target, 2000))
+    where = (_target_label(target), one_line(target, 2000))
     if isinstance(event, WentDown):
         subject_reason = _reason_text(event.reason, event.message, _MAX_MESSAGE)
         return (
@@ -437,8 +418,8 @@ def _base_message(
 ) -> EmailMessage:
     msg = EmailMessage(policy=POLICY)
     _text_header(msg, "Subject", subject)
-    msg["From"] = _clean(cfg.sender, 998)
-    msg["To"] = ", ".join(_clean(r, 998) for r in cfg.recipients)
+    msg["From"] = one_line(cfg.sender, 998)
+    msg["To"] = ", ".join(one_line(r, 998) for r in cfg.recipients)
     msg["Date"] = email.utils.format_datetime(_utc(at))
     msg["Message-ID"] = message_id
     if root is not None:
@@ -454,7 +435,7 @@ def _base_message(
 def build_message(event: Event, *, email: EmailConfig, target: str) -> EmailMessage:
     """The alert email for a monitor event. Same event + config -> byte-identical message."""
     domain = message_domain(email.sender)
-    site = _clean(event.site, _MAX_SITE) or "?"
+    site = one_line(event.site, _MAX_SITE) or "?"
     kind = message_kind(event)
     subject, headline, fields = _content(event, site, target)
     message_id, root = _event_message_id(event, domain)

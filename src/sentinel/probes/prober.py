@@ -12,6 +12,7 @@ import logging
 import ssl
 import time
 
+from sentinel import USER_AGENT
 from sentinel.config import SiteConfig
 from sentinel.probes.common import AsyncLifecycle, clean_message
 from sentinel.probes.lean import LeanHttpProber
@@ -31,7 +32,7 @@ class Prober(AsyncLifecycle):
     def __init__(
         self,
         *,
-        user_agent: str = "sentinel-uptime/0.1",
+        user_agent: str = USER_AGENT,
         ssl_context: ssl.SSLContext | None = None,
         precise_latency: bool = False,
     ) -> None:
