@@ -26,6 +26,12 @@ from rs_site import LISTENERS, Site, free_ports, write_root
 
 from sentinel.config import ConfigError, SiteConfig, parse_config
 from sentinel.probes.prober import Prober
+from sentinel.probes.result import ProbeResult
+
+try:
+    import uvloop
+except ImportError:  # the test extra installs it; the daemon runs on it where it is installed
+    uvloop = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +105,7 @@ def _site(case: Case, server: WebServer) -> tuple[SiteConfig, dict[str, object],
     options = case.options(server.site)
     path = case.path.replace("{dynamic}", server.dynamic_page)
     url = case.url(server.site) if case.url else server.site.url(case.listener, path)
-    raw = {"name": case.id, "url": url, "interval": "60s", "timeout": "10s", **options}
+    raw = {"name": case.id, "url": url, "interval": "60s", "timeout": "20s", **options}
     try:
         return parse_config({"sites": [raw]}).sites[0], options, None
     except ConfigError as exc:
@@ -115,8 +121,26 @@ def _site(case: Case, server: WebServer) -> tuple[SiteConfig, dict[str, object],
 
 
 def _trusting(pki: Pki) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    return context
+    return ssl.create_default_context(cafile=str(pki.ca))
+
+
+async def _probe(site: SiteConfig, context: ssl.SSLContext | None) -> ProbeResult:
+    async with Prober(user_agent=USER_AGENT, ssl_context=context) as prober:
+        return await prober.probe(site)
+
+
+async def _on_uvloop(site: SiteConfig, context: ssl.SSLContext | None) -> ProbeResult:
+    """The probe on a uvloop loop of its own, in a thread."""
+    assert uvloop is not None
+
+    def run() -> ProbeResult:
+        loop = uvloop.new_event_loop()
+        try:
+            return loop.run_until_complete(_probe(site, context))
+        finally:
+            loop.close()
+
+    return await asyncio.to_thread(run)
 
 
 @pytest.mark.parametrize(
@@ -144,9 +168,20 @@ async def test_sentinel_agrees_with_curl(server: WebServer, case: Case) -> None:
     pki = server.site.pki
     expected = case.expect_on.get(server.name, case.expect)
 
-    run = await asyncio.to_thread(
-        curl_probe, site, options=options, ca_file=pki.ca, user_agent=USER_AGENT
+    # curl and sentinel (on both loops the daemon may run: sentinel.eventloop) at once.
+    context = _trusting(pki) if case.trust == "context" else None
+    loops = ["asyncio", "uvloop"] if uvloop is not None else ["asyncio"]
+    if missing_key is not None:
+        loops = []  # sentinel cannot be asked yet: curl alone checks the case
+    run, *outcomes = await asyncio.gather(
+        asyncio.to_thread(curl_probe, site, options=options, ca_file=pki.ca, user_agent=USER_AGENT),
+        *(
+            _probe(site, context) if loop == "asyncio" else _on_uvloop(site, context)
+            for loop in loops
+        ),
     )
+    results = dict(zip(loops, outcomes, strict=True))
+
     # curl first: if it does not see what the case is built to show, the server is not set
     # up as the case claims, and agreeing would prove nothing.
     assert run.verdict.reason == expected, (
@@ -155,32 +190,28 @@ async def test_sentinel_agrees_with_curl(server: WebServer, case: Case) -> None:
     if case.check is not None:
         problem = case.check(run)
         assert problem is None, f"{server.name} did not serve what {case.id} is about: {problem}"
-
-    if missing_key is not None:  # curl has shown the case works; sentinel cannot be asked yet
+    if missing_key is not None:
         pytest.skip(f"needs site key {missing_key} (issue 12)")
 
-    context = _trusting(pki) if case.trust == "context" else None
-    async with Prober(user_agent=USER_AGENT, ssl_context=context) as prober:
-        result = await prober.probe(site)
-    got = verdict_of(result)
-    if case.difference is not None:
-        # A documented difference (docs/real-servers.md): sentinel fails where curl passes.
-        assert not result.ok and result.reason in case.difference.sentinel, (
-            f"sentinel: {got} ({result.message}); documented: {case.difference.sentinel}"
+    for loop, result in results.items():
+        got = verdict_of(result)
+        said = f"sentinel ({loop}): {got} ({result.message})"
+        if case.difference is not None:
+            # A documented difference (docs/real-servers.md): sentinel fails where curl passes.
+            assert not result.ok and result.reason in case.difference.sentinel, (
+                f"{said}; documented: {case.difference.sentinel}"
+            )
+            continue
+        assert got == run.verdict, (
+            f"{said}; curl: {run.verdict} (exit {run.exit_code}: {run.error})"
         )
-        return
-    assert got == run.verdict, (
-        f"sentinel: {got} ({result.message}); curl: {run.verdict} (exit {run.exit_code}: "
-        f"{run.error})"
-    )
-
-    if case.expiry is not None:
-        cert = pki.servers[LISTENERS[case.listener].cert or ""]
-        want = cert.leaf_not_after if case.expiry == "leaf" else cert.earliest_not_after
-        assert run.cert_expiries, "curl reported no certificates"
-        assert abs(min(run.cert_expiries) - want) <= EXPIRY_TOLERANCE
-        assert result.tls_expiry is not None, "sentinel reported no certificate expiry"
-        assert abs(result.tls_expiry - want) <= EXPIRY_TOLERANCE, (
-            f"sentinel's earliest expiry {result.tls_expiry:.0f}, the served chain's {want:.0f} "
-            f"(curl saw {sorted(run.cert_expiries)})"
-        )
+        if case.expiry is not None:
+            cert = pki.servers[LISTENERS[case.listener].cert or ""]
+            want = cert.leaf_not_after if case.expiry == "leaf" else cert.earliest_not_after
+            assert run.cert_expiries, "curl reported no certificates"
+            assert abs(min(run.cert_expiries) - want) <= EXPIRY_TOLERANCE
+            assert result.tls_expiry is not None, f"{said}: no certificate expiry"
+            assert abs(result.tls_expiry - want) <= EXPIRY_TOLERANCE, (
+                f"{said}: earliest expiry {result.tls_expiry:.0f}, the served chain's {want:.0f} "
+                f"(curl saw {sorted(run.cert_expiries)})"
+            )
