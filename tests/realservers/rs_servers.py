@@ -36,6 +36,7 @@ from rs_site import (
 START_DEADLINE = 30.0  # seconds for every listener to accept connections (a loaded machine)
 STOP_DEADLINE = 15.0
 RUN_USER = "www-data"  # the workers' user when started as root
+APACHE_MODULES = "/usr/lib/apache2/modules"  # Debian's
 
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -77,9 +78,18 @@ class WebServer(ABC):
         # What this instance cannot offer here: its class's limits, and the machine's.
         self.unavailable: dict[str, str] = dict(self.unsupported)
 
+    # Files it needs besides its binary (modules packaged apart).
+    requires: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
-    def listener_names(cls) -> list[str]:
-        return [name for name in LISTENERS if name not in cls.unsupported]
+    def absent(cls) -> str | None:
+        """What of this server is not installed here, or None."""
+        if find_binary(cls.binary) is None:
+            return cls.binary
+        for path in cls.requires:
+            if not Path(path).exists():
+                return path
+        return None
 
     def listeners(self) -> list[tuple[str, Listener, int]]:
         return [(name, LISTENERS[name], port) for name, port in self.site.ports.items()]
@@ -245,13 +255,12 @@ class Nginx(WebServer):
 
 # ------------------------------------------------------------------ apache2
 
-APACHE_MODULES = "/usr/lib/apache2/modules"
-
 
 class Apache(WebServer):
     name = "apache2"
     binary = "apache2"
     package = "apache2"
+    requires = (f"{APACHE_MODULES}/mod_ssl.so",)
 
     def configure(self) -> list[str]:
         root = self.site.root
@@ -336,6 +345,7 @@ class Lighttpd(WebServer):
     name = "lighttpd"
     binary = "lighttpd"
     package = "lighttpd lighttpd-mod-openssl lighttpd-mod-deflate"
+    requires = ("/usr/lib/lighttpd/mod_openssl.so", "/usr/lib/lighttpd/mod_deflate.so")
     dynamic_page = "/chunked.sh"
 
     def configure(self) -> list[str]:
