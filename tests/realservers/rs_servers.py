@@ -33,7 +33,7 @@ from rs_site import (
     many_headers,
 )
 
-START_DEADLINE = 30.0  # seconds for every listener to accept connections (a loaded machine)
+START_DEADLINE = 60.0  # seconds for every listener to accept connections (a loaded machine)
 STOP_DEADLINE = 15.0
 RUN_USER = "www-data"  # the workers' user when started as root
 APACHE_MODULES = "/usr/lib/apache2/modules"  # Debian's
