@@ -69,6 +69,8 @@ class WebServer(ABC):
     dynamic_page: ClassVar[str] = "/chunked.shtml"
     # Listener (or case feature) -> why this server cannot offer it: those cases are skipped.
     unsupported: ClassVar[dict[str, str]] = {}
+    # Files it needs besides its binary (modules packaged apart).
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, work: Path, site: Site) -> None:
         self.work = work
@@ -77,9 +79,6 @@ class WebServer(ABC):
         self.log = work / "server.log"
         # What this instance cannot offer here: its class's limits, and the machine's.
         self.unavailable: dict[str, str] = dict(self.unsupported)
-
-    # Files it needs besides its binary (modules packaged apart).
-    requires: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def absent(cls) -> str | None:
@@ -134,16 +133,15 @@ class WebServer(ABC):
         if proc is None:
             return
         self.proc = None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(STOP_DEADLINE)
-        # Whatever of its group is left (workers of a master that died): the group is the one
-        # this process leads, started above.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)  # each stops its own workers first
+        try:
+            proc.wait(STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            # Not reaped yet, so its process group is still the one started above: end it all.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
     def log_tail(self, limit: int = 2000) -> str:
