@@ -34,6 +34,7 @@ DEFAULT_LISTEN = "127.0.0.1:9798"
 # probe at 1,000 sites / 10 s), and a start up to 50 ms late changes nothing for uptime.
 DEFAULT_BATCH_WINDOW = 0.05
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_REDIRECTS = 20  # as browsers (curl allows 50)
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -176,6 +177,7 @@ class SiteOptions(_Strict):
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS", "PATCH", "DELETE"] | None = None
     headers: dict[str, str] | None = None
     follow_redirects: bool | None = None
+    max_redirects: int | None = Field(default=None, ge=0, le=100)
     latency_drift: bool | None = None
 
     @field_validator("headers")
@@ -319,6 +321,7 @@ class SiteConfig:
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     follow_redirects: bool = True
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
     latency_drift: bool = True
 
     @property
@@ -549,6 +552,7 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         method=values.get("method", "GET"),
         headers=tuple(sorted((values.get("headers") or {}).items())),
         follow_redirects=values.get("follow_redirects", True),
+        max_redirects=values.get("max_redirects", DEFAULT_MAX_REDIRECTS),
         latency_drift=values.get("latency_drift", True),
     )
     return site, []
