@@ -31,7 +31,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import test_probe_http
-from sentinel.probes.http import HttpProber, clean_message
+from http_reference import HttpProber
+from sentinel.probes.common import clean_message
 from sentinel.probes.lean import LeanHttpProber, _clean
 from sentinel.probes.response import HEAD_LIMIT, MAX_INTERIM, ResponseProtocol
 from sentinel.probes.result import ProbeResult

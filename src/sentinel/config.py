@@ -35,6 +35,9 @@ DEFAULT_LISTEN = "127.0.0.1:9798"
 DEFAULT_BATCH_WINDOW = 0.05
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_REDIRECTS = 20  # as browsers (curl allows 50)
+# The probe kind of each URL scheme (sentinel/probes/base.py registers one class per kind; a
+# test holds the two together).
+URL_SCHEMES = {"http": "http", "https": "http", "tcp": "tcp"}
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -211,8 +214,13 @@ class SiteSection(SiteOptions):
         if _CONTROL_RE.search(value) or " " in value:
             raise ValueError(f"invalid URL {value!r} (spaces or control characters)")
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"invalid URL {value!r} (must start with http:// or https://)")
+        if parts.scheme not in URL_SCHEMES:
+            raise ValueError(f"invalid URL {value!r} (must start with http://, https:// or tcp://)")
+        if URL_SCHEMES[parts.scheme] == "tcp":
+            if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+                raise ValueError(f"invalid URL {value!r} (use tcp://HOST:PORT)")
+            split_host_port(parts.netloc, what="tcp URL")
+            return value
         if not parts.hostname:
             raise ValueError(f"invalid URL {value!r} (no host)")
         try:
@@ -244,7 +252,8 @@ class SiteSection(SiteOptions):
     def _url_xor_tcp(self) -> SiteSection:
         if (self.url is None) == (self.tcp is None):
             raise ValueError("set exactly one of url (an HTTP check) or tcp (a TCP connect check)")
-        if self.tcp is not None and (self.body_contains or self.body_regex):
+        is_tcp = self.tcp is not None or _url_kind(self.url) == "tcp"
+        if is_tcp and (self.body_contains or self.body_regex):
             raise ValueError("body_contains/body_regex need an HTTP check (url), not tcp")
         return self
 
@@ -535,11 +544,15 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         remind_every=values.get("remind_every", 4 * 3600.0),
         tls_expiry_warning=values.get("tls_expiry_warning", 14 * 86400.0),
     )
-    is_http = values.get("url") is not None
+    url = values.get("url")
+    kind = "tcp" if url is None else _url_kind(url)
+    target = values["tcp"] if url is None else url
+    if url is not None and kind == "tcp":
+        target = urlsplit(url).netloc  # the tcp probe takes "host:port"
     site = SiteConfig(
         name=values["name"],
-        kind="http" if is_http else "tcp",
-        target=values["url"] if is_http else values["tcp"],
+        kind=kind,
+        target=target,
         interval=interval,
         timeout=timeout,
         policy=policy,
@@ -556,6 +569,12 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         latency_drift=values.get("latency_drift", True),
     )
     return site, []
+
+
+def _url_kind(url: str | None) -> Literal["http", "tcp"]:
+    """The probe kind of a (validated) URL; "http" for None."""
+    scheme = urlsplit(url).scheme if url else "http"
+    return "tcp" if URL_SCHEMES.get(scheme) == "tcp" else "http"
 
 
 def load_config(path: str | Path) -> Config:

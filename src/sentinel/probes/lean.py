@@ -25,13 +25,13 @@ import re
 import socket
 import ssl
 import time
-from typing import Any, Final
+from typing import Any, Final, Self
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from sentinel.config import SiteConfig
+from sentinel.probes.base import Probe, ProbeSettings, register
 from sentinel.probes.common import (
     MESSAGE_LIMIT,
-    AsyncLifecycle,
     clean_message,
     der_not_after,
     describe_statuses,
@@ -77,7 +77,8 @@ def _add(total: float | None, value: float) -> float:
     return value if total is None else total + value
 
 
-class LeanHttpProber(AsyncLifecycle):
+@register
+class LeanHttpProber(Probe):
     """Probes HTTP(S) sites with one bare asyncio protocol per probe (see the module docstring).
 
     Same surface as `HttpProber`: `start()`, `close()`, `probe(site)` (never raises except on
@@ -100,6 +101,20 @@ class LeanHttpProber(AsyncLifecycle):
         self._verify: ssl.SSLContext | None = None
         self._no_verify: ssl.SSLContext | None = None
         self._started = False
+
+    kind = "http"
+    schemes = ("http", "https")
+
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> Self:
+        return cls(
+            user_agent=settings.user_agent,
+            ssl_context=settings.ssl_context,
+            precise_latency=settings.precise_latency,
+        )
+
+    def set_precise_latency(self, on: bool) -> None:
+        self.precise_latency = on
 
     async def start(self) -> None:
         if self._started:
