@@ -217,6 +217,14 @@ async def test_gzip_with_zero_padding_after_the_member_is_accepted(
     assert result.ok, result
 
 
+async def test_an_empty_body_labelled_gzip_is_no_truncated_stream(
+    prober: LeanHttpProber, raw_server: RawServe
+) -> None:
+    head = OK + b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    result = await probe(prober, raw_server, reply(head))
+    assert result.ok, result
+
+
 def deflate(data: bytes, wbits: int) -> bytes:
     compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
     return compressor.compress(data) + compressor.flush()

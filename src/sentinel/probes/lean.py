@@ -1,6 +1,8 @@
-"""A lean HTTP/1.1 probe: one `asyncio.Protocol` per probe, no client framework.
+"""The "http" probe kind (http:// and https:// URLs): one `asyncio.Protocol` per probe, no
+client framework.
 
-`LeanHttpProber` gives the same verdicts (reason codes, message styles, limits) as `HttpProber`
+`LeanHttpProber` gives the verdicts (reason codes, message styles) of the aiohttp client it is
+tested against (tests/http_reference.py; the differences by design are in docs/http-probe.md)
 at a fraction of its CPU cost, and times the TLS handshake as a phase of its own. Every probe
 opens a fresh connection and sends one request with `Connection: close`:
 
@@ -81,7 +83,7 @@ def _add(total: float | None, value: float) -> float:
 class LeanHttpProber(Probe):
     """Probes HTTP(S) sites with one bare asyncio protocol per probe (see the module docstring).
 
-    Same surface as `HttpProber`: `start()`, `close()`, `probe(site)` (never raises except on
+    A `Probe` (base.py): `start()`, `close()`, `probe(site)` (never raises except on
     cancellation), async context manager. `ssl_context`, if given, is used for every verified
     connection instead of the system default (e.g. to trust a private CA). `precise_latency`
     times plain-HTTP responses by the kernel's receive stamp (rxstamp.py): p99 error ~1 ms on

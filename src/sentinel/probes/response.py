@@ -287,7 +287,9 @@ class ResponseProtocol(asyncio.Protocol):
 
     def _complete(self) -> None:
         """The whole body arrived: a compressed one must have ended properly."""
-        if self._inflater is not None and not self._inflater.done and self.count <= self.limit:
+        inflater = self._inflater
+        # (An empty body is no truncated stream: some servers label even that one gzip.)
+        if inflater is not None and not inflater.done and self._raw and self.count <= self.limit:
             self._body_failure("compressed body truncated")
             return
         self._finish()
