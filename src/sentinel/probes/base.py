@@ -77,10 +77,3 @@ def kinds() -> dict[str, type[Probe]]:
         _LOADED.append(True)
     return dict(_KINDS)
 
-
-def kind_of_scheme(scheme: str) -> str | None:
-    """The kind that probes URLs of `scheme`, if any."""
-    for cls in kinds().values():
-        if scheme.lower() in cls.schemes:
-            return cls.kind
-    return None
