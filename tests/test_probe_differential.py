@@ -68,8 +68,9 @@ class _Recorder:
         self.parser = httptools.HttpResponseParser(self)
 
     def on_message_begin(self) -> None:
-        self.headers = []
-        self.body = b""
+        if not self.complete:  # (llhttp begins another message on bytes after the response)
+            self.headers = []
+            self.body = b""
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value.strip(b" \t")))
@@ -146,6 +147,7 @@ MUTATION_BYTES = [b" ", b"\t", b"\x0b", b"\x0c", b"\n", b"\r", b"\x00", b":", b"
 class Case:
     data: bytes
     note: str
+    mutated: bool = False
 
 
 def chunked(body: bytes, draw: st.DrawFn) -> bytes:
@@ -205,7 +207,7 @@ def responses(draw: st.DrawFn) -> Case:
     elif mutation == "lf":
         data = data.replace(b"\r\n", b"\n", draw(st.integers(1, 3)))
         note += " bare LF"
-    return Case(data, note)
+    return Case(data, note, mutated=mutation != "none")
 
 
 # ------------------------------------------------------------------ the properties
@@ -238,9 +240,15 @@ def test_however_the_bytes_are_split_the_verdict_is_the_same(
 def test_what_the_probe_accepts_h11_reads_the_same(
     loop: asyncio.AbstractEventLoop, case: Case
 ) -> None:
+    """On well-formed responses h11 must read exactly what the probe reads; on mutated ones,
+    when both accept, the same status and body (where they disagree on accepting at all, the
+    probe follows llhttp: see the first property and H11_LIMITS below)."""
     ours = probe_reads(loop, [case.data])
-    if ours[0] == "ok":
-        assert h11_reads(case.data) == ours, case
+    theirs = h11_reads(case.data)
+    if ours[0] == "ok" and theirs[0] == "ok":
+        assert theirs == ours, case
+    if not case.mutated:
+        assert theirs == ours, case
 
 
 # ------------------------------------------------------------------ named framing cases (family 5)

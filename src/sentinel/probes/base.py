@@ -76,4 +76,3 @@ def kinds() -> dict[str, type[Probe]]:
             importlib.import_module(f"{package.__name__}.{module.name}")
         _LOADED.append(True)
     return dict(_KINDS)
-

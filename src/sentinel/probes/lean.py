@@ -513,7 +513,8 @@ def _judge(
             reason, message = "body", f"body does not match /{site.body_regex}/"
         if reason == "body" and conn.too_large:
             reason = "body_too_large"
-            message = f"{message} in its first {site.max_body_bytes} bytes ({conn.too_large_text})"
+            kept = min(conn.count, site.max_body_bytes)
+            message = f"{conn.too_large_text}: {message} in its first {kept} bytes"
     if reason == "ok" and site.max_response_time is not None and total > site.max_response_time:
         reason = "slow"
         message = f"response took {total:.2f}s (limit {site.max_response_time:g}s)"

@@ -11,7 +11,7 @@ like are errors (reason "protocol"). This module owns what llhttp leaves to its 
   bytes read after the final head are bounded by `read_limit(max_body_bytes)`, so a body that
   inflates to nothing (an endless gzip comment, empty deflate blocks, huge chunk extensions)
   stops at that bound, not at the timeout;
-- fairness: one read is fed to the parser FEED_SLICE bytes at a time, with reading paused and
+- fairness: one read is fed to the parser FEED_SLICE (16 KiB) at a time, with reading paused and
   the rest left to a later loop callback, so a flood of tiny chunks cannot hold the event loop;
 - content decoding (gzip, multi-member gzip, deflate in either wrapping), bounded output per
   zlib call, and truncated or corrupt compressed bodies as failures, never judged on part of
@@ -50,7 +50,9 @@ FRAMING_ALLOWANCE: Final = 64 * 1024
 # 66,560 for 1 MiB): each costs a parser callback (~1-2 us), so a body of 1-byte chunks would
 # cost ~1 s of CPU before reaching the byte bound. More pieces count as a body over the limit.
 MIN_AVERAGE_PIECE: Final = 16
-FEED_SLICE: Final = 64 * 1024  # bytes fed to the parser per loop callback (~1-3 ms at worst)
+# Bytes fed to the parser per loop callback: 16 KiB of 1-byte chunks (2,730 of them) cost
+# ~3-5 ms of callbacks, so other probes' timers and the scheduler run in between.
+FEED_SLICE: Final = 16 * 1024
 INFLATE_STEP: Final = 64 * 1024  # decoded bytes produced per zlib call
 # body_contains is looked for when the kept body has doubled since the last look (from this
 # size on): the cost stays linear in the body, and a match early in a large page ends reading.
