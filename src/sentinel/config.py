@@ -24,6 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from sentinel.hostnames import ascii_host, parse_connect_to
+from sentinel.tlsfiles import check_ca_file, check_client_pair, check_readable
+
 if TYPE_CHECKING:
     from sentinel.early.config import EarlyConfig
 
@@ -177,6 +180,28 @@ class SiteOptions(_Strict):
     headers: dict[str, str] | None = None
     follow_redirects: bool | None = None
     latency_drift: bool | None = None
+    # TLS and connection options (checked by sentinel.tlsfiles / sentinel.hostnames).
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    connect_to: str | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        return None if value is None else check_ca_file(value)
+
+    @field_validator("client_cert", "client_key")
+    @classmethod
+    def _check_client_file(cls, value: str | None) -> str | None:
+        return None if value is None else check_readable(value)
+
+    @field_validator("connect_to")
+    @classmethod
+    def _check_connect_to(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_connect_to(value)
+        return value
 
     @field_validator("headers")
     @classmethod
@@ -219,13 +244,14 @@ class SiteSection(SiteOptions):
             raise ValueError(f"invalid URL {value!r} (bad port)") from exc
         if port == 0:
             raise ValueError(f"invalid URL {value!r} (bad port)")
+        ascii_host(parts.hostname)  # a non-ASCII host must be valid IDNA 2008
         return value
 
     @field_validator("tcp")
     @classmethod
     def _check_tcp(cls, value: str | None) -> str | None:
         if value is not None:
-            split_host_port(value, what="tcp")
+            ascii_host(split_host_port(value, what="tcp")[0])
         return value
 
     @field_validator("body_regex")
@@ -320,6 +346,10 @@ class SiteConfig:
     headers: tuple[tuple[str, str], ...] = ()
     follow_redirects: bool = True
     latency_drift: bool = True
+    ca_file: str | None = None  # PEM, added to the system trust store
+    client_cert: str | None = None  # with client_key: a client certificate (mTLS)
+    client_key: str | None = None
+    connect_to: str | None = None  # "ADDRESS[:PORT]": connect there, keep the URL's host
 
     @property
     def status_ok(self) -> tuple[int, ...] | None:
@@ -524,6 +554,9 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
     max_rt = values.get("max_response_time")
     if max_rt is not None and max_rt <= 0:
         errors.append(f"{label}: max_response_time: must be above 0s")
+    pair_error = check_client_pair(values.get("client_cert"), values.get("client_key"))
+    if pair_error is not None:
+        errors.append(f"{label}: {pair_error}")
     if errors:
         return None, errors
     policy = Policy(
@@ -550,6 +583,10 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         headers=tuple(sorted((values.get("headers") or {}).items())),
         follow_redirects=values.get("follow_redirects", True),
         latency_drift=values.get("latency_drift", True),
+        ca_file=values.get("ca_file"),
+        client_cert=values.get("client_cert"),
+        client_key=values.get("client_key"),
+        connect_to=values.get("connect_to"),
     )
     return site, []
 

@@ -82,7 +82,11 @@ class Daemon:
         self.states: dict[str, SiteState] = {}
         self.metrics = Metrics()
         self.store: Store | None = None
-        self.prober = Prober(user_agent=config.user_agent, precise_latency=config.precise_latency)
+        self.prober = Prober(
+            user_agent=config.user_agent,
+            precise_latency=config.precise_latency,
+            resolver_threads=config.max_concurrency,  # lookups never wait for a thread
+        )
         self.notifier = Notifier.from_env(environ)
         watchdog = self.notifier.watchdog_interval()
         self.scheduler = Scheduler(

@@ -14,6 +14,7 @@ import time
 
 from sentinel.config import SiteConfig
 from sentinel.probes.common import AsyncLifecycle, clean_message
+from sentinel.probes.connect import DEFAULT_RESOLVER_THREADS, Resolver
 from sentinel.probes.lean import LeanHttpProber
 from sentinel.probes.result import ProbeResult
 from sentinel.probes.tcp import probe_tcp
@@ -34,9 +35,15 @@ class Prober(AsyncLifecycle):
         user_agent: str = "sentinel-uptime/0.1",
         ssl_context: ssl.SSLContext | None = None,
         precise_latency: bool = False,
+        resolver_threads: int = DEFAULT_RESOLVER_THREADS,
     ) -> None:
+        # One resolver pool for both kinds, sized to max_concurrency: see connect.Resolver.
+        self._resolver = Resolver(resolver_threads)
         self._http = LeanHttpProber(
-            user_agent=user_agent, ssl_context=ssl_context, precise_latency=precise_latency
+            user_agent=user_agent,
+            ssl_context=ssl_context,
+            precise_latency=precise_latency,
+            resolver=self._resolver,
         )
 
     def set_precise_latency(self, on: bool) -> None:
@@ -48,6 +55,7 @@ class Prober(AsyncLifecycle):
 
     async def close(self) -> None:
         await self._http.close()
+        self._resolver.close()
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
         """Never raises except `CancelledError`: whatever goes wrong inside a probe (a bug, a
@@ -60,7 +68,7 @@ class Prober(AsyncLifecycle):
             if site.kind == "http":
                 return await self._http.probe(site)
             if site.kind == "tcp":
-                return await probe_tcp(site)
+                return await probe_tcp(site, self._resolver)
             message = f"unknown probe kind {site.kind!r}"
         except asyncio.CancelledError:
             raise
