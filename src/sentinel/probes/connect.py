@@ -194,11 +194,46 @@ class Resolver:
 # ------------------------------------------------------------------ connecting
 
 
-class _Spare(asyncio.Protocol):
-    """The protocol of an attempt that connected after another one had won: closed at once."""
+class _Attempt(asyncio.Protocol):
+    """The protocol of one of several racing attempts. uvloop makes the protocol before it
+    connects, so the probe's own protocol cannot be handed to every attempt: the winner's
+    transport is handed over to it (`hand_over`), with anything that arrived meanwhile."""
+
+    __slots__ = ("data", "eof", "lost", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.BaseTransport | None = None
+        self.data: list[bytes] = []
+        self.eof = False
+        self.lost: tuple[Exception | None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if sum(map(len, self.data)) < 1 << 20:  # bounded; a probe reads after its request
+            self.data.append(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return True  # keep the transport open: the probe's protocol decides
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = (exc,)
+
+    def hand_over(self, transport: asyncio.Transport, protocol: asyncio.BaseProtocol) -> None:
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if isinstance(protocol, asyncio.Protocol):
+            for data in self.data:
+                protocol.data_received(data)
+            if self.eof:
+                protocol.eof_received()
+        if self.lost is not None:
+            protocol.connection_lost(self.lost[0])
 
 
-def _abort_when_done(task: asyncio.Task[tuple[asyncio.Transport, asyncio.BaseProtocol]]) -> None:
+def _abort_when_done(task: asyncio.Task[tuple[asyncio.Transport, _Attempt]]) -> None:
     if not task.cancelled() and task.exception() is None:
         task.result()[0].abort()
 
@@ -231,9 +266,9 @@ async def connect_staggered(
     """Connect to the first of `addresses` that accepts (RFC 8305); (transport, perf_counter
     time the winning attempt started). Raises ConnectError naming `where` when none does.
 
-    `factory` is called once, by the winner: an attempt that connects after it gets a spare
-    protocol and is closed. Each attempt is a `loop.create_connection(host, port)` (uvloop
-    connects in C this way, ~0.3 ms less than `sock=`)."""
+    `factory` is called once, for the winner; an attempt that connects after it is closed.
+    Each attempt is a `loop.create_connection(host, port)` (uvloop connects in C this way,
+    ~0.3 ms less than `sock=`)."""
     loop = asyncio.get_running_loop()
     ordered = interleave(addresses)
     if len(ordered) == 1:  # the common case: one address, no tasks
@@ -245,32 +280,27 @@ async def connect_staggered(
             raise connect_failure([exc], where) from None
         return transport, started
 
-    claimed: list[bool] = []
-
-    def once() -> asyncio.BaseProtocol:
-        if claimed:
-            return _Spare()
-        claimed.append(True)
-        return factory()
-
-    starts: dict[asyncio.Task[tuple[asyncio.Transport, asyncio.BaseProtocol]], float] = {}
-    pending: set[asyncio.Task[tuple[asyncio.Transport, asyncio.BaseProtocol]]] = set()
+    starts: dict[asyncio.Task[tuple[asyncio.Transport, _Attempt]], float] = {}
+    pending: set[asyncio.Task[tuple[asyncio.Transport, _Attempt]]] = set()
     errors: list[OSError] = []
     index = 0
     try:
         while True:
-            if not claimed and index < len(ordered):
+            if index < len(ordered):
                 family, address = ordered[index]
                 index += 1
-                task = loop.create_task(loop.create_connection(once, address, port, family=family))
+                task = loop.create_task(
+                    loop.create_connection(_Attempt, address, port, family=family)
+                )
                 starts[task] = time.perf_counter()
                 pending.add(task)
             if not pending:
                 raise connect_failure(errors, where)
-            more = not claimed and index < len(ordered)
-            # Wait for an attempt to end, or (more addresses left) the delay to start the next.
+            # Wait for an attempt to end, or (addresses left) the delay to start the next one.
             done, pending = await asyncio.wait(
-                pending, timeout=delay if more else None, return_when=asyncio.FIRST_COMPLETED
+                pending,
+                timeout=delay if index < len(ordered) else None,
+                return_when=asyncio.FIRST_COMPLETED,
             )
             winner: tuple[asyncio.Transport, float] | None = None
             for task in done:
@@ -280,11 +310,12 @@ async def connect_staggered(
                         raise error
                     errors.append(error)
                     continue
-                transport, protocol = task.result()
-                if isinstance(protocol, _Spare) or winner is not None:
-                    transport.abort()
-                else:
-                    winner = (transport, starts[task])
+                transport, attempt = task.result()
+                if winner is not None or not isinstance(attempt, _Attempt):
+                    transport.abort()  # connected too, but another one won
+                    continue
+                attempt.hand_over(transport, factory())
+                winner = (transport, starts[task])
             if winner is not None:
                 return winner
     finally:
