@@ -802,3 +802,47 @@ def test_config_errors_are_one_line_and_name_the_place(tmp_path: Path, ca: trust
     for text, expected in cases.items():
         errors = config_errors(text)
         assert len(errors) == 1 and expected in errors[0], (text, errors)
+
+
+# ------------------------------------------------------------------ the warning email, end to end
+
+
+@pytest.mark.slow
+def test_the_certificate_email_says_which_certificate_expires(
+    sentinel_proc: Callable[..., Any],
+    tls_servers: Callable[[ssl.SSLContext], BlockingTlsServer],
+    tmp_path: Path,
+) -> None:
+    from daemon_proc import wait_until
+    from smtp_server import SmtpServer
+
+    context, root_file, _ = chain_with_a_soon_expiring_intermediate(tmp_path)
+    server = tls_servers(context)
+    with SmtpServer() as smtp:
+        config = f"""
+[defaults]
+interval = "1s"
+timeout = "900ms"
+
+[email]
+from = "sentinel <sentinel@example.org>"
+to = ["owner@example.org"]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp.port}
+security = "none"
+timeout = "3s"
+
+[[sites]]
+name = "shop"
+url = "https://127.0.0.1:{server.port}/"
+ca_file = "{root_file}"
+"""
+        proc = sentinel_proc(config).start()
+        mails = wait_until(lambda: list(smtp.messages_received), timeout=30)
+        proc.stop()
+    message = mails[0].message
+    assert str(message["Subject"]).startswith("[sentinel] CERTIFICATE: shop expires in 2 days")
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "Certificate:" in text and "CN=Test Intermediate" in text, text
