@@ -311,7 +311,7 @@ async def test_a_refused_first_address_moves_on_at_once() -> None:
 
 
 async def test_waiting_for_a_resolver_thread_is_not_charged_to_dns() -> None:
-    resolver = Resolver(threads=1)
+    resolver = Resolver(threads=1, native=0)  # (uvloop's own path is tested below)
     release = threading.Event()
     blocker = resolver._executor().submit(release.wait, 30)  # the one thread is busy
     phases = PhaseTimes()
@@ -337,6 +337,29 @@ def test_the_resolver_pool_is_sized_to_max_concurrency_with_a_cap() -> None:
     assert Resolver(200).threads == 200
     assert Resolver(100_000).threads == 256
     assert Prober(resolver_threads=50)._resolver.threads == 50
+
+
+async def test_lookups_beyond_libuvs_threads_go_to_the_own_pool() -> None:
+    # Under uvloop the first `native` lookups in flight take its C path; the rest the pool.
+    resolver = Resolver(threads=4, native=2)
+    phases = [PhaseTimes() for _ in range(8)]
+    try:
+        async with asyncio.timeout(30):
+            found = await asyncio.gather(*(resolver.resolve("localhost", 80, p) for p in phases))
+    finally:
+        resolver.close()
+    assert all(found) and all(p.dns is not None for p in phases)
+    assert resolver._native_in_flight == 0
+
+
+async def test_a_name_that_does_not_resolve_is_a_dns_verdict_on_both_paths() -> None:
+    for native in (0, 1):
+        resolver = Resolver(1, native=native)
+        phases = PhaseTimes()
+        with pytest.raises(ConnectError) as info:
+            await resolver.resolve("localhost\u0000x", 80, phases)  # refused before any query
+        resolver.close()
+        assert info.value.reason == "dns" and "cannot resolve" in info.value.message
 
 
 async def test_an_ip_literal_is_not_looked_up() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import _ssl
 import asyncio
 import itertools
+import os
 import socket
 import ssl
 import time
@@ -111,13 +112,13 @@ def literal(host: str) -> list[Address] | None:
     """[(family, host)] for an IP literal (no DNS), else None. inet_pton: ipaddress is slower."""
     try:
         socket.inet_pton(socket.AF_INET, host)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         pass
     else:
         return [(socket.AF_INET, host)]
     try:
         socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
-    except OSError:
+    except (OSError, ValueError):
         return None
     return [(socket.AF_INET6, host)]
 
@@ -148,21 +149,42 @@ def _lookup(host: str, port: int) -> tuple[float, float, list[Address] | BaseExc
     began = time.perf_counter()
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:  # (UnicodeError is a ValueError)
         return began, time.perf_counter(), exc
     return began, time.perf_counter(), [(info[0], numeric_host(info[4])) for info in infos]
 
 
+def _libuv_pool_size(loop: asyncio.AbstractEventLoop) -> int:
+    """Threads of libuv's getaddrinfo pool under uvloop (UV_THREADPOOL_SIZE, default 4), else
+    0: asyncio's own getaddrinfo runs in the default executor, shared with everything else."""
+    if not type(loop).__module__.startswith("uvloop"):
+        return 0
+    try:
+        size = int(os.environ.get("UV_THREADPOOL_SIZE", "4"))
+    except ValueError:
+        size = 4
+    return max(1, min(size, 1024))
+
+
 class Resolver:
-    """getaddrinfo in a pool of `threads` threads of its own (started on demand).
+    """Name lookups whose waiting for a thread is never booked as the site's `dns` phase.
 
-    The event loop's default executor has min(32, CPUs + 4) threads shared with everything
-    else, and uvloop's libuv pool 4: with more lookups due at once than threads, the wait for a
-    thread was booked as the site's `dns` phase. Here the phase is the time the lookup itself
-    took in its thread. `close()` drops the pool (lookups still queued are cancelled)."""
+    getaddrinfo blocks, so it runs in threads: uvloop's libuv pool has 4, asyncio's default
+    executor min(32, CPUs + 4) shared with everything else. With more lookups due at once than
+    threads, the wait for a thread was booked as `dns`. So: while fewer lookups are in flight
+    than libuv has threads, a lookup takes uvloop's native path (C, cheapest: ~70-130 us of CPU
+    less than a Python thread pool, measured) and cannot queue behind another; beyond that, or
+    on asyncio's loop, it runs in a pool of `threads` threads of sentinel's own (sized to
+    `max_concurrency`, started on demand), and `dns` is the time the lookup took in its thread.
+    `native` overrides the libuv pool size (0: always the own pool). `close()` drops the pool
+    (lookups still queued are cancelled)."""
 
-    def __init__(self, threads: int = DEFAULT_RESOLVER_THREADS) -> None:
+    def __init__(
+        self, threads: int = DEFAULT_RESOLVER_THREADS, *, native: int | None = None
+    ) -> None:
         self.threads = max(1, min(threads, MAX_RESOLVER_THREADS))
+        self._native = native
+        self._native_in_flight = 0
         self._pool: ThreadPoolExecutor | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -176,7 +198,23 @@ class Resolver:
         if addresses is not None:
             return addresses
         loop = asyncio.get_running_loop()
-        began, ended, found = await loop.run_in_executor(self._executor(), _lookup, host, port)
+        native = self._native if self._native is not None else _libuv_pool_size(loop)
+        found: list[Address] | BaseException
+        if self._native_in_flight < native:
+            self._native_in_flight += 1
+            began = time.perf_counter()
+            try:
+                infos = await loop.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+                )
+                found = [(info[0], numeric_host(info[4])) for info in infos]
+            except (OSError, ValueError) as exc:  # (UnicodeError is a ValueError)
+                found = exc
+            finally:
+                self._native_in_flight -= 1
+            ended = time.perf_counter()
+        else:
+            began, ended, found = await loop.run_in_executor(self._executor(), _lookup, host, port)
         phases.dns = _add(phases.dns, ended - began)
         if isinstance(found, BaseException):
             detail = getattr(found, "strerror", None) or str(found) or type(found).__name__
