@@ -352,14 +352,11 @@ async def test_lookups_beyond_libuvs_threads_go_to_the_own_pool() -> None:
     assert resolver._native_in_flight == 0
 
 
-async def test_a_name_that_does_not_resolve_is_a_dns_verdict_on_both_paths() -> None:
-    for native in (0, 1):
-        resolver = Resolver(1, native=native)
-        phases = PhaseTimes()
-        with pytest.raises(ConnectError) as info:
-            await resolver.resolve("localhost\u0000x", 80, phases)  # refused before any query
-        resolver.close()
-        assert info.value.reason == "dns" and "cannot resolve" in info.value.message
+async def test_a_name_with_a_control_character_is_never_looked_up() -> None:
+    # glibc would resolve "localhost\0.evil.example" as localhost.
+    result = await probe_tcp(SiteConfig(name="t", kind="tcp", target="localhost\x00x:25"))
+    assert (result.ok, result.reason, result.dns) == (False, "dns", None), result
+    assert "invalid host name" in result.message
 
 
 async def test_an_ip_literal_is_not_looked_up() -> None:

@@ -84,6 +84,8 @@ def _add(total: float | None, value: float) -> float:
 
 def wire_host(host: str) -> str:
     """`ascii_host` as a verdict: a redirect may name a host that is not valid IDNA."""
+    if not host.isprintable() or " " in host:  # a resolver may cut a name at a NUL
+        raise ConnectError("dns", f"invalid host name {host!r}")
     try:
         return ascii_host(host)
     except ValueError as exc:
