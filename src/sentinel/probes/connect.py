@@ -22,6 +22,7 @@ import _ssl
 import asyncio
 import itertools
 import os
+import re
 import socket
 import ssl
 import time
@@ -45,6 +46,7 @@ CONTEXT_CACHE_SIZE: Final = 64  # distinct (verify, ca_file, client_cert, client
 CONTEXT_TTL: Final = 600.0  # seconds: a renewed ca_file or client certificate is read again
 
 Address = tuple[int, str]  # (socket family, numeric host)
+_CONTROL_RE: Final = re.compile("[\x00-\x20\x7f-\x9f]")
 
 
 class ConnectError(Exception):
@@ -84,7 +86,7 @@ def _add(total: float | None, value: float) -> float:
 
 def wire_host(host: str) -> str:
     """`ascii_host` as a verdict: a redirect may name a host that is not valid IDNA."""
-    if not host.isprintable() or " " in host:  # a resolver may cut a name at a NUL
+    if _CONTROL_RE.search(host):  # a resolver may cut a name at a NUL
         raise ConnectError("dns", f"invalid host name {host!r}")
     try:
         return ascii_host(host)
