@@ -37,7 +37,12 @@ def sentinel_proc(tmp_path: Path) -> Iterator[Callable[..., SentinelProcess]]:
 
 # The daemon runs on uvloop when it is installed (sentinel.eventloop), and its transports differ
 # from asyncio's (no ReadTransport base class, other read sizes): the probe tests run on both.
-BOTH_LOOPS_MODULES = ("test_probe_http.py", "test_probe_lean.py", "test_hostile_targets.py")
+BOTH_LOOPS_MODULES = (
+    "test_probe_http.py",
+    "test_probe_lean.py",
+    "test_hostile_targets.py",
+    "test_probe_connect.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import trustme
 from pydantic import BaseModel
 
 from sentinel.config import FileSection, SiteOptions, SiteSection, load_config, parse_config
@@ -112,11 +113,24 @@ def test_every_section_of_the_schema_appears_in_the_example() -> None:
     assert sorted(set(schema_sections()) - set(shown)) == []
 
 
-def test_the_example_with_everything_uncommented_is_valid() -> None:
-    """Every commented-out key holds a value sentinel accepts: uncommenting it is safe."""
+def test_the_example_with_everything_uncommented_is_valid(tmp_path: Path) -> None:
+    """Every commented-out key holds a value sentinel accepts: uncommenting it is safe (the
+    certificate files it names are made here: sentinel checks that they exist and load)."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    client = ca.issue_cert("probe@example.org")
+    client.cert_chain_pems[0].write_to_path(str(tmp_path / "probe.pem"))
+    client.private_key_pem.write_to_path(str(tmp_path / "probe.key"))
+    text = EXAMPLE.read_text()
+    for name, made in (
+        ("private-ca.pem", "ca.pem"),
+        ("probe.pem", "probe.pem"),
+        ("probe.key", "probe.key"),
+    ):
+        text = text.replace(f"/etc/sentinel/{name}", str(tmp_path / made))
     lines = [
         line.removeprefix("#").lstrip() if _HEADER_RE.match(line) or _KEY_RE.match(line) else line
-        for line in EXAMPLE.read_text().splitlines()
+        for line in text.splitlines()
     ]
     config = parse_config(tomllib.loads("\n".join(lines)))
     assert config.email is not None and config.email.sender.endswith("<sentinel@example.org>")

@@ -22,8 +22,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import sentinel.daemon
+import sentinel.hostnames
 import sentinel.probes.base
 import sentinel.probes.common
+import sentinel.probes.connect
 import sentinel.probes.lean
 import sentinel.probes.response
 import sentinel.probes.rxstamp
@@ -140,6 +142,8 @@ PROBE_MODULES: tuple[ModuleType, ...] = (
     sentinel.probes.tcp,
     sentinel.probes.common,
     sentinel.probes.rxstamp,
+    sentinel.probes.connect,
+    sentinel.hostnames,
 )
 
 

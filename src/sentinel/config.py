@@ -63,6 +63,8 @@ __all__ = [
     "parse_size",
     "split_host_port",
 ]
+from sentinel.hostnames import ascii_host, parse_connect_to
+from sentinel.tlsfiles import check_ca_file, check_client_pair, check_readable
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -159,6 +161,28 @@ class SiteOptions(StrictSection):
     follow_redirects: bool | None = None
     max_redirects: int | None = Field(default=None, ge=0, le=100)
     latency_drift: bool | None = None
+    # TLS and connection options (checked by sentinel.tlsfiles / sentinel.hostnames).
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    connect_to: str | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        return None if value is None else check_ca_file(value)
+
+    @field_validator("client_cert", "client_key")
+    @classmethod
+    def _check_client_file(cls, value: str | None) -> str | None:
+        return None if value is None else check_readable(value)
+
+    @field_validator("connect_to")
+    @classmethod
+    def _check_connect_to(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_connect_to(value)
+        return value
 
     @field_validator("headers")
     @classmethod
@@ -206,13 +230,14 @@ class SiteSection(SiteOptions):
             raise ValueError(f"invalid URL {value!r} (bad port)") from exc
         if port == 0:
             raise ValueError(f"invalid URL {value!r} (bad port)")
+        ascii_host(parts.hostname)  # a non-ASCII host must be valid IDNA 2008
         return value
 
     @field_validator("tcp")
     @classmethod
     def _check_tcp(cls, value: str | None) -> str | None:
         if value is not None:
-            split_host_port(value, what="tcp")
+            ascii_host(split_host_port(value, what="tcp")[0])
         return value
 
     @field_validator("body_regex")
@@ -320,6 +345,10 @@ class SiteConfig:
     follow_redirects: bool = True
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     latency_drift: bool = True
+    ca_file: str | None = None  # PEM, added to the system trust store
+    client_cert: str | None = None  # with client_key: a client certificate (mTLS)
+    client_key: str | None = None
+    connect_to: str | None = None  # "ADDRESS[:PORT]": connect there, keep the URL's host
 
     def accepts_status(self, status: int) -> bool:
         if self.expect_status is None:
@@ -488,6 +517,9 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
     max_rt = values.get("max_response_time")
     if max_rt is not None and max_rt <= 0:
         errors.append(f"{label}: max_response_time: must be above 0s")
+    pair_error = check_client_pair(values.get("client_cert"), values.get("client_key"))
+    if pair_error is not None:
+        errors.append(f"{label}: {pair_error}")
     if errors:
         return None, errors
     # Only what the file sets is passed: the defaults are those of Policy and SiteConfig. A

@@ -87,7 +87,11 @@ class Daemon:
         self.silences: list[Silence] = []
         self.metrics.watch_silences(lambda: self.silences)
         self.store: Store | None = None
-        self.prober = Prober(user_agent=config.user_agent, precise_latency=config.precise_latency)
+        self.prober = Prober(
+            user_agent=config.user_agent,
+            precise_latency=config.precise_latency,
+            resolver_threads=config.max_concurrency,  # lookups never wait for a thread
+        )
         self.notifier = Notifier.from_env(environ)
         watchdog = self.notifier.watchdog_interval()
         self.scheduler = Scheduler(

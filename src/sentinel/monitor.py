@@ -156,6 +156,7 @@ class CertExpiring:
     site: str
     expires_at: float
     at: float
+    subject: str | None = None  # which certificate of the served chain expires first
 
     @property
     def days_left(self) -> int:
@@ -310,7 +311,14 @@ def observe(
     if result.tls_expiry is not None:
         left = result.tls_expiry - now
         if left <= policy.tls_expiry_warning and new.cert_warned_expiry != result.tls_expiry:
-            events.append(CertExpiring(site=state.site, expires_at=result.tls_expiry, at=now))
+            events.append(
+                CertExpiring(
+                    site=state.site,
+                    expires_at=result.tls_expiry,
+                    at=now,
+                    subject=result.tls_expiry_subject,
+                )
+            )
             new = replace(new, cert_warned_expiry=result.tls_expiry)
         elif left > policy.tls_expiry_warning and new.cert_warned_expiry is not None:
             # A renewed certificate re-arms the warning for its own expiry.

@@ -373,15 +373,18 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
         )
     days = event.days_left
     unit = "day" if days == 1 else "days"
+    rows = [("Site", site), where, ("Expires", _fmt_time(event.expires_at))]
+    # The earliest expiry in the served chain: maybe an intermediate, not the site's own. The
+    # subject comes from the server: cleaned like any text from outside.
+    cert = one_line(event.subject or "", 200)
+    if cert:
+        rows.append(("Certificate", cert))
     return (
         f"{SUBJECT_PREFIX} CERTIFICATE: {site} expires in {days} days",
-        f"The TLS certificate of {site} expires in {days} {unit}.",
-        [
-            ("Site", site),
-            where,
-            ("Expires", _fmt_time(event.expires_at)),
-            ("Checked", _fmt_time(event.at)),
-        ],
+        f"A TLS certificate served by {site} expires in {days} {unit}: {cert}."
+        if cert
+        else f"The TLS certificate of {site} expires in {days} {unit}.",
+        [*rows, ("Checked", _fmt_time(event.at))],
     )
 
 

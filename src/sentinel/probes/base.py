@@ -21,6 +21,7 @@ from sentinel.probes.common import AsyncLifecycle
 
 if TYPE_CHECKING:
     from sentinel.config import SiteConfig
+    from sentinel.probes.connect import Resolver
     from sentinel.probes.result import ProbeResult
 
 
@@ -32,6 +33,8 @@ class ProbeSettings:
     user_agent: str = "sentinel-uptime/0.1"
     ssl_context: ssl.SSLContext | None = None
     precise_latency: bool = False
+    # One resolver pool shared by the kinds (connect.Resolver); None: each makes its own.
+    resolver: Resolver | None = None
 
 
 class Probe(AsyncLifecycle):

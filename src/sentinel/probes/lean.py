@@ -24,10 +24,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import socket
 import ssl
 import time
-from typing import Any, Final, Self
+from typing import Final, Self
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 from sentinel.config import SiteConfig
@@ -35,13 +34,22 @@ from sentinel.probes.base import Probe, ProbeSettings, register
 from sentinel.probes.common import (
     MESSAGE_LIMIT,
     clean_message,
-    der_not_after,
     describe_statuses,
     host_port,
 )
+from sentinel.probes.connect import (
+    ConnectError,
+    Resolver,
+    TlsContexts,
+    chain_expiry,
+    dial_target,
+    open_connection,
+    start_tls,
+    wire_host,
+)
 from sentinel.probes.response import ResponseProtocol, charset, decode_text
 from sentinel.probes.result import ProbeResult
-from sentinel.probes.rxstamp import RxStamp, handshake_seconds
+from sentinel.probes.rxstamp import RxStamp
 
 _NO_BODY_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"))
 _PATH_SAFE: Final = "!#$%&'()*+,/:;=?@[]~"  # keep reserved characters and existing escapes
@@ -62,7 +70,17 @@ class _VerdictError(Exception):
 class _Probe:
     """Per-probe state: phase times (summed over hops) and where the probe is."""
 
-    __slots__ = ("conn", "connect", "dns", "processing", "stage", "tls", "tls_expiry", "transfer")
+    __slots__ = (
+        "conn",
+        "connect",
+        "dns",
+        "processing",
+        "stage",
+        "tls",
+        "tls_expiry",
+        "tls_expiry_subject",
+        "transfer",
+    )
 
     def __init__(self) -> None:
         self.dns: float | None = None
@@ -71,6 +89,7 @@ class _Probe:
         self.processing: float | None = None
         self.transfer: float | None = None
         self.tls_expiry: float | None = None
+        self.tls_expiry_subject: str | None = None  # whose notAfter tls_expiry is
         self.stage = "connect"
         self.conn: ResponseProtocol | None = None  # the current hop's protocol
 
@@ -96,12 +115,14 @@ class LeanHttpProber(Probe):
         user_agent: str = "sentinel-uptime/0.1",
         ssl_context: ssl.SSLContext | None = None,
         precise_latency: bool = False,
+        resolver: Resolver | None = None,
     ) -> None:
         self.user_agent = user_agent
         self.precise_latency = precise_latency
         self._given_ssl = ssl_context
-        self._verify: ssl.SSLContext | None = None
-        self._no_verify: ssl.SSLContext | None = None
+        self._given_resolver = resolver
+        self._resolver: Resolver | None = None
+        self._contexts: TlsContexts | None = None
         self._started = False
 
     kind = "http"
@@ -113,6 +134,7 @@ class LeanHttpProber(Probe):
             user_agent=settings.user_agent,
             ssl_context=settings.ssl_context,
             precise_latency=settings.precise_latency,
+            resolver=settings.resolver,
         )
 
     def set_precise_latency(self, on: bool) -> None:
@@ -121,14 +143,14 @@ class LeanHttpProber(Probe):
     async def start(self) -> None:
         if self._started:
             return
-        self._verify = self._given_ssl or ssl.create_default_context()
-        no_verify = ssl.create_default_context()
-        no_verify.check_hostname = False
-        no_verify.verify_mode = ssl.CERT_NONE
-        self._no_verify = no_verify
+        self._contexts = TlsContexts(self._given_ssl)
+        self._contexts.get(verify=True, now=time.monotonic())  # the system store, loaded once
+        self._resolver = self._given_resolver or Resolver()
         self._started = True
 
     async def close(self) -> None:
+        if self._resolver is not None and self._resolver is not self._given_resolver:
+            self._resolver.close()
         self._started = False
 
     # -------------------------------------------------------------- probe
@@ -233,23 +255,8 @@ class LeanHttpProber(Probe):
     ) -> ResponseProtocol:
         """One request/response on a fresh connection."""
         loop = asyncio.get_running_loop()
-        where = host_port(host, port)
         probe.stage = "connect"
         probe.conn = None
-        addresses = _literal(host)
-        if addresses is None:
-            started = time.perf_counter()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError) as exc:
-                probe.dns = _add(probe.dns, time.perf_counter() - started)
-                detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-                raise _VerdictError("dns", f"cannot resolve {host}: {detail}") from None
-            probe.dns = _add(probe.dns, time.perf_counter() - started)
-            addresses = [(info[0], _numeric_host(info[4])) for info in infos]
-            if not addresses:
-                raise _VerdictError("dns", f"cannot resolve {host}: no addresses")
-
         conn = ResponseProtocol(
             loop.create_future(),
             limit=site.max_body_bytes,
@@ -260,59 +267,42 @@ class LeanHttpProber(Probe):
         )
         transport: asyncio.Transport | None = None
         try:
-            started = time.perf_counter()
-            errors: list[OSError] = []
-            attempt = started
-            for family, address in addresses:
-                attempt = time.perf_counter()
-                try:  # host and port, not sock=: uvloop connects in C this way (~0.3 ms less)
-                    transport, _ = await loop.create_connection(
-                        lambda: conn, address, port, family=family
-                    )
-                except OSError as exc:
-                    errors.append(exc)
-                    continue
-                break
-            if transport is None:
-                raise _connect_failure(errors, where)
-            connected = time.perf_counter()
-            # The kernel's handshake time, where it has one: how late this process learned of
-            # the connection (a busy loop, CPU steal) is sentinel's time, not the site's.
-            handshake = handshake_seconds(transport)
-            late = 0.0
-            if handshake is not None and handshake <= connected - attempt:
-                late = connected - attempt - handshake
-            probe.connect = _add(probe.connect, connected - started - late)
-
+            # The connection side (names, addresses, TLS) lives in connect.py.
+            host = wire_host(host)
+            default_port = 443 if parts.scheme == "https" else 80
+            dial_host, dial_port = dial_target(
+                site.connect_to, site.target, host, port, default_port
+            )
+            where = host_port(host, port)
+            if (dial_host, dial_port) != (host, port):
+                where = f"{where} (connect_to {host_port(dial_host, dial_port)})"
+            assert self._resolver is not None and self._contexts is not None
+            transport, late = await open_connection(
+                lambda: conn,
+                dial_host,
+                dial_port,
+                phases=probe,
+                resolver=self._resolver,
+                where=where,
+            )
             if parts.scheme == "https":
-                probe.stage = "tls"
-                started = time.perf_counter()
-                context = self._verify if site.tls_verify else self._no_verify
-                assert context is not None
-                try:
-                    tls = await loop.start_tls(transport, conn, context, server_hostname=host)
-                except ssl.SSLCertVerificationError as exc:
-                    detail = exc.verify_message or exc.reason or str(exc)
-                    raise _VerdictError("tls", f"certificate not accepted: {detail}") from None
-                except ssl.SSLError as exc:
-                    detail = _os_text(exc)
-                    raise _VerdictError(
-                        "tls", f"TLS handshake with {where} failed: {detail}"
-                    ) from None
-                except ConnectionResetError:
-                    raise _VerdictError("connect_reset", f"connection reset by {where}") from None
-                except OSError as exc:
-                    raise _VerdictError(
-                        "connect", f"cannot connect to {where}: {_os_text(exc)}"
-                    ) from None
-                if tls is None:
-                    raise _VerdictError("tls", f"TLS handshake with {where} failed")
-                transport = tls
-                conn.transport = tls
-                probe.tls = _add(probe.tls, time.perf_counter() - started)
-                probe.tls_expiry = _peer_cert_expiry(tls)
+                context = self._contexts.get(
+                    verify=site.tls_verify,
+                    ca_file=site.ca_file,
+                    client_cert=site.client_cert,
+                    client_key=site.client_key,
+                    now=time.monotonic(),
+                )
+                transport = await start_tls(
+                    transport, conn, context, server_hostname=host, where=where, phases=probe
+                )
+                conn.transport = transport
+                probe.tls_expiry, probe.tls_expiry_subject = chain_expiry(transport) or (
+                    None,
+                    None,
+                )
             else:
-                probe.tls_expiry = None
+                probe.tls_expiry = probe.tls_expiry_subject = None
 
             probe.stage = "response"
             probe.conn = conn
@@ -341,6 +331,8 @@ class LeanHttpProber(Probe):
             if conn.error is not None:
                 raise _VerdictError(*conn.error)
             return conn
+        except ConnectError as fail:
+            raise _VerdictError(fail.reason, fail.message) from None
         finally:
             if transport is not None:
                 transport.abort()
@@ -385,28 +377,6 @@ class LeanHttpProber(Probe):
 # ------------------------------------------------------------------ helpers
 
 
-def _literal(host: str) -> list[tuple[int, str]] | None:
-    """[(family, host)] for an IP literal (no DNS), else None. inet_pton: ipaddress is slower."""
-    try:
-        socket.inet_pton(socket.AF_INET, host)
-    except OSError:
-        pass
-    else:
-        return [(socket.AF_INET, host)]
-    try:
-        socket.inet_pton(socket.AF_INET6, host)
-    except OSError:
-        return None
-    return [(socket.AF_INET6, host)]
-
-
-def _numeric_host(sockaddr: tuple[Any, ...]) -> str:
-    """The IP of a getaddrinfo socket address, with the IPv6 scope (link-local) if any."""
-    if len(sockaddr) == 4 and sockaddr[3]:
-        return f"{sockaddr[0]}%{sockaddr[3]}"
-    return str(sockaddr[0])
-
-
 def _clean(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """`clean_message`, with a fast path for the common case it would return unchanged."""
     if (
@@ -432,38 +402,6 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
         return parts.scheme, parts.hostname, parts.port
     except ValueError:
         return "", None, None
-
-
-def _connect_failure(errors: list[OSError], where: str) -> _VerdictError:
-    if errors and all(isinstance(e, ConnectionRefusedError) for e in errors):
-        return _VerdictError("connect_refused", f"connection refused by {where}")
-    last = errors[-1] if errors else OSError("no address")
-    if isinstance(last, ConnectionResetError):
-        return _VerdictError("connect_reset", f"connection reset by {where}")
-    return _VerdictError("connect", f"cannot connect to {where}: {_os_text(last)}")
-
-
-def _os_text(error: BaseException) -> str:
-    if isinstance(error, ssl.SSLError):
-        return error.reason or str(error)
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error) or type(error).__name__
-
-
-def _peer_cert_expiry(transport: asyncio.BaseTransport) -> float | None:
-    """The served leaf certificate's notAfter (epoch seconds)."""
-    ssl_object = transport.get_extra_info("ssl_object")
-    if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-        return None
-    try:
-        cert = ssl_object.getpeercert()
-        if cert and isinstance(not_after := cert.get("notAfter"), str):
-            return float(ssl.cert_time_to_seconds(not_after))
-        der = ssl_object.getpeercert(binary_form=True)  # unverified: no parsed fields
-    except (ValueError, ssl.SSLError):
-        return None
-    return der_not_after(der) if der else None
 
 
 def _stage_text(probe: _Probe) -> str:
@@ -531,6 +469,7 @@ def _judge(
         processing=probe.processing,
         transfer=probe.transfer,
         tls_expiry=probe.tls_expiry,
+        tls_expiry_subject=probe.tls_expiry_subject,
     )
 
 

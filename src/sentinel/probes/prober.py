@@ -16,6 +16,7 @@ from sentinel import USER_AGENT
 from sentinel.config import SiteConfig
 from sentinel.probes.base import Probe, ProbeSettings, kinds
 from sentinel.probes.common import AsyncLifecycle, clean_message
+from sentinel.probes.connect import DEFAULT_RESOLVER_THREADS, Resolver
 from sentinel.probes.result import ProbeResult
 
 log = logging.getLogger("sentinel")
@@ -34,9 +35,15 @@ class Prober(AsyncLifecycle):
         user_agent: str = USER_AGENT,
         ssl_context: ssl.SSLContext | None = None,
         precise_latency: bool = False,
+        resolver_threads: int = DEFAULT_RESOLVER_THREADS,
     ) -> None:
+        # One resolver pool for every kind, sized to max_concurrency: see connect.Resolver.
+        self._resolver = Resolver(resolver_threads)
         settings = ProbeSettings(
-            user_agent=user_agent, ssl_context=ssl_context, precise_latency=precise_latency
+            user_agent=user_agent,
+            ssl_context=ssl_context,
+            precise_latency=precise_latency,
+            resolver=self._resolver,
         )
         self._probes: dict[str, Probe] = {
             kind: cls.from_settings(settings) for kind, cls in kinds().items()
@@ -54,6 +61,7 @@ class Prober(AsyncLifecycle):
     async def close(self) -> None:
         for probe in self._probes.values():
             await probe.close()
+        self._resolver.close()
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
         """Never raises except `CancelledError`: whatever goes wrong inside a probe (a bug, a

@@ -37,6 +37,7 @@ from typing import Final
 import httptools
 
 from sentinel.probes.common import MAX_INTERIM_RESPONSES, clean_message
+from sentinel.probes.connect import tls_alert_message
 
 HEAD_LIMIT: Final = 64 * 1024  # bytes of one response head; no per-line limit below it
 MAX_HEADER_FIELDS: Final = 1000  # header fields of one head (real sites send a few dozen)
@@ -228,6 +229,10 @@ class ResponseProtocol(asyncio.Protocol):
         """An error read from the socket outside the transport (see rxstamp.py)."""
         self._backlog = None
         try:
+            # e.g. TLS 1.3's "certificate required", which comes after the handshake
+            alert = tls_alert_message(exc)
+            if alert is not None:
+                self._fail("tls", alert)
             self._at_eof(exc)
         except Exception as error:
             self._internal(error)
@@ -237,6 +242,9 @@ class ResponseProtocol(asyncio.Protocol):
         # socket error: what is still queued cannot change the verdict, so it is dropped.
         self._backlog = None
         try:
+            alert = tls_alert_message(exc)
+            if alert is not None:
+                self._fail("tls", alert)
             self._at_eof(exc)
         except Exception as error:
             self._internal(error)

@@ -42,6 +42,7 @@ class ProbeResult:
     processing: float | None = None  # request sent -> first byte of the response
     transfer: float | None = None  # first byte -> last byte read
     tls_expiry: float | None = None  # earliest NotAfter in the served chain, epoch seconds
+    tls_expiry_subject: str | None = None  # the subject of the certificate tls_expiry is of
 
     def phase(self, name: str) -> float | None:
         value: float | None = getattr(self, name)

@@ -1,33 +1,45 @@
 """TCP connect probes (kind "tcp": `tcp://HOST:PORT` URLs and the `tcp = "HOST:PORT"` key):
 resolve, open a connection within the timeout, close it, and return a `ProbeResult` with dns
-and connect times (never an exception)."""
+and connect times (never an exception).
+
+Names, addresses and the staggered attempts are connect.py's, shared with the HTTP probe."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 from typing import Self
 
 from sentinel.config import SiteConfig, split_host_port
 from sentinel.probes.base import Probe, ProbeSettings, register
 from sentinel.probes.common import clean_message, host_port
+from sentinel.probes.connect import (
+    ConnectError,
+    PhaseTimes,
+    Resolver,
+    literal,
+    open_connection,
+    wire_host,
+)
 from sentinel.probes.result import ProbeResult
 
-_Address = tuple[socket.AddressFamily, socket.SocketKind, int, tuple[object, ...]]
+# For callers without a Prober (tests, tools): threads are only started when a name is looked up.
+_SHARED_RESOLVER = Resolver()
 
 
 @register
 class TcpProbe(Probe):
-    """The "tcp" kind: `probe_tcp` for each site; nothing to set up or keep."""
+    """The "tcp" kind: `probe_tcp` for each site, with the Prober's shared resolver."""
 
     kind = "tcp"
     schemes = ("tcp",)
 
+    def __init__(self, resolver: Resolver | None = None) -> None:
+        self._resolver = resolver
+
     @classmethod
     def from_settings(cls, settings: ProbeSettings) -> Self:
-        return cls()
+        return cls(settings.resolver)
 
     async def start(self) -> None:
         pass
@@ -36,27 +48,25 @@ class TcpProbe(Probe):
         pass
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
-        return await probe_tcp(site)
+        return await probe_tcp(site, self._resolver)
 
 
-async def probe_tcp(site: SiteConfig) -> ProbeResult:
-    """Connect to `site.target` ("host:port" or "[v6]:port"). Every address the name resolves
-    to is tried in order until one accepts, all within `site.timeout`. dns is None for an IP."""
+async def probe_tcp(site: SiteConfig, resolver: Resolver | None = None) -> ProbeResult:
+    """Connect to `site.target` ("host:port" or "[v6]:port"). The addresses a name resolves to
+    are tried staggered (RFC 8305), all within `site.timeout`. dns is None for an IP."""
     started_at = time.time()
     t0 = time.perf_counter()
-    dns: float | None = None
-    connect: float | None = None
-    phase = "resolve"
+    phases = PhaseTimes(stage="resolve")
 
-    def result(reason: str, message: str) -> ProbeResult:
+    def result(reason: str, message: str, late: float = 0.0) -> ProbeResult:
         return ProbeResult(
             ok=reason == "ok",
             reason=reason,
             message=clean_message(message),
             started_at=started_at,
-            total=time.perf_counter() - t0,
-            dns=dns,
-            connect=connect,
+            total=time.perf_counter() - t0 - late,
+            dns=phases.dns,
+            connect=phases.connect,
         )
 
     try:
@@ -64,64 +74,26 @@ async def probe_tcp(site: SiteConfig) -> ProbeResult:
     except ValueError as exc:
         return result("error", str(exc))
     where = host_port(host, port)
-    errors: list[OSError] = []
     try:
         async with asyncio.timeout(site.timeout):
-            addresses = _literal_address(host, port)
-            if addresses is None:
-                addresses = await _resolve(host, port)
-                dns = time.perf_counter() - t0
-            phase = "connect"
-            connect_started = time.perf_counter()
-            for address in addresses:
-                error = await _connect_one(address)
-                if error is None:
-                    connect = time.perf_counter() - connect_started
-                    return result("ok", f"connected to {where}")
-                errors.append(error)
+            name = wire_host(host)
+            if literal(name) is not None:
+                phases.stage = "connect"
+            transport, late = await open_connection(
+                asyncio.Protocol,
+                name,
+                port,
+                phases=phases,
+                resolver=resolver or _SHARED_RESOLVER,
+                where=where,
+            )
+            transport.abort()
+            return result("ok", f"connected to {where}", late)
     except TimeoutError:
-        if phase == "resolve":
+        if phases.stage == "resolve" and phases.dns is None:  # (set when the lookup ended)
             return result("timeout", f"cannot resolve {host} within {site.timeout:g}s")
         return result("timeout", f"no connection to {where} within {site.timeout:g}s")
-    except socket.gaierror as exc:
-        dns = time.perf_counter() - t0
-        return result("dns", f"cannot resolve {host}: {exc.strerror or exc}")
+    except ConnectError as fail:
+        return result(fail.reason, fail.message)
     except Exception as exc:  # a probe never raises into the scheduler
         return result("error", f"{type(exc).__name__}: {exc}")
-    if all(isinstance(error, ConnectionRefusedError) for error in errors):
-        return result("connect_refused", f"connection refused by {where}")
-    last = errors[-1]
-    return result("connect", f"cannot connect to {where}: {last.strerror or last}")
-
-
-def _literal_address(host: str, port: int) -> list[_Address] | None:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if ip.version == 6:
-        return [(socket.AF_INET6, socket.SOCK_STREAM, 0, (host, port, 0, 0))]
-    return [(socket.AF_INET, socket.SOCK_STREAM, 0, (host, port))]
-
-
-async def _resolve(host: str, port: int) -> list[_Address]:
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )
-    if not infos:
-        raise socket.gaierror(socket.EAI_NONAME, "no addresses")
-    return [(family, kind, proto, tuple(addr)) for family, kind, proto, _, addr in infos]
-
-
-async def _connect_one(address: _Address) -> OSError | None:
-    """Connect and close; None on success, else the error."""
-    family, kind, proto, sockaddr = address
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, sockaddr)
-    except OSError as exc:
-        return exc
-    finally:
-        sock.close()
-    return None
