@@ -67,7 +67,7 @@ def test_unit_declares_the_contracted_service_settings(service: dict[str, list[s
         "WatchdogSec": "60s",
         "Restart": "on-failure",
         "RestartSec": "5s",
-        "RestartPreventExitStatus": "78",
+        "RestartPreventExitStatus": "69 78 243",
         "StateDirectory": "sentinel",
         "DynamicUser": "yes",
         "LoadCredential": "smtp-password:/etc/sentinel/smtp-password",
