@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from sentinel import __version__
 from sentinel.config import (
@@ -44,8 +44,16 @@ LOG_LEVEL_CHOICES = ["debug", "info", "warning", "error"]
 LOG_LEVEL_HELP = "log verbosity (default info: one line per state change or error)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `sentinel: ...` line, at err priority under systemd (sentinel.fatal)."""
+
+    def error(self, message: str) -> NoReturn:
+        report(f"{message} (see {self.prog} --help)")
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentinel",
         description="Uptime alerting: probes sites, emails the owner, exports Prometheus metrics.",
     )
@@ -58,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Every subcommand also takes -c and --log-level after its name, and its --help lists them.
     # SUPPRESS: a --log-level given before the subcommand is not overwritten by a default.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "-c",
         "--config",
