@@ -179,9 +179,6 @@ def cmd_check(config_path: str, out: TextIO) -> int:
         return EXIT_CONFIG
     from sentinel.operator_env import checked_password, home_python_warning, systemd_run_command
 
-    warning = home_python_warning(sys.executable, os.path.realpath(sys.executable), os.geteuid())
-    if warning is not None:
-        report(warning)
     password_note = None
     if config.email is not None:
         from sentinel.notify.smtp import PasswordError, resolve_password
@@ -202,6 +199,10 @@ def cmd_check(config_path: str, out: TextIO) -> int:
                 )
             )
     print(f"{config_path}: valid", file=out)
+    # Part of the summary (stdout), not an error: the config itself is fine.
+    warning = home_python_warning(sys.executable, os.path.realpath(sys.executable), os.geteuid())
+    if warning is not None:
+        print(f"  python: {warning}", file=out)
     print(f"  listen: {config.listen or '(off)'}", file=out)
     print(f"  max_concurrency: {config.max_concurrency}", file=out)
     if config.email is not None:
