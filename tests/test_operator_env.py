@@ -209,12 +209,12 @@ def test_root_is_warned_about_a_python_under_root_or_home(
         ("::1", 9798, "http://[::1]:9798/"),
         ("0.0.0.0", 80, "http://127.0.0.1:80/"),
         ("::", 8080, "http://[::1]:8080/"),
-        ("", 9798, "http://127.0.0.1:9798/"),
         ("monitor.example.org", 9798, "http://monitor.example.org:9798/"),
     ],
 )
 def test_status_page_url(host: str, port: int, url: str) -> None:
-    assert status_page_url(host, port) == url
+    listen = f"[{host}]:0" if ":" in host else f"{host}:0"
+    assert status_page_url(listen, port) == url
 
 
 @pytest.mark.parametrize(
@@ -227,6 +227,6 @@ def test_status_page_url(host: str, port: int, url: str) -> None:
     ],
 )
 def test_listen_errors_are_one_line_with_what_to_do(code: int, expected: str) -> None:
-    message = str(listen_error("127.0.0.1:9798", 9798, OSError(code, "whatever")))
+    message = str(listen_error("127.0.0.1:9798", OSError(code, "whatever")))
     assert message.startswith(f"listen 127.0.0.1:9798: {expected}")
     assert "\n" not in message

@@ -21,14 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel import drift_history
-from sentinel.config import (
-    Config,
-    ConfigError,
-    EmailConfig,
-    SiteConfig,
-    load_config,
-    split_host_port,
-)
+from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_config
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.early.service import EarlyWarnings
@@ -208,13 +201,12 @@ class Daemon:
                     site_status=self.site_status,
                     healthy=self.healthy,
                 )
-                host, port = split_host_port(self.config.listen, what="listen")
                 try:
                     server, self.port = await start_server(routes, self.config.listen)
                 except OSError as exc:  # one line saying what to do, not a traceback
-                    raise listen_error(self.config.listen, port, exc) from None
+                    raise listen_error(self.config.listen, exc) from None
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
-                log.info("status page %s", status_page_url(host, self.port))
+                log.info("status page %s", status_page_url(self.config.listen, self.port))
             if self.store is not None:
                 self.outbox = OutboxSender(
                     self.store,

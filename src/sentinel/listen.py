@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import ipaddress
 
+from sentinel.config import split_host_port
+
 __all__ = ["ListenError", "listen_error", "status_page_url"]
 
 
@@ -25,14 +27,17 @@ def _host_for_url(host: str) -> str:
     return host
 
 
-def status_page_url(host: str, port: int) -> str:
-    """http://HOST:PORT/ for the bound address (IPv6 in brackets; a wildcard as loopback)."""
+def status_page_url(listen: str, port: int) -> str:
+    """http://HOST:PORT/ for `listen` ("host:port") bound to `port` (IPv6 in brackets; a
+    wildcard address as loopback)."""
+    host, _ = split_host_port(listen, what="listen")
     return f"http://{_host_for_url(host)}:{port}/"
 
 
-def listen_error(listen: str, port: int, exc: OSError) -> ListenError:
+def listen_error(listen: str, exc: OSError) -> ListenError:
     """`listen 127.0.0.1:9798: address already in use: ...what to do` from the bind error."""
     where = f"listen {listen}"
+    _, port = split_host_port(listen, what="listen")
     if exc.errno == errno.EADDRINUSE:
         what = (
             "address already in use: another program (or another sentinel) listens there; "

@@ -46,8 +46,8 @@ GOOD = f"""\
 listen = "127.0.0.1:9798"
 
 [defaults]
-interval = "1s"
-timeout = "500ms"
+interval = "2s"
+timeout = "1500ms"
 
 [[sites]]
 name = "itself"
@@ -68,8 +68,9 @@ username = "{SMTP_USER}"
 timeout = "10s"
 """
 
-# Shorter than the shipped 60 s so the watchdog test takes seconds; an operator's drop-in.
-DROP_IN = "[Service]\nWatchdogSec=4s\nRestartSec=1s\n"
+# Shorter than the shipped 60 s so the watchdog test takes seconds (long enough that a loaded
+# machine never trips it by accident); an operator's drop-in.
+DROP_IN = "[Service]\nWatchdogSec=10s\nRestartSec=1s\n"
 
 
 def _gate() -> None:
@@ -262,7 +263,7 @@ def test_watchdog_restarts_a_stopped_process_and_the_incident_survives(box: Box)
     box.wait_for(
         "a watchdog restart",
         lambda: (
-            box.show("NRestarts")["NRestarts"] == str(int(before["NRestarts"]) + 1)
+            int(box.show("NRestarts")["NRestarts"]) > int(before["NRestarts"])
             and box.show("ActiveState")["ActiveState"] == "active"
         ),
         timeout=90,
@@ -302,7 +303,7 @@ def test_test_email_from_a_root_shell_says_how_and_systemd_run_sends_it(box: Box
 
 
 def test_startup_config_error_shows_in_journal_warnings_without_a_restart_loop(box: Box) -> None:
-    box.write_config(GOOD.replace('interval = "1s"', 'interval = "soon"'))
+    box.write_config(GOOD.replace('interval = "2s"', 'interval = "soon"'))
     failed = box.run("systemctl", "restart", UNIT, check=False)
     assert failed.returncode != 0
     state = box.wait_for(
