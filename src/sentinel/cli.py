@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -104,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--insecure",
         action="store_true",
-        help="URL targets: accept untrusted, expired or mismatched certificates (tls_verify=false)",
+        help="accept untrusted, expired or mismatched certificates (tls_verify = false)",
     )
     probe.add_argument(
         "targets",
@@ -298,6 +299,8 @@ def cmd_probe(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
                 report(f"no such site: {', '.join(unknown)}")
                 return EXIT_USAGE
             sites = [s for s in sites if s.name in args.site]
+        if args.insecure:
+            sites = [dataclasses.replace(s, tls_verify=False) for s in sites]
     results = asyncio.run(_probe_all(sites, user_agent))
     print(format_probe_table(sites, results), file=out)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED

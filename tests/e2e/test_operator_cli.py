@@ -218,12 +218,18 @@ def self_signed_https(tmp_path: Path) -> Iterator[str]:
     server.server_close()
 
 
-def test_probe_insecure_accepts_an_untrusted_certificate(self_signed_https: str) -> None:
+def test_probe_insecure_accepts_an_untrusted_certificate(
+    self_signed_https: str, tmp_path: Path
+) -> None:
     strict = sentinel("probe", "--timeout", "5s", self_signed_https)
     assert strict.returncode == 1 and "tls" in strict.stdout
     insecure = sentinel("probe", "--insecure", "--timeout", "5s", self_signed_https)
     assert insecure.returncode == 0, insecure.stdout + insecure.stderr
     assert " up " in insecure.stdout
+    config = tmp_path / "s.toml"
+    config.write_text(f'[[sites]]\nname = "box"\nurl = "{self_signed_https}"\n')
+    configured = sentinel("probe", "-c", str(config), "--insecure")
+    assert configured.returncode == 0, configured.stdout + configured.stderr
 
 
 def test_log_level_works_after_the_subcommand_too() -> None:
