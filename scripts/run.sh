@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the daemon on sites.example.toml (creating .venv on first use). Ctrl-C stops it.
+# Runs the daemon on sites.example.toml (or the config given), creating .venv on first use with
+# only what running needs. Ctrl-C stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/venv.sh
+SENTINEL_EXTRAS=uvloop source scripts/venv.sh
 exec .venv/bin/sentinel run -c "${1:-sites.example.toml}"

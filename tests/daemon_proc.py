@@ -96,7 +96,7 @@ class SentinelProcess:
             env=self.env,
         )
         log.close()
-        wait_until(self.healthy, timeout=15)
+        wait_until(self.healthy, timeout=60)  # generous: a loaded CI machine
         return self
 
     def healthy(self) -> bool:

@@ -3,6 +3,7 @@ promtool). Each test skips, saying why, when its tool is not installed."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ def tool(name: str) -> str:
         (p for p in (f"/usr/bin/{name}", f"/bin/{name}") if Path(p).exists()), None
     )
     if path is None:
+        if os.environ.get("CI") == "true":  # CI installs it (.ci/run): missing means broken CI
+            pytest.fail(f"{name} is not installed, and CI=true")
         pytest.skip(f"{name} is not installed (install it to check the deploy files)")
     return path
 
@@ -67,7 +70,7 @@ def test_unit_declares_the_contracted_service_settings(service: dict[str, list[s
         "WatchdogSec": "60s",
         "Restart": "on-failure",
         "RestartSec": "5s",
-        "RestartPreventExitStatus": "78",
+        "RestartPreventExitStatus": "69 78 243",
         "StateDirectory": "sentinel",
         "DynamicUser": "yes",
         "LoadCredential": "smtp-password:/etc/sentinel/smtp-password",
@@ -232,3 +235,26 @@ def test_promtool_accepts_the_scrape_config() -> None:
     promtool = tool("promtool")
     result = run(promtool, "check", "config", "scrape.yml", cwd=PROMETHEUS)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- CI installs these tools; it must fail, not skip, without them ---
+
+
+def test_ci_fails_when_a_tool_the_tests_need_is_missing() -> None:
+    require = ROOT / ".ci" / "require-tools"
+    result = subprocess.run(
+        ["/bin/bash", str(require)],
+        env={"PATH": "/nonexistent", "CI": "true"},
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "ci: promtool is missing" in result.stderr
+    assert "ci: systemd-analyze is missing" in result.stderr
+
+
+def test_ci_run_checks_the_tools_under_ci_true() -> None:
+    text = (ROOT / ".ci" / "run").read_text()
+    assert 'if [ "${CI:-}" = true ]; then' in text and "  .ci/require-tools\n" in text

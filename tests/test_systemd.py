@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.systemd import Notifier, WatchdogFeeder, sanitize_status
+from timing import near
 
 DEADLINE = 5.0
 
@@ -248,8 +249,8 @@ async def test_feeder_pings_about_every_half_watchdog_usec_while_progress_advanc
     for _ in range(4):
         assert await systemd.areceive() == "WATCHDOG=1"
     elapsed = time.monotonic() - start
-    # Four intervals of 0.1 s; loose bounds for a busy CI machine.
-    assert 0.3 <= elapsed <= 2.0
+    # Four intervals of 0.1 s; loose bounds for a busy CI machine (timing.py: timers fire early).
+    assert near(elapsed, 0.3), elapsed
 
 
 async def test_feeder_stops_pinging_when_progress_stalls_and_resumes_after(

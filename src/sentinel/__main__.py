@@ -1,5 +1,5 @@
 """`python -m sentinel` runs the command line."""
 
-from sentinel.cli import main
+from sentinel.entry import main
 
 raise SystemExit(main())

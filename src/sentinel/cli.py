@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from sentinel import USER_AGENT, __version__
 from sentinel.config import (
@@ -23,21 +24,37 @@ from sentinel.config import (
     load_config,
     split_host_port,
 )
+from sentinel.fatal import report
 from sentinel.monitor import SiteState
 from sentinel.probes.result import ProbeResult
 
+# README "Exit codes". The unit's RestartPreventExitStatus= lists 69 and 78: restarting cannot fix
+# what they report.
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_CONFIG = 78
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the listen address cannot be used
+EXIT_CONFIG = 78  # EX_CONFIG: invalid config, unreadable password/credentials, unusable state_dir
 
 
 def default_config_path(environ: Mapping[str, str] = os.environ) -> str:
     return environ.get("SENTINEL_CONFIG") or DEFAULT_CONFIG_PATH
 
 
+LOG_LEVEL_CHOICES = ["debug", "info", "warning", "error"]
+LOG_LEVEL_HELP = "log verbosity (default info: one line per state change or error)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `sentinel: ...` line, at err priority under systemd (sentinel.fatal)."""
+
+    def error(self, message: str) -> NoReturn:
+        report(f"{message} (see {self.prog} --help)")
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentinel",
         description="Uptime alerting: probes sites, emails the owner, exports Prometheus metrics.",
     )
@@ -45,32 +62,69 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default=os.environ.get("SENTINEL_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="log verbosity (default info: one line per state change or error)",
+        choices=LOG_LEVEL_CHOICES,
+        help=LOG_LEVEL_HELP + " [$SENTINEL_LOG_LEVEL]",
+    )
+    # Every subcommand also takes -c and --log-level after its name, and its --help lists them.
+    # SUPPRESS: a --log-level given before the subcommand is not overwritten by a default.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help=f"config file (default $SENTINEL_CONFIG, else {DEFAULT_CONFIG_PATH})",
+    )
+    common.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVEL_CHOICES, help=LOG_LEVEL_HELP
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "-c",
-            "--config",
-            default=None,
-            help=f"config file (default $SENTINEL_CONFIG, else {DEFAULT_CONFIG_PATH})",
-        )
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, parents=[common])
 
-    with_config(sub.add_parser("run", help="run the daemon"))
-    with_config(sub.add_parser("check", help="validate the config file and print a summary"))
-    probe = sub.add_parser("probe", help="probe sites once and print a table")
-    with_config(probe)
-    probe.add_argument("--site", action="append", default=[], help="only this site (repeatable)")
+    command(
+        "run",
+        "run the daemon",
+        "Run the daemon: SIGTERM/SIGINT stop it cleanly, SIGHUP reloads the config file.",
+    )
+    command(
+        "check",
+        "validate the config file and print a summary",
+        "Validate the config file (every error on a line of its own, exit 78) and print a "
+        "summary of the sites, intervals and recipients.",
+    )
+    probe = command(
+        "probe",
+        "probe sites once and print a table",
+        "Probe the configured sites (or the URLs / host:port given) once and print a table.",
+    )
+    probe.add_argument(
+        "--site", action="append", default=[], help="only this configured site (repeatable)"
+    )
     probe.add_argument("--timeout", default="10s", help="timeout for URL targets (default 10s)")
-    probe.add_argument("targets", nargs="*", help="URLs or host:port to probe without a config")
-    with_config(sub.add_parser("test-email", help="send one test email through the SMTP server"))
-    with_config(sub.add_parser("status", help="show every site's state from the state store"))
+    probe.add_argument(
+        "--insecure",
+        action="store_true",
+        help="accept untrusted, expired or mismatched certificates (tls_verify = false)",
+    )
+    probe.add_argument(
+        "targets",
+        nargs="*",
+        help="https://... or http://... URLs, or host:port for a TCP check (no config needed)",
+    )
+    command(
+        "test-email",
+        "send one test email through the SMTP server",
+        "Send one test email through the configured SMTP server (exit 1 with the SMTP error).",
+    )
+    command(
+        "status",
+        "show every site's state from the state store",
+        "Show every site's state from the state store of the daemon (also while it runs).",
+    )
     from sentinel import cli_silence
 
-    for name in cli_silence.add_parsers(sub):
-        with_config(sub.choices[name])
+    cli_silence.add_parsers(command)
     return parser
 
 
@@ -99,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sentinel import cli_silence
 
             config = _load(config_path)
-            return EXIT_CONFIG if config is None else cli_silence.run(args, config)
+            return EXIT_CONFIG if config is None else cli_silence.run(args, config, config_path)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
@@ -110,8 +164,7 @@ def _load(config_path: str) -> Config | None:
     try:
         return load_config(config_path)
     except ConfigError as exc:
-        for line in exc.errors:
-            print(f"sentinel: {line}", file=sys.stderr)
+        report(*exc.errors)
         return None
 
 
@@ -125,7 +178,7 @@ def cmd_run(config_path: str) -> int:
     try:
         return run(run_daemon(config_path, config))
     except EventLoopError as exc:
-        print(f"sentinel: {exc}", file=sys.stderr)
+        report(str(exc))
         return EXIT_CONFIG
 
 
@@ -133,15 +186,32 @@ def cmd_check(config_path: str, out: TextIO) -> int:
     config = _load(config_path)
     if config is None:
         return EXIT_CONFIG
+    from sentinel.operator_env import checked_password, home_python_warning, systemd_run_command
+
+    password_note = None
     if config.email is not None:
         from sentinel.notify.smtp import PasswordError, resolve_password
 
         try:
-            resolve_password(config.email, os.environ)
+            password = resolve_password(config.email, os.environ)
+            if not _service_credential_elsewhere(config.email.username, password):
+                checked_password(config.email, password, os.environ)
         except PasswordError as exc:
-            print(f"sentinel: {config_path}: email: password: {exc}", file=sys.stderr)
+            report(f"{config_path}: email: password: {exc}")
             return EXIT_CONFIG
+        if _service_credential_elsewhere(config.email.username, password):
+            password_note = (
+                "  email password: none found here (the service gets it through LoadCredential=); "
+                "try it with: "
+                + systemd_run_command(
+                    sys.argv[0], sys.executable, ["test-email", "-c", os.path.abspath(config_path)]
+                )
+            )
     print(f"{config_path}: valid", file=out)
+    # Part of the summary (stdout), not an error: the config itself is fine.
+    warning = home_python_warning(sys.executable, os.path.realpath(sys.executable), os.geteuid())
+    if warning is not None:
+        print(f"  python: {warning}", file=out)
     print(f"  listen: {config.listen or '(off)'}", file=out)
     print(f"  max_concurrency: {config.max_concurrency}", file=out)
     if config.email is not None:
@@ -150,6 +220,8 @@ def cmd_check(config_path: str, out: TextIO) -> int:
             f"  email: {', '.join(e.recipients)} via {e.smtp_host}:{e.smtp_port} ({e.security})",
             file=out,
         )
+        if password_note is not None:
+            print(password_note, file=out)
     else:
         print("  email: (not configured: alerts are only logged)", file=out)
     print(f"  sites: {len(config.sites)}", file=out)
@@ -175,7 +247,13 @@ def cmd_check(config_path: str, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _adhoc_site(target: str, timeout: float) -> SiteConfig:
+def _service_credential_elsewhere(username: str, password: str | None) -> bool:
+    """A login is configured but this shell has no password: the service may get it from
+    systemd (LoadCredential=), which a command typed by hand does not see."""
+    return bool(username) and password is None and not os.environ.get("CREDENTIALS_DIRECTORY")
+
+
+def _adhoc_site(target: str, timeout: float, *, insecure: bool = False) -> SiteConfig:
     if target.startswith(("http://", "https://")):
         return SiteConfig(
             name=target,
@@ -183,6 +261,16 @@ def _adhoc_site(target: str, timeout: float) -> SiteConfig:
             target=target,
             interval=max(60.0, timeout * 2),
             timeout=timeout,
+            tls_verify=not insecure,
+        )
+    scheme, sep, _ = target.partition("://")
+    if sep and scheme != "tcp":
+        raise ValueError(f"{target}: unsupported scheme {scheme}:// (use https://, http://)")
+    if not sep and ":" not in target:
+        # "example.org" or "example.org/path": almost always meant as a web site.
+        raise ValueError(
+            f"{target}: no scheme and no port: for a web site use https://{target}"
+            f"{'' if '/' in target else '/'}, for a TCP check host:port"
         )
     split_host_port(target.removeprefix("tcp://"), what="target")
     return SiteConfig(
@@ -202,9 +290,9 @@ def cmd_probe(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
     if args.targets:
         try:
             timeout = parse_duration(args.timeout)
-            sites = [_adhoc_site(t, timeout) for t in args.targets]
+            sites = [_adhoc_site(t, timeout, insecure=args.insecure) for t in args.targets]
         except ValueError as exc:
-            print(f"sentinel: {exc}", file=sys.stderr)
+            report(str(exc))
             return EXIT_USAGE
     else:
         config = _load(config_path)
@@ -216,9 +304,11 @@ def cmd_probe(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
             known = {s.name for s in sites}
             unknown = [n for n in args.site if n not in known]
             if unknown:
-                print(f"sentinel: no such site: {', '.join(unknown)}", file=sys.stderr)
+                report(f"no such site: {', '.join(unknown)}")
                 return EXIT_USAGE
             sites = [s for s in sites if s.name in args.site]
+        if args.insecure:
+            sites = [dataclasses.replace(s, tls_verify=False) for s in sites]
     results = asyncio.run(_probe_all(sites, user_agent))
     print(format_probe_table(sites, results), file=out)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
@@ -284,22 +374,36 @@ def cmd_test_email(config_path: str) -> int:
     if config is None:
         return EXIT_CONFIG
     if config.email is None:
-        print(f"sentinel: {config_path}: email: no [email] section to test", file=sys.stderr)
+        report(f"{config_path}: email: no [email] section to test")
         return EXIT_CONFIG
     from sentinel.notify.errors import SendError
     from sentinel.notify.message import build_test_message
     from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
+    from sentinel.operator_env import checked_password, systemd_run_command
 
     try:
         password = resolve_password(config.email, os.environ)
+        if not _service_credential_elsewhere(config.email.username, password):
+            password = checked_password(config.email, password, os.environ)
     except PasswordError as exc:
-        print(f"sentinel: {config_path}: email: password: {exc}", file=sys.stderr)
+        report(f"{config_path}: email: password: {exc}")
+        return EXIT_CONFIG
+    if _service_credential_elsewhere(config.email.username, password):
+        # Logging in with an empty password would fail and look like a wrong password.
+        command = systemd_run_command(
+            sys.argv[0], sys.executable, ["test-email", "-c", os.path.abspath(config_path)]
+        )
+        report(
+            f"{config_path}: email: username {config.email.username!r} but no password here "
+            "(no password_file, $SENTINEL_SMTP_PASSWORD or $CREDENTIALS_DIRECTORY/smtp-password); "
+            f"to send with the service's credential run: {command}"
+        )
         return EXIT_CONFIG
     message = build_test_message(email=config.email, now=time.time())
     try:
         asyncio.run(SmtpChannel(config.email, password).send(message))
     except SendError as exc:
-        print(f"sentinel: test email not sent: {exc.detail}", file=sys.stderr)
+        report(f"test email not sent: {exc.detail}")
         return EXIT_FAILED
     print(f"test email sent to {', '.join(config.email.recipients)}")
     return EXIT_OK
@@ -315,25 +419,25 @@ def cmd_status(config_path: str, out: TextIO) -> int:
     config = _load(config_path)
     if config is None:
         return EXIT_CONFIG
-    from sentinel.daemon import resolve_state_dir
-    from sentinel.store import Store, StoreError, StoreNotFoundError
+    from sentinel.operator_env import StateDirError, choose_state_dir, presence
+    from sentinel.store import Store, StoreError
 
-    state_dir = resolve_state_dir(config)
     states: dict[str, SiteState] = {}
     pending = 0
     try:
+        state_dir = choose_state_dir(
+            config.state_dir or "", os.environ, presence, config_path=config_path
+        )
         store = Store.open_readonly(state_dir)
-    except StoreNotFoundError:
-        pass  # the daemon never ran here: every site shows as never probed
-    except StoreError as exc:
-        print(f"sentinel: {exc}", file=sys.stderr)
+    except (StateDirError, StoreError) as exc:
+        # Never a table of "never probed" sites for a store that is not there.
+        report(str(exc))
         return EXIT_FAILED
-    else:
-        try:
-            states = store.load_states()
-            pending = store.outbox_pending()
-        finally:
-            store.close()
+    try:
+        states = store.load_states()
+        pending = store.outbox_pending()
+    finally:
+        store.close()
     rows = [("site", "state", "since", "failures", "last result")]
     for site in config.sites:
         state = states.get(site.name)

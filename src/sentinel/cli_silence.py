@@ -10,11 +10,13 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from sentinel.config import Config, parse_duration
+from sentinel.fatal import report
 from sentinel.silences import check_request
 from sentinel.store import DB_NAME, Store, StoreError
 
@@ -23,12 +25,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[str]:
-    """Add the two subcommands; returns their names (the caller adds -c/--config to each)."""
-    silence = sub.add_parser(
+def add_parsers(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """Add the two subcommands through the CLI's `command(name, summary, description)`."""
+    silence = command(
         "silence",
-        help="hold a site's DOWN alerts for a while (or list the silences)",
-        description="Hold DOWN and STILL DOWN alerts of a site (or every site) for a while. "
+        "hold a site's DOWN alerts for a while (or list the silences)",
+        "Hold DOWN and STILL DOWN alerts of a site (or every site) for a while. "
         "Probes go on; a site still down when the silence ends is alerted then.",
     )
     silence.add_argument("site", nargs="?", help="the site to silence")
@@ -36,9 +38,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> lis
     silence.add_argument("--for", dest="duration", help='how long, e.g. "2h" (at most 90d)')
     silence.add_argument("--reason", default="", help="shown in the list, the API and the logs")
     silence.add_argument("--list", action="store_true", help="list the silences in force")
-    unsilence = sub.add_parser("unsilence", help="end a silence early (ids: silence --list)")
+    unsilence = command(
+        "unsilence",
+        "end a silence early (ids: sentinel silence --list)",
+        "End a silence early; the alerts it held go out with the next probe.",
+    )
     unsilence.add_argument("id", type=int, help="the silence's id")
-    return ["silence", "unsilence"]
 
 
 def _when(ts: float) -> str:
@@ -50,10 +55,10 @@ def _open_store(state_dir: Path, err: TextIO) -> Store | None:
     the service (e.g. systemd's DynamicUser) can no longer write."""
     path = state_dir / DB_NAME
     if not path.exists():
-        print(
-            f"sentinel: no state store at {path}: start the daemon first, or point state_dir "
+        report(
+            f"no state store at {path}: start the daemon first, or point state_dir "
             "(or $STATE_DIRECTORY) where the service keeps it",
-            file=err,
+            stream=err,
         )
         return None
     owner = path.stat()
@@ -63,7 +68,7 @@ def _open_store(state_dir: Path, err: TextIO) -> Store | None:
     try:
         return Store.open(state_dir)
     except StoreError as exc:
-        print(f"sentinel: {exc}", file=err)
+        report(f"{exc}", stream=err)
         return None
 
 
@@ -72,23 +77,23 @@ def cmd_silence(
 ) -> int:
     if args.list:
         if args.site or args.all or args.duration:
-            print("sentinel: silence --list takes no site, --all or --for", file=err)
+            report("silence --list takes no site, --all or --for", stream=err)
             return EXIT_USAGE
         return _list(state_dir, out, err)
     if (args.site is None) == (not args.all):
-        print("sentinel: silence needs a site name or --all (or --list)", file=err)
+        report("silence needs a site name or --all (or --list)", stream=err)
         return EXIT_USAGE
     if args.duration is None:
-        print("sentinel: silence needs --for, e.g. --for 2h", file=err)
+        report("silence needs --for, e.g. --for 2h", stream=err)
         return EXIT_USAGE
     if args.site is not None and all(s.name != args.site for s in config.sites):
-        print(f"sentinel: no site named {args.site!r} in {config.source or 'the config'}", file=err)
+        report(f"no site named {args.site!r} in {config.source or 'the config'}", stream=err)
         return EXIT_USAGE
     try:
         duration = parse_duration(args.duration)
         site, reason = check_request(args.site, duration, args.reason)
     except ValueError as exc:
-        print(f"sentinel: {exc}", file=err)
+        report(f"{exc}", stream=err)
         return EXIT_USAGE
     store = _open_store(state_dir, err)
     if store is None:
@@ -97,7 +102,7 @@ def cmd_silence(
     try:
         silence = store.add_silence(site, now + duration, reason, now=now)
     except StoreError as exc:
-        print(f"sentinel: {exc}", file=err)
+        report(f"{exc}", stream=err)
         return EXIT_FAILED
     finally:
         store.close()
@@ -117,7 +122,7 @@ def _list(state_dir: Path, out: TextIO, err: TextIO) -> int:
     try:
         silences = store.active_silences(time.time())
     except StoreError as exc:
-        print(f"sentinel: {exc}", file=err)
+        report(f"{exc}", stream=err)
         return EXIT_FAILED
     finally:
         store.close()
@@ -142,21 +147,28 @@ def cmd_unsilence(args: argparse.Namespace, state_dir: Path, out: TextIO, err: T
     try:
         removed = store.remove_silence(args.id)
     except StoreError as exc:
-        print(f"sentinel: {exc}", file=err)
+        report(f"{exc}", stream=err)
         return EXIT_FAILED
     finally:
         store.close()
     if not removed:
-        print(f"sentinel: no silence with id {args.id} (see sentinel silence --list)", file=err)
+        report(f"no silence with id {args.id} (see sentinel silence --list)", stream=err)
         return EXIT_FAILED
     print(f"removed silence {args.id}; alerts it held go out with the next probe", file=out)
     return EXIT_OK
 
 
-def run(args: argparse.Namespace, config: Config) -> int:
-    from sentinel.daemon import resolve_state_dir
+def run(args: argparse.Namespace, config: Config, config_path: str) -> int:
+    from sentinel.operator_env import StateDirError, choose_state_dir, presence
 
-    state_dir = resolve_state_dir(config)
+    try:
+        # The same store `sentinel status` finds: the service's, also from a root shell.
+        state_dir = choose_state_dir(
+            config.state_dir or "", os.environ, presence, config_path=config_path
+        )
+    except StateDirError as exc:
+        report(str(exc))
+        return EXIT_FAILED
     if args.command == "silence":
         return cmd_silence(args, config, state_dir, sys.stdout, sys.stderr)
     return cmd_unsilence(args, state_dir, sys.stdout, sys.stderr)

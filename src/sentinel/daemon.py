@@ -26,6 +26,7 @@ from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
+from sentinel.listen import ListenError, listen_error, status_page_url
 from sentinel.logsetup import kv
 from sentinel.maintenance import MaintenanceClock
 from sentinel.metrics import Metrics
@@ -45,6 +46,7 @@ from sentinel.notify.errors import SendError
 from sentinel.notify.message import build_message, message_kind
 from sentinel.notify.outbox import OutboxSender
 from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
+from sentinel.operator_env import checked_password
 from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
@@ -59,6 +61,7 @@ log = logging.getLogger("sentinel")
 EXIT_OK = 0
 SILENCE_POLL = 1.0  # seconds: `sentinel silence` reaches the daemon within this (+ a probe)
 INTERNAL_ERROR_LOG_EVERY = 3600.0  # seconds between tracebacks of one site's internal error
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the listen address cannot be used (README "Exit codes")
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
 
 
@@ -163,7 +166,7 @@ class Daemon:
         if email is None:
             self.channel = None
             return
-        password = resolve_password(email, self.environ)
+        password = checked_password(email, resolve_password(email, self.environ), self.environ)
         self.channel = SmtpChannel(email, password)
 
     async def _send(self, message: EmailMessage) -> None:
@@ -211,8 +214,12 @@ class Daemon:
                     healthy=self.healthy,
                     early_status=self.early.status_view if self.early is not None else None,
                 )
-                server, self.port = await start_server(routes, self.config.listen)
+                try:
+                    server, self.port = await start_server(routes, self.config.listen)
+                except OSError as exc:  # one line saying what to do, not a traceback
+                    raise listen_error(self.config.listen, exc) from None
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
+                log.info("status page %s", status_page_url(self.config.listen, self.port))
             if self.store is not None:
                 self.outbox = OutboxSender(
                     self.store,
@@ -352,7 +359,8 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             if new.email is not None:
-                resolve_password(new.email, self.environ)
+                password = resolve_password(new.email, self.environ)
+                checked_password(new.email, password, self.environ)
         except (ConfigError, PasswordError) as exc:
             lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
             for line in lines:
@@ -587,5 +595,8 @@ async def run_daemon(config_path: str, config: Config) -> int:
     try:
         return await daemon.run()
     except PasswordError as exc:
-        log.error("%s", exc)
+        log.error("%s: email: password: %s", config_path, exc)
         return EXIT_CONFIG
+    except ListenError as exc:
+        log.error("%s", exc)
+        return EXIT_UNAVAILABLE

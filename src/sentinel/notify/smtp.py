@@ -82,7 +82,14 @@ def resolve_password(cfg: EmailConfig, environ: Mapping[str, str]) -> str | None
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if credentials:
         path = Path(credentials) / CREDENTIAL_NAME
-        if path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # e.g. another user's credentials directory: not ours to read
+            raise PasswordError(
+                f"{credentials}: credentials directory not readable ({exc.strerror}); "
+                "run as the service does (systemd LoadCredential=) or set password_file"
+            ) from None
+        if exists:
             return _read_secret(path)
     return None
 
