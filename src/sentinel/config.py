@@ -26,6 +26,7 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from sentinel.early.config import EarlyConfig
+    from sentinel.notify.channel_config import ChannelConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -143,6 +144,7 @@ class SentinelSection(_Strict):
     user_agent: str = "sentinel-uptime/0.1"
     batch_window: Duration = DEFAULT_BATCH_WINDOW
     precise_latency: bool = False
+    status_url: str | None = None  # the public status page, linked from alerts
 
     @field_validator("batch_window")
     @classmethod
@@ -177,6 +179,10 @@ class SiteOptions(_Strict):
     headers: dict[str, str] | None = None
     follow_redirects: bool | None = None
     latency_drift: bool | None = None
+    # Alert routing (checked against the channels by sentinel.notify.channel_config).
+    notify: list[str] | None = None
+    fallback: str | None = None
+    escalate_after: Duration | None = None
 
     @field_validator("headers")
     @classmethod
@@ -257,6 +263,16 @@ class EmailSection(_Strict):
     password_file: str = ""
     timeout: Duration = 30.0
     outbox_limit: int = Field(default=1000, ge=1, le=1_000_000)
+    tls_verify: bool = True
+    ca_file: str = ""
+    helo_name: str = ""
+
+    @field_validator("helo_name")
+    @classmethod
+    def _check_helo(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value):
+            raise ValueError(f"invalid host name {value!r} (e.g. mail.example.org)")
+        return value
 
     @field_validator("to")
     @classmethod
@@ -287,6 +303,8 @@ class FileSection(_Strict):
     # Early-warning sections, validated by sentinel.early.config (keeps the core small).
     watch: list[dict[str, Any]] = Field(default_factory=list)
     host: dict[str, Any] | None = None
+    # [[channels]], validated by sentinel.notify.channel_config.
+    channels: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -320,6 +338,9 @@ class SiteConfig:
     headers: tuple[tuple[str, str], ...] = ()
     follow_redirects: bool = True
     latency_drift: bool = True
+    notify: tuple[str, ...] | None = None  # channel names; None = every channel
+    fallback: str | None = None
+    escalate_after: float | None = None
 
     @property
     def status_ok(self) -> tuple[int, ...] | None:
@@ -346,6 +367,9 @@ class EmailConfig:
     password_file: str = ""
     timeout: float = 30.0
     outbox_limit: int = 1000
+    tls_verify: bool = True
+    ca_file: str = ""
+    helo_name: str = ""  # EHLO name; default: the machine's fully qualified name
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +384,11 @@ class Config:
     email: EmailConfig | None = None
     source: str = ""  # the file it came from, for messages
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
+    channels: tuple[ChannelConfig, ...] = ()  # [[channels]]: webhook, apprise, alertmanager
+    status_url: str | None = None
+    notify: tuple[str, ...] | None = None  # [defaults] routing, for alerts not tied to a site
+    fallback: str | None = None
+    escalate_after: float | None = None
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -476,6 +505,16 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    channels: tuple[ChannelConfig, ...] = ()
+    if file_section is not None:
+        from sentinel.notify.channel_config import check_routes, parse_channels
+
+        try:
+            channels = parse_channels(file_section.channels)
+            check_routes(channels, file_section.email is not None, defaults, raw_sites, sites)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
 
@@ -492,6 +531,9 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
             password_file=e.password_file,
             timeout=e.timeout,
             outbox_limit=e.outbox_limit,
+            tls_verify=e.tls_verify,
+            ca_file=e.ca_file,
+            helo_name=e.helo_name,
         )
     s = file_section.sentinel
     return Config(
@@ -505,6 +547,11 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         email=email,
         source=source,
         early=early,
+        channels=channels,
+        status_url=s.status_url,
+        notify=None if defaults.notify is None else tuple(defaults.notify),
+        fallback=defaults.fallback,
+        escalate_after=defaults.escalate_after,
     )
 
 
@@ -550,6 +597,9 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         headers=tuple(sorted((values.get("headers") or {}).items())),
         follow_redirects=values.get("follow_redirects", True),
         latency_drift=values.get("latency_drift", True),
+        notify=None if values.get("notify") is None else tuple(values["notify"]),
+        fallback=values.get("fallback"),
+        escalate_after=values.get("escalate_after"),
     )
     return site, []
 
