@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("targets", nargs="*", help="URLs or host:port to probe without a config")
     with_config(sub.add_parser("test-email", help="send one test email through the SMTP server"))
     with_config(sub.add_parser("status", help="show every site's state from the state store"))
+    from sentinel.outbox_cli import add_outbox_parser
+
+    add_outbox_parser(sub, with_config)
     return parser
 
 
@@ -91,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test_email(config_path)
         if args.command == "status":
             return cmd_status(config_path, sys.stdout)
+        if args.command == "outbox":
+            from sentinel.outbox_cli import cmd_outbox
+
+            config = _load(config_path)
+            return EXIT_CONFIG if config is None else cmd_outbox(args, config, sys.stdout)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
