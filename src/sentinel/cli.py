@@ -140,6 +140,13 @@ def cmd_check(config_path: str, out: TextIO) -> int:
         except PasswordError as exc:
             print(f"sentinel: {config_path}: email: password: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    from sentinel.notify.channels import SetupError, build_channels
+
+    try:
+        build_channels(config, os.environ)  # reads secret_file, ca_file; checks apprise URLs
+    except SetupError as exc:
+        print(f"sentinel: {config_path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     print(f"{config_path}: valid", file=out)
     print(f"  listen: {config.listen or '(off)'}", file=out)
     print(f"  max_concurrency: {config.max_concurrency}", file=out)
@@ -151,6 +158,12 @@ def cmd_check(config_path: str, out: TextIO) -> int:
         )
     else:
         print("  email: (not configured: alerts are only logged)", file=out)
+    for channel in config.channels:
+        # Apprise URLs carry tokens: not on the screen.
+        where = (
+            f"{len(channel.urls)} URL(s)" if channel.type == "apprise" else ", ".join(channel.urls)
+        )
+        print(f"  channel: {channel.name} ({channel.type}) {where}", file=out)
     print(f"  sites: {len(config.sites)}", file=out)
     for site in config.sites:
         p = site.policy

@@ -153,6 +153,15 @@ class SentinelSection(_Strict):
             raise ValueError("must be between 0s and 1s")
         return value
 
+    @field_validator("status_url")
+    @classmethod
+    def _check_status_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.startswith(("http://", "https://")) or _CONTROL_RE.search(value)
+        ):
+            raise ValueError(f"invalid URL {value!r} (must start with http:// or https://)")
+        return value
+
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:

@@ -180,7 +180,8 @@ def alert_from_early(event: EarlyEvent, *, status_page: str | None = None) -> Al
         site=name,
         url=None,
         summary=_clean(subject),
-        reason=kind,
+        # A RESOLVED names the warning's kind, so it matches the warning it ends.
+        reason=event.warning.kind if isinstance(event, TrendEnded) else kind,
         message=_clean(event.reason) if isinstance(event, TrendEnded) else "",
         since=since,
         at=event.at,
