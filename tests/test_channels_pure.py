@@ -398,3 +398,16 @@ def test_the_example_config_shows_every_channel_option(tmp_path: Path) -> None:
     ):
         assert key in text, key
     load_config(example)
+
+
+def test_every_toml_example_in_the_channels_doc_is_valid_beside_an_email_section() -> None:
+    import re
+    import tomllib
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "channels.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, flags=re.S)
+    assert blocks
+    email = '[email]\nfrom = "s@example.org"\nto = ["o@example.org"]\n'
+    for block in blocks:
+        config = parse_config(tomllib.loads(email + block))
+        assert config.channels
