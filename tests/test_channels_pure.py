@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import math
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
