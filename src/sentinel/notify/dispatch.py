@@ -194,9 +194,7 @@ class Dispatcher:
 
         def email_bytes() -> bytes:
             assert email is not None
-            message = build_early_message(
-                event, sender=email.sender, recipients=email.recipients
-            )
+            message = build_early_message(event, sender=email.sender, recipients=email.recipients)
             return message.as_bytes(policy=email_policy.SMTP)
 
         return self._items(alert, config.notify, email_bytes)
