@@ -332,7 +332,7 @@ def cmd_status(config_path: str, out: TextIO) -> int:
 
     state_dir = resolve_state_dir(config)
     states: dict[str, SiteState] = {}
-    pending = 0
+    pending = dead = 0
     try:
         store = Store.open_readonly(state_dir)
     except StoreNotFoundError:
@@ -344,6 +344,7 @@ def cmd_status(config_path: str, out: TextIO) -> int:
         try:
             states = store.load_states()
             pending = store.outbox_pending()
+            dead = store.dead_letter_count()
         finally:
             store.close()
     rows = [("site", "state", "since", "failures", "last result")]
@@ -370,5 +371,7 @@ def cmd_status(config_path: str, out: TextIO) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + r[4], file=out)
-    print(f"outbox: {pending} email(s) pending", file=out)
+    print(f"outbox: {pending} alert(s) pending", file=out)
+    if dead:
+        print(f"dead letters: {dead} alert(s) not delivered (sentinel outbox list)", file=out)
     return EXIT_OK

@@ -88,6 +88,7 @@ class Dispatcher:
         self._changed = asyncio.Event()
         self.dead_letters = 0
         self._dropped_seen = 0
+        self._retired: list[Channel] = []  # replaced by a reload; closed by run()
         r = metrics.registry
         self.sent = Counter(
             "sentinel_notifications_sent",
@@ -131,7 +132,7 @@ class Dispatcher:
         self.channels = channels
         self._types = [(EMAIL, "email")] if config.email is not None else []
         self._types += [(c.name, c.type) for c in config.channels]
-        self._retired = [c for name, c in old.items() if channels.get(name) is not c]
+        self._retired.extend(c for name, c in old.items() if channels.get(name) is not c)
         self._changed.set()
 
     # ------------------------------------------------------------------ events -> outbox items
@@ -397,10 +398,10 @@ class Dispatcher:
         try:
             while True:
                 self._changed.clear()
-                for old in getattr(self, "_retired", []):
+                retired, self._retired = self._retired, []
+                for old in retired:
                     with contextlib.suppress(Exception):
                         await old.close()
-                self._retired = []
                 try:
                     self._orphans_to_dead_letters()
                 except StoreError as exc:
