@@ -410,3 +410,45 @@ def test_every_toml_example_in_the_channels_doc_is_valid_beside_an_email_section
     for block in blocks:
         config = parse_config(tomllib.loads(email + block))
         assert config.channels
+
+
+def test_aiohttp_and_apprise_are_imported_only_when_such_a_channel_is_configured() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import sys
+        from sentinel.config import parse_config
+        from sentinel.daemon import Daemon
+        from sentinel.notify.channels import build_channels
+        email = {"from": "s@example.org", "to": ["o@example.org"], "security": "none"}
+        config = parse_config({"email": email})
+        build_channels(config, {})
+        print("aiohttp" in sys.modules, "apprise" in sys.modules)
+        hook = {"name": "h", "type": "webhook", "url": "http://127.0.0.1:9/"}
+        build_channels(parse_config({"email": email, "channels": [hook]}), {})
+        print("aiohttp" in sys.modules, "apprise" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split("\n")
+    assert out[:2] == ["False False", "True False"]
+
+
+def test_the_status_page_and_api_show_dead_letters() -> None:
+    from sentinel.web import make_routes, render_status_page
+
+    assert "not delivered" not in render_status_page([], dead_letters=0)
+    page = render_status_page([], dead_letters=2)
+    assert "2 alerts were not delivered" in page and "sentinel outbox list" in page
+    routes = make_routes(
+        render_metrics=lambda: [b""],
+        site_status=lambda: [],
+        healthy=lambda: True,
+        dead_letters=lambda: 1,
+    )
+    assert json.loads(routes["/api/status"]().body)["dead_letters"] == 1
+    assert "1 alert was not delivered" in routes["/"]().body.decode()
