@@ -99,7 +99,6 @@ class Daemon:
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.port: int | None = None
-        self._dropped_seen = 0
         self._lock_fd: int | None = None
 
     # ------------------------------------------------------------------ start and stop

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 from sentinel.config import Config, SiteConfig
 from sentinel.early.events import EarlyEvent
 from sentinel.early.messages import build_early_message, early_message_kind
+from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import Event, SiteState, Status
 from sentinel.notify.channel_config import EMAIL
@@ -45,7 +46,7 @@ from sentinel.store import OutboxItem, Outgoing, Store, StoreError
 
 __all__ = ["PERMANENT_DELAYS_ENV", "Dispatcher", "permanent_delays_from"]
 
-log = logging.getLogger("sentinel.notify")
+log = logging.getLogger("sentinel")  # the daemon's own lines (grep "email not sent")
 
 # For tests and drills: the permanent-failure retry schedule, e.g. "1s,1s" (default 1m,5m,15m).
 PERMANENT_DELAYS_ENV = "SENTINEL_PERMANENT_RETRY_DELAYS"
@@ -265,15 +266,12 @@ class Dispatcher:
                 self.fallbacks.labels(fallback).inc()
                 log.warning(
                     "alert handed to the fallback channel %s",
-                    " ".join(
-                        f"{k}={v!r}"
-                        for k, v in (
-                            ("channel", candidate.channel),
-                            ("fallback", fallback),
-                            ("kind", candidate.kind),
-                            ("site", candidate.site),
-                            ("reason", "failed permanently" if permanent else "undelivered"),
-                        )
+                    kv(
+                        channel=candidate.channel,
+                        fallback=fallback,
+                        kind=candidate.kind,
+                        site=candidate.site,
+                        reason="failed permanently" if permanent else "undelivered",
                     ),
                 )
                 sender = self._senders.get(fallback)
@@ -283,12 +281,14 @@ class Dispatcher:
     def _fallback_copies(self, item: OutboxItem, fallback: str) -> list[Outgoing]:
         channel = self.channels[fallback]
         if item.alert is None:
-            log.warning("an item from before channels has no alert to hand over site=%r", item.site)
+            log.warning(
+                "an item from before channels has no alert to hand over %s", kv(site=item.site)
+            )
             return []
         try:
             alert = decode_alert(item.alert)
         except ValueError as exc:
-            log.warning("cannot hand over an alert site=%r: %s", item.site, exc)
+            log.warning("cannot hand over an alert %s", kv(site=item.site, error=exc))
             return []
         return [
             Outgoing(
@@ -349,7 +349,8 @@ class Dispatcher:
             self._metrics.email_failures.inc()
         level = logging.ERROR if error.permanent else logging.WARNING
         what = "email" if channel == EMAIL else f"alert on {channel}"
-        log.log(level, "%s not sent kind=%s error=%r", what, kind, error.detail)
+        # The one line per failed attempt (the outbox's own retry detail is at debug level).
+        log.log(level, "%s not sent %s", what, kv(kind=kind, error=error.detail))
 
     def _on_pending(self, count: int) -> None:
         self._metrics.outbox_pending.set(count)

@@ -409,7 +409,8 @@ class OutboxSender:
             )
         log.log(
             logging.DEBUG if self._on_failure is not None else logging.WARNING,
-            "email not sent, retrying in %.1fs kind=%s site=%s attempt=%d error=%s",
+            "%s not sent, retrying in %.1fs kind=%s site=%s attempt=%d error=%s",
+            self._what,
             delay,
             item.kind,
             item.site,
