@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -161,4 +162,32 @@ url = "{sink.url("/hook")}"
         wait_until(lambda: proc.metric("sentinel_dead_letters") == 0, timeout=30)
         assert "not delivered" not in proc.get("/").decode()
         assert len(sink.received) == 1  # the fallback had its copy once, not again on retry
+        assert proc.stop() == 0
+
+
+def test_a_reload_replaces_the_channels(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    with target_server({"/shop": 200}) as target, WebhookSink() as sink:
+
+        def text(path: str) -> str:
+            return (
+                SITE.format(url=target.url("/shop"))
+                + f"""
+[[channels]]
+name = "phone"
+type = "webhook"
+url = "{sink.url(path)}"
+"""
+            )
+
+        proc = sentinel_proc(text("/old")).start()
+        wait_until(lambda: proc.metric("sentinel_site_up", site="shop") == 1, timeout=20)
+        proc.write_config(text("/new"))
+        proc.signal(signal.SIGHUP)
+        wait_until(lambda: "config reloaded" in proc.log(), timeout=20)
+        target.routes["/shop"] = 500
+        [got] = sink.wait_for(1, timeout=30, path="/new")
+        assert got.json()["kind"] == "down"
+        assert not [r for r in sink.received if r.path == "/old"]
         assert proc.stop() == 0
