@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sentinel.config import FileSection, SiteOptions, SiteSection, load_config, parse_config
 from sentinel.early.config import HostSection, WatchSection
 from sentinel.maintenance import MaintenanceSection
+from sentinel.notify.channel_config import ChannelSection
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sites.example.toml"
@@ -26,6 +27,7 @@ PASSED_THROUGH: dict[str, type[BaseModel]] = {
     "watch": WatchSection,
     "host": HostSection,
     "maintenance": MaintenanceSection,
+    "channels": ChannelSection,
 }
 # [[sites]] is not in FileSection at all (each entry is validated on its own); it only has to
 # show what a site adds to [defaults].

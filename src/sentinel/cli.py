@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVEL_CHOICES, help=LOG_LEVEL_HELP
     )
+    # For the actions of a subcommand (outbox list ...): the same options, but defaults that do
+    # not overwrite what was given before the action.
+    nested_common = _Parser(add_help=False)
+    nested_common.add_argument(
+        "-c", "--config", default=argparse.SUPPRESS, help="config file (as before the action)"
+    )
+    nested_common.add_argument(
+        "--log-level", default=argparse.SUPPRESS, choices=LOG_LEVEL_CHOICES, help=LOG_LEVEL_HELP
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
@@ -125,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sentinel import cli_silence
 
     cli_silence.add_parsers(command)
+    from sentinel.outbox_cli import add_outbox_parser
+
+    add_outbox_parser(command, nested_common)
     return parser
 
 
@@ -154,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config = _load(config_path)
             return EXIT_CONFIG if config is None else cli_silence.run(args, config, config_path)
+        if args.command == "outbox":
+            from sentinel.outbox_cli import cmd_outbox
+
+            config = _load(config_path)
+            return EXIT_CONFIG if config is None else cmd_outbox(args, config, sys.stdout)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
@@ -207,6 +224,19 @@ def cmd_check(config_path: str, out: TextIO) -> int:
                     sys.argv[0], sys.executable, ["test-email", "-c", os.path.abspath(config_path)]
                 )
             )
+    from sentinel.notify.channels import SetupError, build_channels
+    from sentinel.notify.smtp import PASSWORD_ENV
+
+    try:
+        # Reads secret_file and ca_file, checks apprise URLs. A password only the service can
+        # read (the note above) is stood in for, so the rest of the email channel is checked.
+        environ = dict(os.environ)
+        if password_note is not None:
+            environ[PASSWORD_ENV] = "(the service's credential)"
+        build_channels(config, environ)
+    except SetupError as exc:
+        report(f"{config_path}: {exc}")
+        return EXIT_CONFIG
     print(f"{config_path}: valid", file=out)
     # Part of the summary (stdout), not an error: the config itself is fine.
     warning = home_python_warning(sys.executable, os.path.realpath(sys.executable), os.geteuid())
@@ -224,6 +254,12 @@ def cmd_check(config_path: str, out: TextIO) -> int:
             print(password_note, file=out)
     else:
         print("  email: (not configured: alerts are only logged)", file=out)
+    for channel in config.channels:
+        # Apprise URLs carry tokens: not on the screen.
+        where = (
+            f"{len(channel.urls)} URL(s)" if channel.type == "apprise" else ", ".join(channel.urls)
+        )
+        print(f"  channel: {channel.name} ({channel.type}) {where}", file=out)
     print(f"  sites: {len(config.sites)}", file=out)
     for site in config.sites:
         p = site.policy
@@ -423,7 +459,7 @@ def cmd_status(config_path: str, out: TextIO) -> int:
     from sentinel.store import Store, StoreError
 
     states: dict[str, SiteState] = {}
-    pending = 0
+    pending = dead = 0
     try:
         state_dir = choose_state_dir(
             config.state_dir or "", os.environ, presence, config_path=config_path
@@ -436,6 +472,7 @@ def cmd_status(config_path: str, out: TextIO) -> int:
     try:
         states = store.load_states()
         pending = store.outbox_pending()
+        dead = store.dead_letter_count()
     finally:
         store.close()
     rows = [("site", "state", "since", "failures", "last result")]
@@ -462,5 +499,7 @@ def cmd_status(config_path: str, out: TextIO) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + r[4], file=out)
-    print(f"outbox: {pending} email(s) pending", file=out)
+    print(f"outbox: {pending} alert(s) pending", file=out)
+    if dead:
+        print(f"dead letters: {dead} alert(s) not delivered (sentinel outbox list)", file=out)
     return EXIT_OK

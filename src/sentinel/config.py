@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
@@ -29,8 +29,10 @@ from sentinel.config_units import (
     pydantic_errors,
 )
 from sentinel.early.config import EarlyConfig, parse_early
+from sentinel.hostnames import ascii_host, parse_connect_to
 from sentinel.maintenance import MaintenanceWindow, parse_maintenance
 from sentinel.sanitize import has_control, quote
+from sentinel.tlsfiles import check_ca_file, check_client_pair, check_readable
 
 # The building blocks from sentinel.config_units are re-exported: `from sentinel.config import
 # ConfigError` keeps working.
@@ -63,8 +65,9 @@ __all__ = [
     "parse_size",
     "split_host_port",
 ]
-from sentinel.hostnames import ascii_host, parse_connect_to
-from sentinel.tlsfiles import check_ca_file, check_client_pair, check_readable
+
+if TYPE_CHECKING:
+    from sentinel.notify.channel_config import ChannelConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -123,12 +126,22 @@ class SentinelSection(StrictSection):
     user_agent: str | None = None
     batch_window: Duration | None = None
     precise_latency: bool | None = None
+    status_url: str | None = None  # the public status page, linked from alerts
 
     @field_validator("batch_window")
     @classmethod
     def _check_batch_window(cls, value: float | None) -> float | None:
         if value is not None and not 0 <= value <= 1.0:
             raise ValueError("must be between 0s and 1s")
+        return value
+
+    @field_validator("status_url")
+    @classmethod
+    def _check_status_url(cls, value: str | None) -> str | None:
+        if value is not None and (
+            not value.startswith(("http://", "https://")) or has_control(value)
+        ):
+            raise ValueError(f"invalid URL {value!r} (must start with http:// or https://)")
         return value
 
     @field_validator("listen")
@@ -183,6 +196,10 @@ class SiteOptions(StrictSection):
         if value is not None:
             parse_connect_to(value)
         return value
+    # Alert routing (checked against the channels by sentinel.notify.channel_config).
+    notify: list[str] | None = None
+    fallback: str | None = None
+    escalate_after: Duration | None = None
 
     @field_validator("headers")
     @classmethod
@@ -270,6 +287,16 @@ class EmailSection(StrictSection):
     password_file: str | None = None
     timeout: Duration | None = None
     outbox_limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    tls_verify: bool | None = None
+    ca_file: str | None = None
+    helo_name: str | None = None
+
+    @field_validator("helo_name")
+    @classmethod
+    def _check_helo(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value):
+            raise ValueError(f"invalid host name {value!r} (e.g. mail.example.org)")
+        return value
 
     @field_validator("to")
     @classmethod
@@ -304,6 +331,8 @@ class FileSection(StrictSection):
     host: dict[str, Any] | None = None
     # Validated by sentinel.maintenance (it needs the site names).
     maintenance: list[dict[str, Any]] = Field(default_factory=list)
+    # [[channels]], validated by sentinel.notify.channel_config.
+    channels: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -349,6 +378,9 @@ class SiteConfig:
     client_cert: str | None = None  # with client_key: a client certificate (mTLS)
     client_key: str | None = None
     connect_to: str | None = None  # "ADDRESS[:PORT]": connect there, keep the URL's host
+    notify: tuple[str, ...] | None = None  # channel names; None = every channel
+    fallback: str | None = None
+    escalate_after: float | None = None
 
     def accepts_status(self, status: int) -> bool:
         if self.expect_status is None:
@@ -371,6 +403,9 @@ class EmailConfig:
     password_file: str = ""
     timeout: float = 30.0
     outbox_limit: int = 1000
+    tls_verify: bool = True
+    ca_file: str = ""
+    helo_name: str = ""  # EHLO name; default: the machine's fully qualified name
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +421,11 @@ class Config:
     source: str = ""  # the file it came from, for messages
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
     maintenance: tuple[MaintenanceWindow, ...] = ()  # [[maintenance]]: alerts held meanwhile
+    channels: tuple[ChannelConfig, ...] = ()  # [[channels]]: webhook, apprise, alertmanager
+    status_url: str | None = None  # [sentinel] status_url: linked from alerts
+    notify: tuple[str, ...] | None = None  # [defaults] routing, for alerts not tied to a site
+    fallback: str | None = None
+    escalate_after: float | None = None
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -413,7 +453,7 @@ def split_host_port(value: str, *, what: str) -> tuple[str, int]:
     return host, port
 
 
-def _site_label(index: int, raw: Mapping[str, Any]) -> str:
+def site_label(index: int, raw: Mapping[str, Any]) -> str:
     name = raw.get("name")
     if isinstance(name, str) and name:
         return f"sites[{index}] {quote(name)}"
@@ -440,7 +480,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
     sites: list[SiteConfig] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_sites):
-        label = _site_label(index, raw)
+        label = site_label(index, raw)
         try:
             section = SiteSection.model_validate(raw)
         except ValidationError as exc:
@@ -471,6 +511,16 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    channels: tuple[ChannelConfig, ...] = ()
+    if file_section is not None:
+        from sentinel.notify.channel_config import check_routes, parse_channels
+
+        try:
+            channels = parse_channels(file_section.channels)
+            check_routes(channels, file_section.email is not None, defaults, raw_sites, sites)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
 
@@ -489,6 +539,10 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         early=early,
         maintenance=maintenance,
         **file_section.sentinel.model_dump(exclude_none=True),
+        channels=channels,
+        notify=None if defaults.notify is None else tuple(defaults.notify),
+        fallback=defaults.fallback,
+        escalate_after=defaults.escalate_after,
     )
 
 
@@ -540,6 +594,7 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         timeout=timeout,
         policy=policy,
         headers=tuple(sorted((values.get("headers") or {}).items())),
+        notify=None if values.get("notify") is None else tuple(values["notify"]),
     )
     return site, []
 
@@ -552,6 +607,7 @@ _SITE_FIELDS = frozenset(f.name for f in fields(SiteConfig)) - {
     "timeout",
     "policy",
     "headers",
+    "notify",  # a tuple, from the file's list
 }
 
 

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy as email_policy
 import fcntl
 import logging
 import os
 import signal
 import time
 from collections.abc import Mapping
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from sentinel import drift_history, trend_history
-from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_config
+from sentinel.config import Config, ConfigError, SiteConfig, load_config
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
-from sentinel.early.messages import build_early_message, early_message_kind
+from sentinel.early.messages import early_message_kind
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
 from sentinel.listen import ListenError, listen_error, status_page_url
@@ -42,11 +40,9 @@ from sentinel.monitor import (
     WentDown,
     observe,
 )
-from sentinel.notify.errors import SendError
-from sentinel.notify.message import build_message, message_kind
-from sentinel.notify.outbox import OutboxSender
-from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
-from sentinel.operator_env import checked_password
+from sentinel.notify.channels import SetupError
+from sentinel.notify.dispatch import Dispatcher
+from sentinel.notify.smtp import PasswordError
 from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
@@ -106,8 +102,8 @@ class Daemon:
             heartbeat=min(1.0, watchdog / 2) if watchdog else 1.0,
             batch=config.batch_window,
         )
-        self.channel: SmtpChannel | None = None
-        self.outbox: OutboxSender | None = None
+        # Alerts: the channels ([email] and [[channels]]) and one outbox sender per channel.
+        self.dispatch = Dispatcher(None, self.metrics, states=lambda: self.states, environ=environ)
         self.early: EarlyWarnings | None = None
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
@@ -115,7 +111,6 @@ class Daemon:
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.port: int | None = None
-        self._dropped_seen = 0
         self._lock_fd: int | None = None
         self._internal_error_logged: dict[str, float] = {}
 
@@ -162,36 +157,10 @@ class Daemon:
             self._forget_site(name)
         self.metrics.sites.set(len(self.sites))
 
-    def _setup_email(self, email: EmailConfig | None) -> None:
-        if email is None:
-            self.channel = None
-            return
-        password = checked_password(email, resolve_password(email, self.environ), self.environ)
-        self.channel = SmtpChannel(email, password)
-
-    async def _send(self, message: EmailMessage) -> None:
-        channel = self.channel
-        if channel is None:
-            raise SendError("email is not configured", permanent=False)
-        await channel.send(message)
-
-    def _on_email_sent(self, kind: str) -> None:
-        self.metrics.emails_sent.labels(kind).inc()
-
-    def _on_email_failure(self, kind: str, error: SendError) -> None:
-        # The one line per failed attempt (the outbox's own retry detail is at debug level).
-        self.metrics.email_failures.inc()
-        level = logging.ERROR if error.permanent else logging.WARNING
-        log.log(level, "email not sent %s", kv(kind=kind, error=error.detail))
-
-    def _on_pending(self, count: int) -> None:
-        self.metrics.outbox_pending.set(count)
-        if self.store is not None:
-            with contextlib.suppress(StoreError):
-                dropped = self.store.outbox_dropped_total()
-                if dropped > self._dropped_seen:
-                    self.metrics.outbox_dropped.inc(dropped - self._dropped_seen)
-                self._dropped_seen = dropped
+    def _setup_channels(self) -> None:
+        """Build the alert channels (raises SetupError or PasswordError: the caller exits)."""
+        self.dispatch.attach_store(self.store)
+        self.dispatch.configure(self.config, self.dispatch.build(self.config))
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -200,7 +169,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
         server = None
         try:
-            self._setup_email(self.config.email)
+            self._setup_channels()
             self._restore_states()
             if self.store is not None and self.early is not None:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
@@ -213,6 +182,7 @@ class Daemon:
                     site_status=self.site_status,
                     healthy=self.healthy,
                     early_status=self.early.status_view if self.early is not None else None,
+                    dead_letters=lambda: self.dispatch.dead_letters,
                 )
                 try:
                     server, self.port = await start_server(routes, self.config.listen)
@@ -221,14 +191,7 @@ class Daemon:
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
                 log.info("status page %s", status_page_url(self.config.listen, self.port))
             if self.store is not None:
-                self.outbox = OutboxSender(
-                    self.store,
-                    self._send,
-                    on_sent=self._on_email_sent,
-                    on_failure=self._on_email_failure,
-                    on_pending=self._on_pending,
-                )
-                self._tasks.append(loop.create_task(self.outbox.run(), name="outbox"))
+                self._tasks.append(loop.create_task(self.dispatch.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             if self.store is not None:
@@ -256,7 +219,8 @@ class Daemon:
                 kv(
                     sites=len(self.sites),
                     config=self.config_path,
-                    email=bool(self.channel),
+                    email=self.config.email is not None,
+                    channels=",".join(self.dispatch.channels) or "none",
                     loop=running_loop_name(),
                 ),
             )
@@ -265,12 +229,11 @@ class Daemon:
         finally:
             self.notifier.stopping()
             log.info("stopping")
-            if self.outbox is not None:
+            if self.store is not None:
                 # Give an alert enqueued just before SIGTERM a moment to go out now; anything
                 # left stays in the outbox for the next start (at-least-once).
                 with contextlib.suppress(Exception):
-                    await self.outbox.flush(5.0)
-                    await self.outbox.stop()
+                    await self.dispatch.flush(5.0)
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:
@@ -358,10 +321,8 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            if new.email is not None:
-                password = resolve_password(new.email, self.environ)
-                checked_password(new.email, password, self.environ)
-        except (ConfigError, PasswordError) as exc:
+            channels = self.dispatch.build(new)
+        except (ConfigError, PasswordError, SetupError) as exc:
             lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
             for line in lines:
                 log.error("reload rejected, keeping the running config: %s", line)
@@ -377,7 +338,7 @@ class Daemon:
         for name in self.sites.keys() - old_names:
             self.states[name] = SiteState(site=name)
             self.metrics.add_site(self.states[name])
-        self._setup_email(new.email)
+        self.dispatch.configure(new, channels)
         if self.early is not None and new.early is not None:
             self.early.update(new.early)
             for name, site in self.sites.items():
@@ -470,18 +431,8 @@ class Daemon:
 
     def _persist(self, site: SiteConfig, state: SiteState, events: tuple[Event, ...]) -> None:
         outgoing: list[Outgoing] = []
-        email = self.config.email
-        if email is not None:
-            for event in events:
-                message = build_message(event, email=email, target=site.target)
-                outgoing.append(
-                    Outgoing(
-                        kind=message_kind(event),
-                        site=site.name,
-                        message=message.as_bytes(policy=email_policy.SMTP),
-                        created_at=time.time(),
-                    )
-                )
+        for event in events:
+            outgoing.extend(self.dispatch.outgoing_for_event(event, site))
         if self.store is None:
             return
         try:
@@ -489,40 +440,30 @@ class Daemon:
         except StoreError as exc:
             self._store_failed(exc)
             # A full disk must not swallow the alert: hold it in memory and send it anyway.
-            if outgoing and self.outbox is not None:
-                self.outbox.enqueue_unstored(outgoing)
+            if outgoing:
+                self.dispatch.enqueue_unstored(outgoing)
             return
-        if outgoing and self.outbox is not None:
-            self.outbox.wake()
+        if outgoing:
+            self.dispatch.wake()
 
     def _on_early_event(self, event: EarlyEvent) -> None:
         """An early warning (memory creep, disk filling, slower site, OOM): log, then email."""
         name = event.watch if isinstance(event, OomEvent) else event.subject
         level = logging.INFO if isinstance(event, TrendEnded) else logging.WARNING
         kind = early_message_kind(event)
-        email = self.config.email
-        message = None
-        if email is not None:
-            message = build_early_message(event, sender=email.sender, recipients=email.recipients)
-        subject = str(message["Subject"]) if message is not None else kind
+        outgoing = self.dispatch.outgoing_for_early(event)
+        summary = outgoing[0].alert if outgoing else None
+        subject = kind if summary is None else decode_summary(summary)
         log.log(level, "early warning %s", kv(kind=kind, subject=name, msg=subject))
-        if message is None or self.store is None:
+        if not outgoing or self.store is None:
             return
-        outgoing = Outgoing(
-            kind=kind,
-            site=name,
-            message=message.as_bytes(policy=email_policy.SMTP),
-            created_at=time.time(),
-        )
         try:
-            self.store.save_state(None, [outgoing])
+            self.store.save_state(None, outgoing)
         except StoreError as exc:
             self._store_failed(exc)
-            if self.outbox is not None:
-                self.outbox.enqueue_unstored([outgoing])
+            self.dispatch.enqueue_unstored(outgoing)
             return
-        if self.outbox is not None:
-            self.outbox.wake()
+        self.dispatch.wake()
 
     def _store_failed(self, exc: StoreError) -> None:
         self.metrics.store_errors.inc()
@@ -560,6 +501,16 @@ class Daemon:
         return views
 
 
+def decode_summary(alert_json: str) -> str:
+    """The "[sentinel] ..." line of a stored alert, for the log."""
+    from sentinel.notify.payload import decode_alert
+
+    try:
+        return "[sentinel] " + decode_alert(alert_json).summary
+    except ValueError:
+        return "?"
+
+
 def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
 
     last = state.last
@@ -594,8 +545,8 @@ async def run_daemon(config_path: str, config: Config) -> int:
         return EXIT_CONFIG
     try:
         return await daemon.run()
-    except PasswordError as exc:
-        log.error("%s: email: password: %s", config_path, exc)
+    except (PasswordError, SetupError) as exc:
+        log.error("%s: %s", config_path, exc)
         return EXIT_CONFIG
     except ListenError as exc:
         log.error("%s", exc)

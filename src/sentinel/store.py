@@ -130,6 +130,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created REAL NOT NULL
         )""",
     ),
+    (
+        # Channels (webhook, apprise, alertmanager besides email): each outbox item and dead
+        # letter names its channel (the rows from before are emails), the incident it belongs to
+        # (stale reminders collapse), the alert as JSON (what a fallback channel is sent), and
+        # whether it was already handed to the fallback channel.
+        "ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'email'",
+        "ALTER TABLE outbox ADD COLUMN incident TEXT",
+        "ALTER TABLE outbox ADD COLUMN alert TEXT",
+        "ALTER TABLE outbox ADD COLUMN escalated INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE dead_letters ADD COLUMN channel TEXT NOT NULL DEFAULT 'email'",
+        "ALTER TABLE dead_letters ADD COLUMN incident TEXT",
+        "ALTER TABLE dead_letters ADD COLUMN alert TEXT",
+        "CREATE INDEX outbox_by_channel ON outbox (channel, site, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -150,6 +164,9 @@ class Outgoing:
     site: str
     message: bytes
     created_at: float
+    channel: str = "email"
+    incident: str | None = None
+    alert: str | None = None  # the alert as JSON (sentinel.notify.payload), for a fallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +183,10 @@ class OutboxItem:
     last_error: str | None
     message: bytes
     due: bool
+    channel: str = "email"
+    incident: str | None = None
+    alert: str | None = None
+    escalated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +201,9 @@ class DeadLetter:
     attempts: int
     error: str
     message: bytes
+    channel: str = "email"
+    incident: str | None = None
+    alert: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +330,31 @@ def decode_state(site: str, text: str) -> SiteState:
 
 
 # ---------------------------------------------------------------------------- the store
+
+_ITEM_COLUMNS = (
+    "id, kind, site, created_at, next_attempt_at, attempts, permanent_failures, last_error,"
+    " message, channel, incident, alert, escalated"
+)
+
+
+def _outbox_item(row: Sequence[Any], now: float) -> OutboxItem:
+    next_attempt_at = float(row[4])
+    return OutboxItem(
+        id=int(row[0]),
+        kind=str(row[1]),
+        site=str(row[2]),
+        created_at=float(row[3]),
+        next_attempt_at=next_attempt_at,
+        attempts=int(row[5]),
+        permanent_failures=int(row[6]),
+        last_error=None if row[7] is None else str(row[7]),
+        message=bytes(row[8]),
+        due=next_attempt_at <= now,
+        channel=str(row[9]),
+        incident=None if row[10] is None else str(row[10]),
+        alert=None if row[11] is None else str(row[11]),
+        escalated=bool(row[12]),
+    )
 
 
 def _describe(exc: sqlite3.Error) -> str:
@@ -537,9 +586,21 @@ class Store:
                 )
             if outgoing:
                 conn.executemany(
-                    "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(o.kind, o.site, o.created_at, o.created_at, o.message) for o in outgoing],
+                    "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message,"
+                    " channel, incident, alert) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            o.kind,
+                            o.site,
+                            o.created_at,
+                            o.created_at,
+                            o.message,
+                            o.channel,
+                            o.incident,
+                            o.alert,
+                        )
+                        for o in outgoing
+                    ],
                 )
                 dropped = self._enforce_limit(conn)
         if dropped:
@@ -634,25 +695,70 @@ class Store:
         where = f" WHERE id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
         with self._errors("read"):
             row = self._conn.execute(
-                "SELECT id, kind, site, created_at, next_attempt_at, attempts, permanent_failures,"
-                f" last_error, message FROM outbox{where} ORDER BY id LIMIT 1",
-                skip,
+                f"SELECT {_ITEM_COLUMNS} FROM outbox{where} ORDER BY id LIMIT 1", skip
             ).fetchone()
-        if row is None:
-            return None
-        next_attempt_at = float(row[4])
-        return OutboxItem(
-            id=int(row[0]),
-            kind=str(row[1]),
-            site=str(row[2]),
-            created_at=float(row[3]),
-            next_attempt_at=next_attempt_at,
-            attempts=int(row[5]),
-            permanent_failures=int(row[6]),
-            last_error=None if row[7] is None else str(row[7]),
-            message=bytes(row[8]),
-            due=next_attempt_at <= now,
-        )
+        return None if row is None else _outbox_item(row, now)
+
+    def outbox_heads(
+        self, channel: str, now: float, *, exclude: Collection[int] = (), limit: int = 1000
+    ) -> list[OutboxItem]:
+        """The oldest pending item of each site on `channel`, oldest first: delivery keeps the
+        order per site and channel, and one site's failing item does not hold back another's."""
+        skip = sorted(exclude)
+        also = f" AND id NOT IN ({', '.join('?' * len(skip))})" if skip else ""
+        with self._errors("read"):
+            rows = self._conn.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE id IN (SELECT min(id) FROM outbox"
+                f" WHERE channel = ?{also} GROUP BY site) ORDER BY id LIMIT ?",
+                (channel, *skip, limit),
+            ).fetchall()
+        return [_outbox_item(row, now) for row in rows]
+
+    def outbox_later_kinds(self, item: OutboxItem) -> list[str]:
+        """The kinds of the items after `item` for the same channel, site and incident."""
+        if item.incident is None:
+            return []
+        with self._errors("read"):
+            rows = self._conn.execute(
+                "SELECT kind FROM outbox WHERE channel = ? AND site = ? AND incident = ?"
+                " AND id > ? ORDER BY id LIMIT 100",
+                (item.channel, item.site, item.incident, item.id),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def outbox_unescalated(
+        self, channel: str, site: str, created_before: float
+    ) -> list[OutboxItem]:
+        """Items of `channel` and `site` created before `created_before` and not yet handed to
+        a fallback channel (at most 100, oldest first)."""
+        with self._errors("read"):
+            rows = self._conn.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE channel = ? AND site = ?"
+                " AND escalated = 0 AND created_at < ? ORDER BY id LIMIT 100",
+                (channel, site, created_before),
+            ).fetchall()
+        return [_outbox_item(row, created_before) for row in rows]
+
+    def outbox_escalate(self, item_id: int, copies: Sequence[Outgoing]) -> None:
+        """Mark the item as handed to its fallback and enqueue the fallback's copy, at once."""
+        with self._transaction("write") as conn:
+            conn.execute("UPDATE outbox SET escalated = 1 WHERE id = ?", (item_id,))
+        if copies:
+            self.save_state(None, copies)
+
+    def outbox_items(self, limit: int = 1000) -> list[OutboxItem]:
+        """Every pending item, oldest first (for `sentinel outbox list`)."""
+        with self._errors("read"):
+            rows = self._conn.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM outbox ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [_outbox_item(row, time.time()) for row in rows]
+
+    def data_version(self) -> int:
+        """Changes when another connection (e.g. `sentinel outbox retry`) committed a write."""
+        with self._errors("read"):
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(version)
 
     def outbox_done(self, item_id: int) -> None:
         """The email was delivered: remove it."""
@@ -675,8 +781,8 @@ class Store:
         with self._transaction("write") as conn:
             conn.execute(
                 "INSERT INTO dead_letters (kind, site, created_at, failed_at, attempts, error,"
-                " message) SELECT kind, site, created_at, ?,"
-                " attempts + 1, ?, message FROM outbox WHERE id = ?",
+                " message, channel, incident, alert) SELECT kind, site, created_at, ?,"
+                " attempts + 1, ?, message, channel, incident, alert FROM outbox WHERE id = ?",
                 (time.time() if now is None else now, error, item_id),
             )
             conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
@@ -697,12 +803,50 @@ class Store:
         value = self.get_meta(_META_DROPPED)
         return int(value) if value is not None else 0
 
+    def dead_letter_count(self) -> int:
+        """How many dead letters are kept (the `sentinel_dead_letters` gauge)."""
+        with self._errors("read"):
+            (count,) = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        return int(count)
+
+    def dead_letter_retry(self, ids: Collection[int] | None, *, now: float) -> list[int]:
+        """Move dead letters (`ids`, or all when None) back into the outbox, due now and with
+        fresh attempts; returns the ids moved. One transaction: safe beside a running daemon."""
+        with self._transaction("write") as conn:
+            if ids is None:
+                found = [int(r[0]) for r in conn.execute("SELECT id FROM dead_letters ORDER BY id")]
+            else:
+                found = [
+                    int(r[0])
+                    for i in sorted(set(ids))
+                    for r in conn.execute("SELECT id FROM dead_letters WHERE id = ?", (i,))
+                ]
+            for dead_id in found:
+                # escalated = 1: the fallback channel already had its copy.
+                conn.execute(
+                    "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message,"
+                    " channel, incident, alert, escalated) SELECT kind, site, created_at, ?,"
+                    " message, channel, incident, alert, 1 FROM dead_letters WHERE id = ?",
+                    (now, dead_id),
+                )
+                conn.execute("DELETE FROM dead_letters WHERE id = ?", (dead_id,))
+        return found
+
+    def dead_letter_drop(self, ids: Collection[int]) -> list[int]:
+        """Delete dead letters; returns the ids that existed."""
+        dropped = []
+        with self._transaction("write") as conn:
+            for dead_id in sorted(set(ids)):
+                if conn.execute("DELETE FROM dead_letters WHERE id = ?", (dead_id,)).rowcount:
+                    dropped.append(dead_id)
+        return dropped
+
     def dead_letters(self) -> list[DeadLetter]:
         """The emails given up on, oldest first (at most DEAD_LETTER_LIMIT)."""
         with self._errors("read"):
             rows = self._conn.execute(
-                "SELECT id, kind, site, created_at, failed_at, attempts, error, message"
-                " FROM dead_letters ORDER BY id"
+                "SELECT id, kind, site, created_at, failed_at, attempts, error, message,"
+                " channel, incident, alert FROM dead_letters ORDER BY id"
             ).fetchall()
         return [
             DeadLetter(
@@ -714,6 +858,9 @@ class Store:
                 attempts=int(r[5]),
                 error=str(r[6]),
                 message=bytes(r[7]),
+                channel=str(r[8]),
+                incident=None if r[9] is None else str(r[9]),
+                alert=None if r[10] is None else str(r[10]),
             )
             for r in rows
         ]

@@ -70,7 +70,11 @@ def make_routes(
     site_status: StatusProvider,
     healthy: Callable[[], bool],
     early_status: Callable[[], EarlyView] | None = None,
+    dead_letters: Callable[[], int] | None = None,
 ) -> dict[str, Route]:
+    def dead() -> int:
+        return dead_letters() if dead_letters is not None else 0
+
     def metrics() -> Reply:
         # Streamed in pieces of a few hundred sites (~25 us a site), handing the loop back
         # between them: probes keep their schedule during a scrape of tens of thousands of
@@ -84,7 +88,11 @@ def make_routes(
 
     def api_status() -> Reply:
         sites = [dict(s) for s in site_status()]
-        body: dict[str, Any] = {"generated_at": iso_utc(time.time()), "sites": sites}
+        body: dict[str, Any] = {
+            "generated_at": iso_utc(time.time()),
+            "dead_letters": dead(),
+            "sites": sites,
+        }
         if early_status is not None:
             body.update(early_status())  # "watches" and "disks", each with its "state"
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
@@ -92,13 +100,17 @@ def make_routes(
         return Reply(200, "application/json; charset=utf-8", text.encode())
 
     def index() -> Reply:
-        page = render_status_page(site_status(), early_status() if early_status else None)
+        page = render_status_page(
+            site_status(), early_status() if early_status else None, dead_letters=dead()
+        )
         return Reply(200, "text/html; charset=utf-8", page.encode())
 
     return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status, "/": index}
 
 
-def render_status_page(sites: Sequence[Mapping[str, Any]], early: EarlyView | None = None) -> str:
+def render_status_page(
+    sites: Sequence[Mapping[str, Any]], early: EarlyView | None = None, *, dead_letters: int = 0
+) -> str:
     down = sum(1 for s in sites if s.get("status") == "down")
     rows = []
     for s in sorted(sites, key=lambda s: (s.get("status") != "down", str(s.get("site")))):
@@ -122,13 +134,25 @@ def render_status_page(sites: Sequence[Mapping[str, Any]], early: EarlyView | No
         "<style>body{font-family:system-ui,sans-serif;margin:2em}"
         "table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd}"
         ".down td{background:#fdd}.up td:nth-child(2){color:#070}</style></head><body>"
-        f"<h1>sentinel</h1><p>{len(sites)} sites, {down} down</p>"
+        f"<h1>sentinel</h1>{_dead_letter_banner(dead_letters)}"
+        f"<p>{len(sites)} sites, {down} down</p>"
         "<table><tr><th>site</th><th>status</th><th>since</th><th>last latency</th>"
         "<th>last result</th></tr>"
         + "".join(rows)
         + "</table>"
         + (render_early_section(early) if early else "")
         + "</body></html>"
+    )
+
+
+def _dead_letter_banner(count: int) -> str:
+    if count <= 0:
+        return ""
+    alerts = "alert was" if count == 1 else "alerts were"
+    return (
+        "<p class='dead' style='background:#fdd;border:2px solid #c00;padding:.6em'>"
+        f"<strong>{count} {alerts} not delivered</strong> (dead letters): see "
+        "<code>sentinel outbox list</code>, resend with <code>sentinel outbox retry</code>.</p>"
     )
 
 

@@ -71,10 +71,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "no-starttls": (plain.port, "starttls"),
             "550": (refusing.port, "none"),
         }
+        # Permanent failures are retried 1 s apart instead of 1, 5 and 15 minutes.
+        env = {"SENTINEL_PERMANENT_RETRY_DELAYS": "1s,1s"}
         daemons = {}
         for name, (port, security) in ports.items():
             tmp = tmp_path_factory.mktemp(name)
-            daemons[name] = SentinelProcess(tmp, config(target.url(f"/{name}"), port, security))
+            url = target.url(f"/{name}")
+            daemons[name] = SentinelProcess(tmp, config(url, port, security), env=env)
         try:
             with ThreadPoolExecutor(len(daemons)) as pool:  # start together: the scenarios overlap
                 list(pool.map(lambda d: d.start(), daemons.values()))

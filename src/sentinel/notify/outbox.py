@@ -12,6 +12,13 @@ When the store cannot take an email at all (a full disk), the daemon hands it ov
 `enqueue_unstored`: it is sent from memory, after the stored ones, with the same retries, and lost
 (loudly) only if sentinel stops first. An email delivered but not deletable from a full store is
 remembered and skipped, so it is neither sent twice nor blocking the emails behind it.
+
+With channels, one sender runs per channel (`channel`), taking only that channel's items: the
+oldest item of each site goes first, so the order per site and channel holds while one channel's
+outage (or one site's refused item) holds back nothing else. A queued reminder made stale by a
+later one of the same incident is dropped unsent; an item that failed permanently, or waited
+`escalate_after`, is handed to `escalate` (the fallback channel) once. Writes by another process
+(`sentinel outbox retry`) are noticed within EXTERNAL_POLL seconds (SQLite's data_version).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from sentinel.notify.errors import SendError
+from sentinel.notify.policy import permanent_delay, superseded
 from sentinel.store import OutboxItem, Outgoing, Store, StoreError
 
 __all__ = ["OutboxSender", "retry_delay"]
@@ -38,6 +46,10 @@ log = logging.getLogger(__name__)
 IDLE_POLL = 300.0  # safety net only: wake() is what sends a new email at once
 JITTER = 0.1  # up to +10% on every backoff delay
 UNSTORED_LIMIT = 100  # emails held in memory while the store cannot take them
+EXTERNAL_POLL = 2.0  # how often an idle sender looks for writes by another process
+
+# A channel's delivery: the stored item in, SendError out on failure.
+Deliver = Callable[[OutboxItem], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -73,8 +85,13 @@ class OutboxSender:
     def __init__(
         self,
         store: Store,
-        send: Callable[[EmailMessage], Awaitable[None]],
+        send: Callable[[EmailMessage], Awaitable[None]] | None,
         *,
+        channel: str = "email",
+        deliver: Deliver | None = None,
+        permanent_delays: Sequence[float] | None = None,
+        escalate: Callable[[OutboxItem, bool], None] | None = None,
+        on_dead: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
         on_sent: Callable[[str], None] | None = None,
         on_failure: Callable[[str, SendError], None] | None = None,
@@ -88,8 +105,18 @@ class OutboxSender:
             raise ValueError("max_attempts_permanent must be at least 1")
         if not 0 < backoff_first <= backoff_cap:
             raise ValueError("need 0 < backoff_first <= backoff_cap")
+        if (send is None) == (deliver is None):
+            raise ValueError("give exactly one of send (an email channel) or deliver")
         self._store = store
         self._send = send
+        self.channel = channel
+        self._deliver = deliver
+        # None: the old rule (max_attempts_permanent tries at the usual backoff).
+        self.permanent_delays = None if permanent_delays is None else tuple(permanent_delays)
+        self._escalate = escalate
+        self._on_dead = on_dead
+        self._last_dead: int | None = None
+        self._data_version: int | None = None
         self._clock = clock
         self._on_sent = on_sent
         self._on_failure = on_failure
@@ -158,14 +185,14 @@ class OutboxSender:
         while True:
             progress = self._progress
             try:
-                item = self._store.outbox_next(self._clock(), exclude=self._delivered)
+                heads = self._heads(self._clock())
             except StoreError as exc:
                 log.error("outbox flush: %s", exc)
                 return False
-            if item is None:
+            if not heads:
                 due = bool(self._unstored) and self._unstored[0].next_attempt_at <= self._clock()
             else:
-                due = self._is_due(item)
+                due = any(self._is_due(item) for item in heads)
             if not self._sending and not due:
                 return True
             remaining = deadline - loop.time()
@@ -222,25 +249,38 @@ class OutboxSender:
             self._delivered.discard(item_id)
         now = self._clock()
         try:
-            item = self._store.outbox_next(now, exclude=self._delivered)
+            self._data_version = self._store.data_version()
+            heads = self._heads(now)
             self._report_pending()
         except StoreError:
             if not self._unstored:
                 raise
-            item = None
-        if item is None:
+            heads = []
+        if not heads:
             if self._unstored:
                 return await self._step_unstored(now)
             if store_error is not None:
                 raise store_error  # run() logs it and tries again after a pause
             return IDLE_POLL
-        if not self._is_due(item, now):
-            return item.next_attempt_at - now
-        error = await self._attempt(item.message)
+        due = [item for item in heads if self._is_due(item, now)]
+        if not due:
+            return min(item.next_attempt_at for item in heads) - now
+        item = due[0]
+        if item.kind == "still_down" and superseded(
+            item.kind, self._store.outbox_later_kinds(item)
+        ):
+            log.info(
+                "stale reminder dropped, a later one is queued channel=%s site=%s",
+                self.channel,
+                item.site,
+            )
+            self._store.outbox_done(item.id)
+            return 0.0
+        error = await self._attempt_item(item)
         if error is None:
             self._delivered.add(item.id)
             self._call(self._on_sent, item.kind)
-            log.info("email sent kind=%s site=%s", item.kind, item.site)
+            log.info("%s sent kind=%s site=%s", self._what, item.kind, item.site)
             self._store.outbox_done(item.id)
             self._delivered.discard(item.id)
         else:
@@ -248,13 +288,28 @@ class OutboxSender:
         self._report_pending()
         return 0.0
 
+    @property
+    def _what(self) -> str:
+        return "email" if self.channel == "email" else f"alert on {self.channel}"
+
+    def _heads(self, now: float) -> list[OutboxItem]:
+        return self._store.outbox_heads(self.channel, now, exclude=self._delivered)
+
+    async def _attempt_item(self, item: OutboxItem) -> SendError | None:
+        if self._deliver is None:
+            return await self._attempt(item.message)
+        return await self._guarded(self._deliver(item))
+
     async def _step_unstored(self, now: float) -> float:
         """Send the oldest email held in memory, if due."""
         entry = self._unstored[0]
         if entry.next_attempt_at > now:
             return entry.next_attempt_at - now
         out = entry.outgoing
-        error = await self._attempt(out.message)
+        if self._deliver is None:
+            error = await self._attempt(out.message)
+        else:
+            error = await self._attempt_item(_as_item(out, now))
         if error is None:
             self._unstored.popleft()
             self._call(self._on_sent, out.kind)
@@ -296,10 +351,15 @@ class OutboxSender:
             message = parse_message(raw)
         except Exception as exc:
             return SendError(f"stored email cannot be parsed: {exc}", permanent=True)
+        assert self._send is not None
+        return await self._guarded(self._send(message))
+
+    async def _guarded(self, sending: Awaitable[None]) -> SendError | None:
+        """Run one delivery within send_timeout; any failure becomes a SendError."""
         self._sending = True
         try:
             async with asyncio.timeout(self.send_timeout):
-                await self._send(message)
+                await sending
         except SendError as exc:
             return exc
         except TimeoutError:
@@ -317,23 +377,40 @@ class OutboxSender:
 
     def _failed(self, item: OutboxItem, error: SendError) -> None:
         self._call(self._on_failure, item.kind, error)
+        if self._escalate is not None:
+            try:
+                self._escalate(item, error.permanent)
+            except StoreError:
+                raise
+            except Exception:
+                log.exception("outbox: handing an alert to the fallback channel failed")
         permanent_failures = item.permanent_failures + (1 if error.permanent else 0)
-        if error.permanent and permanent_failures >= self.max_attempts_permanent:
+        delay: float | None = None
+        if error.permanent and self.permanent_delays is not None:
+            delay = permanent_delay(permanent_failures, self.permanent_delays)
+            give_up = delay is None
+        else:
+            give_up = error.permanent and permanent_failures >= self.max_attempts_permanent
+        if give_up:
             log.error(
-                "email given up after %d attempts, moved to dead letters kind=%s site=%s error=%s",
+                "%s given up after %d attempts, moved to dead letters kind=%s site=%s error=%s",
+                self._what,
                 item.attempts + 1,
                 item.kind,
                 item.site,
                 error.detail,
             )
             self._store.outbox_give_up(item.id, error.detail, now=self._clock())
+            self._report_pending_safely()
             return
-        delay = retry_delay(
-            item.attempts + 1, self.backoff_first, self.backoff_cap, random.uniform(0, JITTER)
-        )
+        if delay is None:
+            delay = retry_delay(
+                item.attempts + 1, self.backoff_first, self.backoff_cap, random.uniform(0, JITTER)
+            )
         log.log(
             logging.DEBUG if self._on_failure is not None else logging.WARNING,
-            "email not sent, retrying in %.1fs kind=%s site=%s attempt=%d error=%s",
+            "%s not sent, retrying in %.1fs kind=%s site=%s attempt=%d error=%s",
+            self._what,
             delay,
             item.kind,
             item.site,
@@ -351,14 +428,29 @@ class OutboxSender:
             now = self._clock()
         # A retry is never scheduled further ahead than the cap (plus jitter); anything beyond
         # that means the wall clock jumped back, and waiting it out could take days.
+        cap = max(self.backoff_cap, *(self.permanent_delays or (0.0,)))
         return item.next_attempt_at <= now or (
-            item.next_attempt_at - now > self.backoff_cap * (1.0 + JITTER) + 1.0
+            item.next_attempt_at - now > cap * (1.0 + JITTER) + 1.0
         )
 
     async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
+        """Until woken, `seconds` passed, or another process wrote to the store."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(remaining, EXTERNAL_POLL)):
+                    await self._wake.wait()
+                    return
+            try:
+                version = self._store.data_version()
+            except StoreError:
+                continue
+            if self._data_version is not None and version != self._data_version:
+                return
 
     def _notify_progress(self) -> None:
         self._progress.set()
@@ -371,6 +463,11 @@ class OutboxSender:
             log.debug("outbox: cannot count pending emails: %s", exc)
 
     def _report_pending(self) -> None:
+        if self._on_dead is not None:
+            dead = self._store.dead_letter_count()
+            if dead != self._last_dead:
+                self._last_dead = dead
+                self._call(self._on_dead, dead)
         if self._on_pending is None:
             return
         stored = max(0, self._store.outbox_pending() - len(self._delivered))
@@ -387,3 +484,22 @@ class OutboxSender:
             callback(*args)
         except Exception:
             log.exception("outbox: callback %r failed", callback)
+
+
+def _as_item(out: Outgoing, now: float) -> OutboxItem:
+    """An item held in memory, in the shape a channel's `deliver` takes."""
+    return OutboxItem(
+        id=-1,
+        kind=out.kind,
+        site=out.site,
+        created_at=out.created_at,
+        next_attempt_at=now,
+        attempts=0,
+        permanent_failures=0,
+        last_error=None,
+        message=out.message,
+        due=True,
+        channel=out.channel,
+        incident=out.incident,
+        alert=out.alert,
+    )

@@ -193,6 +193,7 @@ class _Session:
             start_tls=False,  # never implicitly: "none" is plain, "starttls" is done explicitly
             tls_context=tls_context,
             timeout=cfg.timeout,
+            local_hostname=cfg.helo_name or None,  # EHLO name; a relay may want a full domain
         )
 
     async def deliver(self, message: EmailMessage, password: str | None) -> None:
