@@ -39,7 +39,13 @@ def restore(store: Store, early: EarlyWarnings) -> int:
     restored = early.restore_trends(records)
     if saved:
         log.info("trends restored %s", kv(trends=restored, saved=len(saved)))
-    early.trends_changed.set()  # write back at once: the dropped ones must not come back
+    if restored < len(saved):
+        # Write back soon, so the dropped ones do not come back after another restart. Only
+        # then: a write at start coincides with every site's first probe (all due at once), and
+        # a slow disk under load would make one of them late.
+        early.trends_changed.set()
+    else:
+        early.trends_changed.clear()
     return restored
 
 

@@ -18,6 +18,9 @@ pytestmark = pytest.mark.slow  # every test here starts the daemon
 
 LEAK_RATE = 5 * MIB  # bytes per second
 SHORT = 'sample_every = "100ms"\nwindow = "6s"\nwarn_within = "1h"\nlimit = "1GiB"\n'
+# Across a restart the window must be long against the seconds sentinel is down (as 24h is against
+# a real restart): with 6 s, the buckets from before would have aged out by the first evaluation.
+ACROSS_RESTART = 'sample_every = "100ms"\nwindow = "20s"\nwarn_within = "1h"\nlimit = "1GiB"\n'
 
 
 @pytest.fixture
@@ -38,11 +41,10 @@ def test_a_restart_of_sentinel_neither_warns_again_nor_loses_the_resolved(
     sentinel_proc: Callable[..., SentinelProcess], kids: Children
 ) -> None:
     tag = "leaky-service-across-sentinel-restarts"
-    leaker, _ = kids.start(LEAK, LEAK_RATE, 200 * MIB, 256 * 1024, tag)
+    leaker, _ = kids.start(LEAK, LEAK_RATE, 300 * MIB, 256 * 1024, tag)  # a minute of leak
     with SmtpServer() as smtp:
-        proc = sentinel_proc(
-            email_config(smtp.port) + f'[[watch]]\nname = "shop"\nprocess = "{tag}"\n{SHORT}'
-        ).start()
+        watch = f'[[watch]]\nname = "shop"\nprocess = "{tag}"\n{ACROSS_RESTART}'
+        proc = sentinel_proc(email_config(smtp.port) + watch).start()
         (warning,) = wait_until(lambda: list(smtp.messages_received), timeout=30)
         subject = str(warning.message["Subject"])
         assert subject.startswith("[sentinel] CREEPING: shop memory +"), subject
@@ -59,7 +61,8 @@ def test_a_restart_of_sentinel_neither_warns_again_nor_loses_the_resolved(
 
         # Three evaluations after the restart, the leak still going: no second CREEPING email.
         wait_until(three_evaluations, timeout=30)
-        assert [str(m.message["Subject"]) for m in smtp.messages_received] == [subject]
+        subjects = [str(m.message["Subject"]) for m in smtp.messages_received]
+        assert subjects == [subject], proc.log()[-3000:]
 
         leaker.kill()  # the leaking service restarts: the warning from before is resolved
         leaker.wait()

@@ -179,3 +179,19 @@ def test_a_restored_series_continues_exactly_like_one_never_interrupted(
         assert restored.add(t, value, identity) == steady.add(t, value, identity)
         assert restored.detect(t, 2e9) == steady.detect(t, 2e9)
     assert restored.buckets() == steady.buckets()
+
+
+def test_a_fresh_start_writes_nothing_and_a_dropped_trend_is_written_back_soon(
+    tmp_path: Path,
+) -> None:
+    """A write at start would coincide with every site's first probe: only when a saved trend
+    was dropped (so it does not come back after another restart) is the store written soon."""
+    h = Harness(EarlyConfig(self_watch=None))
+    assert restore_through_store(h, tmp_path) == 0
+    assert not h.service.trends_changed.is_set()
+    with Store.open(tmp_path) as store:
+        record = TrendRecord("cpu", WarningState("steal", "cpu"))
+        store.replace_trend_history({"steal:cpu": encode_dataclass(record)}, 0.0)
+    h = Harness(EarlyConfig(self_watch=None, host=HostConfig(cpu_steal_warning=0)))
+    assert restore_through_store(h, tmp_path) == 0  # steal warnings are off now
+    assert h.service.trends_changed.is_set()
