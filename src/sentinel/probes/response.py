@@ -149,6 +149,48 @@ class ResponseProtocol(asyncio.Protocol):
     there), and the perf_counter times `first_at` (first byte) and `end_at` (last byte).
     """
 
+    # Slots: a probe sets ~40 attributes here, ~2 us less a probe than with a __dict__.
+    __slots__ = (
+        "_backlog",
+        "_body_bytes",
+        "_fields",
+        "_head_bytes",
+        "_inflater",
+        "_keep_if",
+        "_length",
+        "_needle",
+        "_next_look",
+        "_parser",
+        "_phrase",
+        "_pieces_left",
+        "_raw",
+        "_read_limit",
+        "_seen",
+        "_until_close",
+        "body",
+        "content_type",
+        "count",
+        "done",
+        "end_at",
+        "error",
+        "finished",
+        "first_at",
+        "follow_redirects",
+        "head_done",
+        "head_request",
+        "interim",
+        "keep_body",
+        "limit",
+        "location",
+        "matched",
+        "phrase",
+        "redirect",
+        "status",
+        "too_large",
+        "too_large_text",
+        "transport",
+    )
+
     def __init__(
         self,
         done: asyncio.Future[None],
@@ -436,9 +478,11 @@ class ResponseProtocol(asyncio.Protocol):
                 self._finish()
                 raise _StopParsingError
         length = seen.get("length")
-        empty = length is not None and not int(length)
-        if self.head_request or status in (101, 204, 304) or empty:
-            self._finish()
+        if status in (204, 304) or (length is not None and not int(length)):
+            self._finish()  # llhttp knows there is no body: it completes the message
+            return
+        if self.head_request or status == 101:
+            self._finish()  # a body llhttp would wait for, or none at all (an upgrade)
             raise _StopParsingError
         self._until_close = te is None and length is None
         if length is not None and te is None:
@@ -467,9 +511,10 @@ class ResponseProtocol(asyncio.Protocol):
             raise _StopParsingError
 
     def on_message_complete(self) -> None:
+        # No raise to stop here (an exception through the parser costs ~5 us a probe): bytes
+        # after the response are parsed as the next message's, and ignored.
         if self.head_done and not self.finished:
             self._complete()
-            raise _StopParsingError
 
     # -------------------------------------------------------------- the decoded body
 
