@@ -226,7 +226,7 @@ class ResponseProtocol(asyncio.Protocol):
         self.matched = False
         self.count = 0  # decoded body bytes seen
         self.body = bytearray()
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._head_bytes = 0  # bytes fed before the final head was complete
         self._body_bytes = 0  # bytes fed after it
         self._read_limit = read_limit(limit)
@@ -288,6 +288,9 @@ class ResponseProtocol(asyncio.Protocol):
     def _finish(self) -> None:
         if not self.finished:
             self.finished = True
+            # The parser holds this protocol's bound methods: a reference cycle per probe, left
+            # to the cyclic GC (measured: ~0.05 ms CPU a probe) unless broken here.
+            self._parser = None
             self.end_at = time.perf_counter()
             if not self.done.done():
                 self.done.set_result(None)
@@ -362,7 +365,10 @@ class ResponseProtocol(asyncio.Protocol):
     def _parse(self, piece: bytes) -> None:
         head_before = self.head_done
         try:
-            self._parser.feed_data(piece)
+            parser = self._parser
+            if parser is None:  # finished
+                return
+            parser.feed_data(piece)
         except _StopParsingError:  # pragma: no cover - httptools wraps it, see below
             pass
         except httptools.HttpParserCallbackError as exc:
@@ -446,7 +452,10 @@ class ResponseProtocol(asyncio.Protocol):
             self._seen[key] = value
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
+        parser = self._parser
+        if parser is None:  # pragma: no cover - only called while parsing
+            raise _StopParsingError
+        status = parser.get_status_code()
         if status < 100:  # llhttp takes `000`; h11 and aiohttp do not
             self._fail("protocol", f"malformed response: bad status code {status:03d}")
             raise _StopParsingError
