@@ -150,6 +150,48 @@ class ResponseProtocol(asyncio.Protocol):
     there), and the perf_counter times `first_at` (first byte) and `end_at` (last byte).
     """
 
+    # Slots: a probe sets ~40 attributes here, ~2 us less a probe than with a __dict__.
+    __slots__ = (
+        "_backlog",
+        "_body_bytes",
+        "_fields",
+        "_head_bytes",
+        "_inflater",
+        "_keep_if",
+        "_length",
+        "_needle",
+        "_next_look",
+        "_parser",
+        "_phrase",
+        "_pieces_left",
+        "_raw",
+        "_read_limit",
+        "_seen",
+        "_until_close",
+        "body",
+        "content_type",
+        "count",
+        "done",
+        "end_at",
+        "error",
+        "finished",
+        "first_at",
+        "follow_redirects",
+        "head_done",
+        "head_request",
+        "interim",
+        "keep_body",
+        "limit",
+        "location",
+        "matched",
+        "phrase",
+        "redirect",
+        "status",
+        "too_large",
+        "too_large_text",
+        "transport",
+    )
+
     def __init__(
         self,
         done: asyncio.Future[None],
@@ -185,7 +227,7 @@ class ResponseProtocol(asyncio.Protocol):
         self.matched = False
         self.count = 0  # decoded body bytes seen
         self.body = bytearray()
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._head_bytes = 0  # bytes fed before the final head was complete
         self._body_bytes = 0  # bytes fed after it
         self._read_limit = read_limit(limit)
@@ -254,6 +296,9 @@ class ResponseProtocol(asyncio.Protocol):
     def _finish(self) -> None:
         if not self.finished:
             self.finished = True
+            # The parser holds this protocol's bound methods: a reference cycle per probe, left
+            # to the cyclic GC (measured: ~0.05 ms CPU a probe) unless broken here.
+            self._parser = None
             self.end_at = time.perf_counter()
             if not self.done.done():
                 self.done.set_result(None)
@@ -328,7 +373,10 @@ class ResponseProtocol(asyncio.Protocol):
     def _parse(self, piece: bytes) -> None:
         head_before = self.head_done
         try:
-            self._parser.feed_data(piece)
+            parser = self._parser
+            if parser is None:  # finished
+                return
+            parser.feed_data(piece)
         except _StopParsingError:  # pragma: no cover - httptools wraps it, see below
             pass
         except httptools.HttpParserCallbackError as exc:
@@ -412,7 +460,10 @@ class ResponseProtocol(asyncio.Protocol):
             self._seen[key] = value
 
     def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
+        parser = self._parser
+        if parser is None:  # pragma: no cover - only called while parsing
+            raise _StopParsingError
+        status = parser.get_status_code()
         if status < 100:  # llhttp takes `000`; h11 and aiohttp do not
             self._fail("protocol", f"malformed response: bad status code {status:03d}")
             raise _StopParsingError
@@ -444,9 +495,11 @@ class ResponseProtocol(asyncio.Protocol):
                 self._finish()
                 raise _StopParsingError
         length = seen.get("length")
-        empty = length is not None and not int(length)
-        if self.head_request or status in (101, 204, 304) or empty:
-            self._finish()
+        if status in (204, 304) or (length is not None and not int(length)):
+            self._finish()  # llhttp knows there is no body: it completes the message
+            return
+        if self.head_request or status == 101:
+            self._finish()  # a body llhttp would wait for, or none at all (an upgrade)
             raise _StopParsingError
         self._until_close = te is None and length is None
         if length is not None and te is None:
@@ -475,9 +528,10 @@ class ResponseProtocol(asyncio.Protocol):
             raise _StopParsingError
 
     def on_message_complete(self) -> None:
+        # No raise to stop here (an exception through the parser costs ~5 us a probe): bytes
+        # after the response are parsed as the next message's, and ignored.
         if self.head_done and not self.finished:
             self._complete()
-            raise _StopParsingError
 
     # -------------------------------------------------------------- the decoded body
 
