@@ -826,10 +826,10 @@ def test_config_errors_are_one_line_and_name_the_place(tmp_path: Path, ca: trust
     )
     site = '[[sites]]\nname = "blog"\nurl = "https://blog.example/"\n'
     cases = {
-        f'{site}ca_file = "{tmp_path}/missing.pem"\n': 'sites[0] "blog": ca_file: ca_file: cannot load',
-        f'{site}ca_file = "{garbage}"\n': 'sites[0] "blog": ca_file: ca_file: cannot load',
+        f'{site}ca_file = "{tmp_path}/missing.pem"\n': 'sites[0] "blog": ca_file: cannot load',
+        f'{site}ca_file = "{garbage}"\n': 'sites[0] "blog": ca_file: cannot load',
         f'{site}ca_file = "relative.pem"\n': "must be an absolute path",
-        f'[defaults]\nca_file = "{garbage}"\n': "defaults: ca_file: ca_file: cannot load",
+        f'[defaults]\nca_file = "{garbage}"\n': "defaults: ca_file: cannot load",
         f'{site}client_cert = "{cert}"\n': 'sites[0] "blog": client_cert: needs client_key too',
         f'{site}client_key = "{key}"\n': 'sites[0] "blog": client_key: needs client_cert too',
         f'{site}client_cert = "{cert}"\nclient_key = "{other_key}"\n': (
