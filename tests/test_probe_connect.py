@@ -38,6 +38,7 @@ from sentinel.probes.connect import (
     Resolver,
     TlsContexts,
     connect_staggered,
+    dial_target,
     interleave,
     wire_host,
 )
@@ -110,6 +111,28 @@ def test_parse_connect_to_raises_only_value_error(value: str) -> None:
         return
     assert host.isascii() and host
     assert port is None or 1 <= port <= 65535
+
+
+@pytest.mark.parametrize(
+    ("connect_to", "host", "port", "expected"),
+    [
+        (None, "shop.example", 443, ("shop.example", 443)),
+        ("192.0.2.1", "shop.example", 443, ("192.0.2.1", 443)),
+        ("192.0.2.1", "shop.example", 80, ("192.0.2.1", 80)),  # any port of the URL's host
+        ("192.0.2.1:8443", "shop.example", 443, ("192.0.2.1", 8443)),
+        ("192.0.2.1:8443", "shop.example", 80, ("shop.example", 80)),  # not the URL's port
+        ("192.0.2.1", "cdn.example", 443, ("cdn.example", 443)),  # a redirect elsewhere
+        ("192.0.2.1", "xn--fa-hia.example", 443, ("xn--fa-hia.example", 443)),
+    ],
+)
+def test_connect_to_applies_to_the_sites_own_host(
+    connect_to: str | None, host: str, port: int, expected: tuple[str, int]
+) -> None:
+    assert dial_target(connect_to, "https://shop.example/", host, port) == expected
+    assert dial_target("192.0.2.1", "https://faß.example/", "xn--fa-hia.example", 443) == (
+        "192.0.2.1",
+        443,
+    )
 
 
 # ------------------------------------------------------------------ pure: address order
