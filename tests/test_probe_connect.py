@@ -38,6 +38,7 @@ from sentinel.probes.connect import (
     Resolver,
     TlsContexts,
     connect_staggered,
+    dial_target,
     interleave,
     wire_host,
 )
@@ -110,6 +111,28 @@ def test_parse_connect_to_raises_only_value_error(value: str) -> None:
         return
     assert host.isascii() and host
     assert port is None or 1 <= port <= 65535
+
+
+@pytest.mark.parametrize(
+    ("connect_to", "host", "port", "expected"),
+    [
+        (None, "shop.example", 443, ("shop.example", 443)),
+        ("192.0.2.1", "shop.example", 443, ("192.0.2.1", 443)),
+        ("192.0.2.1", "shop.example", 80, ("192.0.2.1", 80)),  # any port of the URL's host
+        ("192.0.2.1:8443", "shop.example", 443, ("192.0.2.1", 8443)),
+        ("192.0.2.1:8443", "shop.example", 80, ("shop.example", 80)),  # not the URL's port
+        ("192.0.2.1", "cdn.example", 443, ("cdn.example", 443)),  # a redirect elsewhere
+        ("192.0.2.1", "xn--fa-hia.example", 443, ("xn--fa-hia.example", 443)),
+    ],
+)
+def test_connect_to_applies_to_the_sites_own_host(
+    connect_to: str | None, host: str, port: int, expected: tuple[str, int]
+) -> None:
+    assert dial_target(connect_to, "https://shop.example/", host, port) == expected
+    assert dial_target("192.0.2.1", "https://faß.example/", "xn--fa-hia.example", 443) == (
+        "192.0.2.1",
+        443,
+    )
 
 
 # ------------------------------------------------------------------ pure: address order
@@ -186,18 +209,37 @@ def test_ca_file_is_added_to_the_system_store_not_instead(tmp_path: Path) -> Non
 # ------------------------------------------------------------------ staggered attempts
 
 
+def same_port(*where: tuple[int, str]) -> list[socket.socket]:
+    """Sockets bound to one port on each (family, host): a port free on the first address may
+    be taken on another (other tests, other programs), so try a few."""
+    for _ in range(50):
+        socks: list[socket.socket] = []
+        try:
+            port = 0
+            for family, host in where:
+                sock = socket.socket(family)
+                socks.append(sock)
+                sock.bind((host, port))
+                port = sock.getsockname()[1]
+        except OSError:
+            for sock in socks:
+                sock.close()
+            continue
+        return socks
+    raise RuntimeError(f"no port free on all of {where}")
+
+
 class Blackhole:
     """A listening socket whose accept queue is full: the kernel drops further SYNs, so a
     connection attempt to it hangs (a black-holed address, on loopback)."""
 
-    def __init__(self, family: int, host: str, port: int = 0) -> None:
-        self.server = socket.socket(family)
-        self.server.bind((host, port))
+    def __init__(self, server: socket.socket) -> None:
+        self.server = server
         self.server.listen(0)  # room for one connection that is never accepted
-        self.port: int = self.server.getsockname()[1]
+        host, self.port = server.getsockname()[:2]
         self.fillers = [socket.create_connection((host, self.port), timeout=5.0)]
         for _ in range(2):  # half-open attempts, in case the first is not queued yet
-            extra = socket.socket(family)
+            extra = socket.socket(server.family)
             extra.setblocking(False)
             extra.connect_ex((host, self.port))
             self.fillers.append(extra)
@@ -208,24 +250,21 @@ class Blackhole:
 
 
 @pytest.fixture
-def blackholes() -> Iterator[Callable[..., Blackhole]]:
-    made: list[Blackhole] = []
+def blackhole_then_listener() -> Iterator[Callable[..., tuple[Blackhole, socket.socket]]]:
+    """(a black hole on the first address, a listener on the second), on one port."""
+    made: list[socket.socket | Blackhole] = []
 
-    def make(family: int, host: str, port: int = 0) -> Blackhole:
-        hole = Blackhole(family, host, port)
+    def make(first: tuple[int, str], second: tuple[int, str]) -> tuple[Blackhole, socket.socket]:
+        hole_sock, good = same_port(first, second)
+        made.append(good)
+        hole = Blackhole(hole_sock)
         made.append(hole)
-        return hole
+        good.listen(16)
+        return hole, good
 
     yield make
-    for hole in made:
-        hole.close()
-
-
-def listener(family: int, host: str, port: int = 0) -> socket.socket:
-    sock = socket.socket(family)
-    sock.bind((host, port))
-    sock.listen(16)
-    return sock
+    for item in made:
+        item.close()
 
 
 class Counting(asyncio.Protocol):
@@ -237,28 +276,26 @@ class Counting(asyncio.Protocol):
 
 @needs_ipv6
 async def test_a_black_holed_ipv6_address_does_not_eat_the_timeout(
-    blackholes: Callable[..., Blackhole],
+    blackhole_then_listener: Callable[..., tuple[Blackhole, socket.socket]],
 ) -> None:
-    hole = blackholes(socket.AF_INET6, "::1")
-    with listener(socket.AF_INET, "127.0.0.1", hole.port):
-        async with asyncio.timeout(20):  # one-by-one, the SYN retransmits would take minutes
-            transport, _ = await connect_staggered(
-                asyncio.Protocol, [(V6, "::1"), (V4, "127.0.0.1")], hole.port, where="x"
-            )
-        assert transport.get_extra_info("peername")[0] == "127.0.0.1"
-        transport.abort()
+    hole, _ = blackhole_then_listener((V6, "::1"), (V4, "127.0.0.1"))
+    async with asyncio.timeout(20):  # one-by-one, the SYN retransmits would take minutes
+        transport, _ = await connect_staggered(
+            asyncio.Protocol, [(V6, "::1"), (V4, "127.0.0.1")], hole.port, where="x"
+        )
+    assert transport.get_extra_info("peername")[0] == "127.0.0.1"
+    transport.abort()
 
 
 async def test_a_black_holed_first_address_does_not_eat_the_timeout_ipv4(
-    blackholes: Callable[..., Blackhole],
+    blackhole_then_listener: Callable[..., tuple[Blackhole, socket.socket]],
 ) -> None:
-    hole = blackholes(socket.AF_INET, "127.0.0.2")
+    hole, _ = blackhole_then_listener((V4, "127.0.0.2"), (V4, "127.0.0.3"))
     Counting.made = 0
-    with listener(socket.AF_INET, "127.0.0.3", hole.port):
-        async with asyncio.timeout(20):
-            transport, _ = await connect_staggered(
-                Counting, [(V4, "127.0.0.2"), (V4, "127.0.0.3")], hole.port, where="x"
-            )
+    async with asyncio.timeout(20):
+        transport, _ = await connect_staggered(
+            Counting, [(V4, "127.0.0.2"), (V4, "127.0.0.3")], hole.port, where="x"
+        )
     assert transport.get_extra_info("peername")[0] == "127.0.0.3"
     assert Counting.made == 1  # the factory is the winner's only
     transport.abort()
@@ -266,10 +303,10 @@ async def test_a_black_holed_first_address_does_not_eat_the_timeout_ipv4(
 
 async def test_when_several_attempts_connect_one_wins() -> None:
     Counting.made = 0
-    with (
-        listener(socket.AF_INET, "127.0.0.1") as first,
-        listener(socket.AF_INET, "127.0.0.2", first.getsockname()[1]),
-    ):
+    first, second = same_port((V4, "127.0.0.1"), (V4, "127.0.0.2"))
+    with first, second:
+        first.listen(16)
+        second.listen(16)
         port = first.getsockname()[1]
         for _ in range(5):
             transport, _ = await connect_staggered(
@@ -297,7 +334,9 @@ async def test_refused_everywhere_is_connect_refused() -> None:
 
 
 async def test_a_refused_first_address_moves_on_at_once() -> None:
-    with listener(socket.AF_INET, "127.0.0.2") as good:
+    refusing, good = same_port((V4, "127.0.0.1"), (V4, "127.0.0.2"))  # bound, not listening
+    with refusing, good:
+        good.listen(16)
         port = good.getsockname()[1]
         async with asyncio.timeout(20):
             # With a delay longer than the deadline, only "moves on when refused" can pass.
@@ -810,10 +849,10 @@ def test_config_errors_are_one_line_and_name_the_place(tmp_path: Path, ca: trust
     )
     site = '[[sites]]\nname = "blog"\nurl = "https://blog.example/"\n'
     cases = {
-        f'{site}ca_file = "{tmp_path}/missing.pem"\n': 'sites[0] "blog": ca_file: ca_file: cannot load',
-        f'{site}ca_file = "{garbage}"\n': 'sites[0] "blog": ca_file: ca_file: cannot load',
+        f'{site}ca_file = "{tmp_path}/missing.pem"\n': 'sites[0] "blog": ca_file: cannot load',
+        f'{site}ca_file = "{garbage}"\n': 'sites[0] "blog": ca_file: cannot load',
         f'{site}ca_file = "relative.pem"\n': "must be an absolute path",
-        f'[defaults]\nca_file = "{garbage}"\n': "defaults: ca_file: ca_file: cannot load",
+        f'[defaults]\nca_file = "{garbage}"\n': "defaults: ca_file: cannot load",
         f'{site}client_cert = "{cert}"\n': 'sites[0] "blog": client_cert: needs client_key too',
         f'{site}client_key = "{key}"\n': 'sites[0] "blog": client_key: needs client_cert too',
         f'{site}client_cert = "{cert}"\nclient_key = "{other_key}"\n': (

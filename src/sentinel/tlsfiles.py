@@ -23,11 +23,11 @@ def _no_password() -> str:
 
 def _readable(path: str) -> None:
     if not os.path.isabs(path):
-        raise ValueError(f"{path!r} must be an absolute path")
+        raise ValueError("must be an absolute path")
     if not os.path.isfile(path):
-        raise ValueError(f"{path!r}: no such file")
+        raise ValueError("no such file")
     if not os.access(path, os.R_OK):
-        raise ValueError(f"{path!r}: permission denied")
+        raise ValueError("permission denied")
 
 
 def _reason(exc: BaseException) -> str:
@@ -36,6 +36,14 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc) or type(exc).__name__
+
+
+def _load_ca(context: ssl.SSLContext, ca_file: str) -> None:
+    try:
+        _readable(ca_file)
+        context.load_verify_locations(cafile=ca_file)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"cannot load {ca_file!r}: {_reason(exc)}") from None
 
 
 def load_into(
@@ -49,10 +57,9 @@ def load_into(
     one-line message naming the key on any problem."""
     if ca_file is not None:
         try:
-            _readable(ca_file)
-            context.load_verify_locations(cafile=ca_file)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ValueError(f"ca_file: cannot load {ca_file!r}: {_reason(exc)}") from None
+            _load_ca(context, ca_file)
+        except ValueError as exc:
+            raise ValueError(f"ca_file: {exc}") from None
     if client_cert is not None:
         try:
             _readable(client_cert)
@@ -72,13 +79,16 @@ def load_into(
 
 def check_ca_file(path: str) -> str:
     """The config check of `ca_file`: exists, readable, holds at least one PEM certificate."""
-    load_into(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), ca_file=path)
+    _load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), path)
     return path
 
 
 def check_readable(path: str) -> str:
     """The config check of `client_cert` / `client_key` alone (the pair is checked together)."""
-    _readable(path)
+    try:
+        _readable(path)
+    except ValueError as exc:
+        raise ValueError(f"cannot load {path!r}: {exc}") from None
     return path
 
 

@@ -94,22 +94,24 @@ def wire_host(host: str) -> str:
         raise ConnectError("dns", str(exc)) from None
 
 
-def dial_target(
-    connect_to: str | None, url: str, host: str, port: int, default_port: int
-) -> tuple[str, int]:
-    """Where to connect for `host:port`: the site's `connect_to` if this hop goes to the site's
-    own URL host and port (like curl's --connect-to, a redirect elsewhere goes where it says),
-    else `host:port` itself."""
+def dial_target(connect_to: str | None, url: str, host: str, port: int) -> tuple[str, int]:
+    """Where to connect for `host:port`. `connect_to` applies to connections to the site's own
+    URL host: "ADDRESS" (no port) to any port of it, like an /etc/hosts entry (an http -> https
+    redirect goes to the same server); "ADDRESS:PORT" only to the URL's own host and port, like
+    curl's --connect-to. A redirect to another host goes where it says."""
     if connect_to is None:
         return host, port
     from urllib.parse import urlsplit  # only for sites with connect_to
 
     parts = urlsplit(url)
-    site_host = ascii_host(parts.hostname or "")
-    if (site_host, parts.port or default_port) != (host, port):
+    if ascii_host(parts.hostname or "") != host:
         return host, port
     to_host, to_port = parse_connect_to(connect_to)
-    return to_host, to_port or port
+    if to_port is None:
+        return to_host, port
+    if (parts.port or (443 if parts.scheme == "https" else 80)) != port:
+        return host, port
+    return to_host, to_port
 
 
 def literal(host: str) -> list[Address] | None:

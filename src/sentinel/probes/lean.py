@@ -269,10 +269,7 @@ class LeanHttpProber(Probe):
         try:
             # The connection side (names, addresses, TLS) lives in connect.py.
             host = wire_host(host)
-            default_port = 443 if parts.scheme == "https" else 80
-            dial_host, dial_port = dial_target(
-                site.connect_to, site.target, host, port, default_port
-            )
+            dial_host, dial_port = dial_target(site.connect_to, site.target, host, port)
             where = host_port(host, port)
             if (dial_host, dial_port) != (host, port):
                 where = f"{where} (connect_to {host_port(dial_host, dial_port)})"
