@@ -250,31 +250,10 @@ CASES: tuple[Case, ...] = (
 # Found here, also listed in issue 12 ("10 of 82 cases disagree").
 _LLHTTP = "the probe-llhttp branch (issue 12) fixes it"
 _CONNECT = "the probe-connect branch (issue 12) fixes it"
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("redirects-11", "*"): f"sentinel follows at most 10 redirects (issue 12: 20); {_LLHTTP}",
-    ("big-header-line", "*"): (
-        f"sentinel fails a header line over 8,190 bytes as protocol (issue 12: heads up to "
-        f"64 KiB); {_LLHTTP}"
-    ),
-    ("200-header-fields", "*"): (
-        f"sentinel fails more than 128 header fields as protocol (issue 12: at least 500); "
-        f"{_LLHTTP}"
-    ),
-    ("large-body-text-early", "*"): (
-        f"sentinel fails a body over max_body_bytes as body_too_large even when the text is "
-        f"within the limit; {_LLHTTP}"
-    ),
-    ("tls-intermediate-expiring", "*"): (
-        f"sentinel reads only the leaf's expiry, not the earliest in the served chain; {_CONNECT}"
-    ),
-    **{
-        ("tls-client-cert-missing", server): (
-            f"a TLS alert after the handshake (client certificate required, TLS 1.3) is "
-            f"reported as connect_reset, not tls; {_CONNECT}"
-        )
-        for server in ("apache2", "lighttpd", "caddy")
-    },
-}
+# Cases where sentinel disagrees with curl because of a sentinel bug (strict xfail, so a fix
+# shows up as a failure until its entry is removed). Issue 12's list was fixed by the llhttp
+# probe and the connection rework; none is known now.
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def known_bug(case: Case, server: str) -> str | None:
