@@ -26,6 +26,7 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from sentinel.early.config import EarlyConfig
+    from sentinel.heartbeats.config import HeartbeatConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -287,6 +288,8 @@ class FileSection(_Strict):
     # Early-warning sections, validated by sentinel.early.config (keeps the core small).
     watch: list[dict[str, Any]] = Field(default_factory=list)
     host: dict[str, Any] | None = None
+    # [[heartbeats]], validated by sentinel.heartbeats.config.
+    heartbeats: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -360,6 +363,7 @@ class Config:
     email: EmailConfig | None = None
     source: str = ""  # the file it came from, for messages
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
+    heartbeats: tuple[HeartbeatConfig, ...] = ()  # [[heartbeats]]: pings from cron jobs
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -476,6 +480,17 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    heartbeats: tuple[HeartbeatConfig, ...] = ()
+    if file_section is not None:
+        from sentinel.heartbeats.config import parse_heartbeats
+
+        try:
+            heartbeats = parse_heartbeats(
+                file_section.heartbeats, listen=file_section.sentinel.listen
+            )
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
 
@@ -505,6 +520,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         email=email,
         source=source,
         early=early,
+        heartbeats=heartbeats,
     )
 
 

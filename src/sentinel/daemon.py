@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,10 @@ from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
+from sentinel.heartbeats.config import TokenError, read_tokens
+from sentinel.heartbeats.service import HeartbeatService, alert_heartbeat
+from sentinel.heartbeats.state import Event as HeartbeatEvent
+from sentinel.heartbeats.state import HeartbeatState
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import (
@@ -98,6 +102,7 @@ class Daemon:
         self.early: EarlyWarnings | None = None
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
+        self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -191,14 +196,19 @@ class Daemon:
             if self.store is not None and self.early is not None:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
+            hb_tokens = read_tokens(self.config.heartbeats)
+            self.heartbeats.start(self.config.heartbeats, hb_tokens, self.store)
             await self.prober.start()
             if self.config.listen:
                 routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
                     site_status=self.site_status,
                     healthy=self.healthy,
+                    heartbeat_status=self.heartbeats.status,
                 )
-                server, self.port = await start_server(routes, self.config.listen)
+                server, self.port = await start_server(
+                    routes, self.config.listen, {"/ping/": self.heartbeats.handle}
+                )
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
             if self.store is not None:
                 self.outbox = OutboxSender(
@@ -211,6 +221,7 @@ class Daemon:
                 self._tasks.append(loop.create_task(self.outbox.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
+            self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
             if self.early is not None:
                 self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
                 if self.store is not None:
@@ -304,7 +315,8 @@ class Daemon:
             new = load_config(self.config_path)
             if new.email is not None:
                 resolve_password(new.email, self.environ)
-        except (ConfigError, PasswordError) as exc:
+            hb_tokens = read_tokens(new.heartbeats)
+        except (ConfigError, PasswordError, TokenError) as exc:
             lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
             for line in lines:
                 log.error("reload rejected, keeping the running config: %s", line)
@@ -329,6 +341,7 @@ class Daemon:
         self.scheduler.set_batch(new.batch_window)
         self.prober.set_precise_latency(new.precise_latency)
         self.scheduler.set_sites(new.sites)
+        self.heartbeats.reload(new.heartbeats, hb_tokens, self.store)
         self.metrics.sites.set(len(self.sites))
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
@@ -402,6 +415,17 @@ class Daemon:
             return
         if outgoing and self.outbox is not None:
             self.outbox.wake()
+
+    def _persist_heartbeat(self, state: HeartbeatState, events: Sequence[HeartbeatEvent]) -> None:
+        alert_heartbeat(
+            store=self.store,
+            outbox=self.outbox,
+            email=self.config.email,
+            state=state,
+            events=events,
+            on_store_error=self._store_failed,
+            now=time.time(),
+        )
 
     def _on_early_event(self, event: EarlyEvent) -> None:
         """An early warning (memory creep, disk filling, slower site, OOM): log, then email."""
@@ -486,6 +510,6 @@ async def run_daemon(config_path: str, config: Config) -> int:
         return EXIT_CONFIG
     try:
         return await daemon.run()
-    except PasswordError as exc:
+    except (PasswordError, TokenError) as exc:
         log.error("%s", exc)
         return EXIT_CONFIG

@@ -16,7 +16,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -35,8 +35,12 @@ MAX_CONNECTIONS: Final = 64  # served at once; more are closed straight away
 _REASONS: Final = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -61,6 +65,9 @@ class Reply:
 
 
 Route = Callable[[], Reply]
+# A route for every path under a prefix that may read a body (the heartbeat pings):
+# (method, target, request head, reader) -> (status, one line of text).
+PrefixRoute = Callable[[str, str, bytes, asyncio.StreamReader], Awaitable[tuple[int, str]]]
 
 
 def make_routes(
@@ -68,6 +75,7 @@ def make_routes(
     render_metrics: Callable[[], Iterable[bytes]],
     site_status: StatusProvider,
     healthy: Callable[[], bool],
+    heartbeat_status: StatusProvider | None = None,
 ) -> dict[str, Route]:
     def metrics() -> Reply:
         # Streamed in pieces of a few hundred sites (~25 us a site), handing the loop back
@@ -82,19 +90,24 @@ def make_routes(
 
     def api_status() -> Reply:
         sites = [dict(s) for s in site_status()]
-        body = {"generated_at": _iso(time.time()), "sites": sites}
+        body: dict[str, Any] = {"generated_at": _iso(time.time()), "sites": sites}
+        if heartbeat_status is not None:
+            body["heartbeats"] = [dict(h) for h in heartbeat_status()]
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
         text = json.dumps(body, ensure_ascii=False, indent=1)
         return Reply(200, "application/json; charset=utf-8", text.encode())
 
     def index() -> Reply:
-        page = render_status_page(site_status())
+        beats = heartbeat_status() if heartbeat_status is not None else ()
+        page = render_status_page(site_status(), beats)
         return Reply(200, "text/html; charset=utf-8", page.encode())
 
     return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status, "/": index}
 
 
-def render_status_page(sites: Sequence[Mapping[str, Any]]) -> str:
+def render_status_page(
+    sites: Sequence[Mapping[str, Any]], heartbeats: Sequence[Mapping[str, Any]] = ()
+) -> str:
     down = sum(1 for s in sites if s.get("status") == "down")
     rows = []
     for s in sorted(sites, key=lambda s: (s.get("status") != "down", str(s.get("site")))):
@@ -120,7 +133,35 @@ def render_status_page(sites: Sequence[Mapping[str, Any]]) -> str:
         ".down td{background:#fdd}.up td:nth-child(2){color:#070}</style></head><body>"
         f"<h1>sentinel</h1><p>{len(sites)} sites, {down} down</p>"
         "<table><tr><th>site</th><th>status</th><th>since</th><th>last latency</th>"
-        "<th>last result</th></tr>" + "".join(rows) + "</table></body></html>"
+        "<th>last result</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        + _heartbeats_table(heartbeats)
+        + "</body></html>"
+    )
+
+
+def _heartbeats_table(beats: Sequence[Mapping[str, Any]]) -> str:
+    if not beats:
+        return ""
+    rows = []
+    for b in beats:
+        status = str(b.get("status", "new"))
+        cls = "down" if status in ("late", "failed") else "up"
+        rows.append(
+            "<tr class='{cls}'><td>{name}</td><td>{status}</td><td>{last}</td>"
+            "<td>{expected}</td><td>{exit}</td></tr>".format(
+                cls=cls,
+                name=html.escape(str(b.get("heartbeat"))),
+                status=html.escape(status.upper()),
+                last=html.escape(str(b.get("last_ping") or "never")),
+                expected=html.escape(str(b.get("expected_at") or "")),
+                exit="" if b.get("last_exit") is None else html.escape(str(b.get("last_exit"))),
+            )
+        )
+    return (
+        "<h2>heartbeats</h2><table><tr><th>heartbeat</th><th>status</th><th>last ping</th>"
+        "<th>next ping expected</th><th>last exit</th></tr>" + "".join(rows) + "</table>"
     )
 
 
@@ -131,11 +172,13 @@ class WebServer:
         self,
         routes: Mapping[str, Route],
         *,
+        prefixed: Mapping[str, PrefixRoute] | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         response_timeout: float = RESPONSE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._routes = dict(routes)
+        self._prefixed = dict(prefixed or {})
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
         self._max_connections = max_connections
@@ -195,7 +238,11 @@ class WebServer:
             await _write(writer, _plain(400, "bad request"), head_only=False)
             return
         method, target, version = parts
-        if method not in ("GET", "HEAD"):
+        prefixed = next((r for p, r in self._prefixed.items() if target.startswith(p)), None)
+        if prefixed is not None:
+            status, text = await prefixed(method, target, head, reader)
+            reply = _plain(status, text)
+        elif method not in ("GET", "HEAD"):
             reply = _plain(405, "only GET and HEAD")
         else:
             route = self._routes.get(target.split("?", 1)[0])
@@ -241,8 +288,10 @@ async def _write(
     await writer.drain()
 
 
-async def start_server(routes: Mapping[str, Route], listen: str) -> tuple[WebServer, int]:
+async def start_server(
+    routes: Mapping[str, Route], listen: str, prefixed: Mapping[str, PrefixRoute] | None = None
+) -> tuple[WebServer, int]:
     """Serve `routes` on listen ("host:port"); returns the server and the bound port."""
-    server = WebServer(routes)
+    server = WebServer(routes, prefixed=prefixed)
     port = await server.start(listen)
     return server, port
