@@ -9,9 +9,9 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from sentinel import __version__
 from sentinel.config import (
@@ -67,7 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("targets", nargs="*", help="URLs or host:port to probe without a config")
     with_config(sub.add_parser("test-email", help="send one test email through the SMTP server"))
     with_config(sub.add_parser("status", help="show every site's state from the state store"))
+    _heartbeat_parsers(sub, with_config)
     return parser
+
+
+def _heartbeat_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
+    ping = sub.add_parser("ping", help="ping a heartbeat (success, --start, --fail or --exit N)")
+    with_config(ping)
+    ping.add_argument("name", help="the heartbeat's name")
+    what = ping.add_mutually_exclusive_group()
+    what.add_argument("--start", action="store_true", help="the job started")
+    what.add_argument("--fail", action="store_true", help="the job failed")
+    what.add_argument("--exit", type=int, choices=range(256), metavar="N", help="exit code 0-255")
+    wrap = sub.add_parser(
+        "wrap", help="run a command and report it to a heartbeat: wrap NAME -- COMMAND [ARGS]"
+    )
+    with_config(wrap)
+    wrap.add_argument("name", help="the heartbeat's name")
+    wrap.add_argument(
+        "argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- the command and its arguments"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,6 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test_email(config_path)
         if args.command == "status":
             return cmd_status(config_path, sys.stdout)
+        if args.command in ("ping", "wrap"):
+            from sentinel.heartbeats import client
+
+            if args.command == "ping":
+                return client.cmd_ping(
+                    config_path, args.name, start=args.start, fail=args.fail, exit_code=args.exit
+                )
+            command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not command:
+                parser.error("wrap: give the command after --: sentinel wrap NAME -- COMMAND")
+            return client.cmd_wrap(config_path, args.name, command)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
