@@ -11,7 +11,8 @@ When is a heartbeat late? A ping is expected `next_expected(last end ping)` (`ev
 the cron schedule's next fire time), and late `grace` after that; a start ping instead gives the
 run `grace` to end. Pings sent while sentinel was down are lost, so after a (re)start at R the
 deadline is never before `next_expected(R) + grace` (`resumed_at`). A heartbeat never pinged
-counts from when sentinel began watching it, so a job that never runs is noticed too.
+counts from when sentinel began watching it, so a job that never runs is noticed too. A run that
+started after the restart is not covered by that rule: its end ping cannot have been lost.
 """
 
 from __future__ import annotations
@@ -117,13 +118,17 @@ def incident_id_for(now: float) -> str:
 
 def expected_at(state: HeartbeatState, config: HeartbeatConfig) -> float:
     """When the next ping (or the end of the open run) is due; late `grace` after this."""
+    resumed = state.resumed_at
     if state.started_at is not None:
         due = state.started_at
+        # A run that started after the restart cannot have lost its end ping.
+        if resumed is not None and state.started_at >= resumed:
+            return due
     else:
         base = state.last_end if state.last_end is not None else state.watching_since
         due = config.next_expected(base)
-    if state.resumed_at is not None:
-        due = max(due, config.next_expected(state.resumed_at))
+    if resumed is not None:
+        due = max(due, config.next_expected(resumed))
     return due
 
 
