@@ -162,6 +162,13 @@ def cmd_check(config_path: str, out: TextIO) -> int:
         except PasswordError as exc:
             print(f"sentinel: {config_path}: email: password: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+    from sentinel.heartbeats.config import TokenError, read_tokens
+
+    try:
+        read_tokens(config.heartbeats)
+    except TokenError as exc:
+        print(f"sentinel: {config_path}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     print(f"{config_path}: valid", file=out)
     print(f"  listen: {config.listen or '(off)'}", file=out)
     print(f"  max_concurrency: {config.max_concurrency}", file=out)
@@ -193,6 +200,15 @@ def cmd_check(config_path: str, out: TextIO) -> int:
         if early.host.disks:
             print(f"  disks: {', '.join(early.host.disks)}", file=out)
         print(f"  self-watch: {'on' if early.self_watch is not None else 'off'}", file=out)
+    if config.heartbeats:
+        print(f"  heartbeats: {len(config.heartbeats)}", file=out)
+        for beat in config.heartbeats:
+            token = "token" if beat.token_file else "no token"
+            print(
+                f"    {beat.name:<24} {beat.describe()}, grace {format_duration(beat.grace)}, "
+                f"{token}",
+                file=out,
+            )
     return EXIT_OK
 
 

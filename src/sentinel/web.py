@@ -6,6 +6,8 @@ and importing aiohttp costs ~11 MiB of resident memory, a sixth of the whole dae
 (bench/README.md). Each connection serves one request and is closed (`Connection: close`);
 requests are bounded in size (16 KiB head) and time (10 s to send it, 60 s to take the answer),
 and at most 64 connections are served at once, so a slow or hostile client cannot pin the daemon.
+The heartbeat pings (/ping/..., sentinel.heartbeats.endpoint) are a prefix route that reads its
+own bounded body.
 """
 
 from __future__ import annotations
@@ -166,7 +168,8 @@ def _heartbeats_table(beats: Sequence[Mapping[str, Any]]) -> str:
 
 
 class WebServer:
-    """Serves `routes` (path -> Reply) over HTTP/1.x; GET and HEAD only."""
+    """Serves `routes` (path -> Reply) over HTTP/1.x, GET and HEAD only; `prefixed` routes
+    (prefix -> handler) get every method, the request head and the stream to read a body."""
 
     def __init__(
         self,
