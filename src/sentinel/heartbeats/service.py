@@ -233,7 +233,6 @@ class HeartbeatService:
             if now > due:
                 config, current = self.configs[name], self.states[name]
                 self._apply(config, hb.check(current, config, now))
-                self._deadlines[name] = math.inf if self.states[name].alert else due
 
     async def run(self) -> None:
         """Look for late heartbeats when the next deadline passes (or a ping changed one)."""
