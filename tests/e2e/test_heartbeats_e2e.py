@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -295,3 +296,22 @@ def test_wrap_keeps_the_exit_code_when_sentinel_is_not_there(tmp_path: Path) -> 
     )
     assert out.returncode == 0 and out.stdout == "ran\n"
     assert "running the command without pings" in out.stderr
+
+
+def test_reload_adds_and_removes_heartbeats(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    proc = sentinel_proc(heartbeat("a", "1h", "1h")).start()
+    assert curl(f"http://127.0.0.1:{proc.port}/ping/a") == 200
+    proc.write_config(heartbeat("b", "1h", "1h"))
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: set(heartbeats(proc)) == {"b"}, timeout=20)
+    assert curl(f"http://127.0.0.1:{proc.port}/ping/a") == 401
+    assert curl(f"http://127.0.0.1:{proc.port}/ping/b") == 200
+    assert proc.metric("sentinel_heartbeat_up", heartbeat="a") is None
+    assert proc.metric("sentinel_heartbeat_up", heartbeat="b") == 1
+    # An unreadable token file rejects the reload; the running config stays.
+    proc.write_config(heartbeat("b", "1h", "1h", Path("/nonexistent/token")))
+    proc.signal(signal.SIGHUP)
+    wait_until(lambda: proc.metric("sentinel_config_last_reload_successful") == 0, timeout=20)
+    assert curl(f"http://127.0.0.1:{proc.port}/ping/b") == 200
