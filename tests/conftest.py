@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
+import daemon_proc
 from daemon_proc import SentinelProcess
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """SentinelProcess.start() refuses to run in a test not marked slow (also from a module
+    fixture, set up with its first test), so the quick loop `pytest -m "not slow"` stays quick."""
+    daemon_proc.SLOW_TEST_RUNNING = item.get_closest_marker("slow") is not None
 
 
 @pytest.fixture
@@ -30,7 +37,22 @@ def sentinel_proc(tmp_path: Path) -> Iterator[Callable[..., SentinelProcess]]:
 
 # The daemon runs on uvloop when it is installed (sentinel.eventloop), and its transports differ
 # from asyncio's (no ReadTransport base class, other read sizes): the probe tests run on both.
-BOTH_LOOPS_MODULES = ("test_probe_lean.py", "test_hostile_targets.py")
+BOTH_LOOPS_MODULES = ("test_probe_http.py", "test_probe_lean.py", "test_hostile_targets.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The aiohttp prober is not what the daemon runs: test_probe_http.py runs it on asyncio only
+    (its lean twin, the `prober` fixture's other param, runs on both loops)."""
+    unwanted = [
+        item
+        for item in items
+        if item.path.name == "test_probe_http.py"
+        and "aiohttp" in (callspec_id := getattr(getattr(item, "callspec", None), "id", ""))
+        and "uvloop" in callspec_id
+    ]
+    if unwanted:
+        config.hook.pytest_deselected(items=unwanted)
+        items[:] = [item for item in items if item not in unwanted]
 
 
 def pytest_asyncio_loop_factories(

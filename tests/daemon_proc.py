@@ -38,6 +38,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
+# Set by conftest for each test: whether it is marked `slow`. Starting the daemon in a test that
+# is not would make `pytest -m "not slow"` (the quick loop) slow again.
+SLOW_TEST_RUNNING = True
+
+
 class SentinelProcess:
     """`python -m sentinel run -c FILE` with its own state dir and port."""
 
@@ -72,6 +77,7 @@ class SentinelProcess:
         self.config_path.write_text(header + text)
 
     def start(self, *extra: str) -> SentinelProcess:
+        assert SLOW_TEST_RUNNING, "a test that starts the daemon must be marked @pytest.mark.slow"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [

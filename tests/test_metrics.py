@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
-from sentinel.metrics import Metrics, _num
+from sentinel.metrics import Metrics, format_sample
 from sentinel.monitor import SiteState, Status
 from sentinel.probes.result import ProbeResult
 
@@ -93,7 +93,13 @@ def test_per_site_series_match_what_prometheus_client_wrote() -> None:
     m.skipped("shop")
     m.skipped("fresh", 2)
     s = samples(m)
-    per_site = {k: v for k, v in s.items() if any(name == "site" for name, _ in k[1])}
+    # Families added since that implementation have their own test below.
+    newer = ("sentinel_site_state", "sentinel_site_flapping")
+    per_site = {
+        k: v
+        for k, v in s.items()
+        if any(name == "site" for name, _ in k[1]) and k[0] not in newer
+    }
     shop, q = (("site", "shop"),), (("site", quoted),)
     expected = {
         ("sentinel_site_up", (("site", "restored"),)): 0.0,
@@ -146,4 +152,24 @@ def test_rendering_in_chunks_gives_the_same_text() -> None:
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**12), 10**12))
 def test_values_are_written_as_prometheus_client_writes_them(value: float) -> None:
-    assert _num(value) == floatToGoString(value)
+    assert format_sample(value) == floatToGoString(value)
+
+
+def test_site_state_is_one_hot_and_pending_shows_before_down() -> None:
+    m = Metrics(process=False)
+    m.add_site(SiteState(site="fresh"))
+    m.observe("shop", failed(), SiteState(site="shop", status=Status.UP, consecutive_failures=1), 0.0)
+    m.observe("down", failed(), SiteState(site="down", status=Status.DOWN, consecutive_failures=3), 0.0)
+    s = samples(m)
+
+    def state_of(site: str) -> list[str]:
+        return [
+            dict(labels)["state"]
+            for (name, labels), value in s.items()
+            if name == "sentinel_site_state" and dict(labels)["site"] == site and value == 1
+        ]
+
+    assert state_of("fresh") == ["unknown"]
+    assert state_of("shop") == ["pending"]
+    assert state_of("down") == ["down"]
+    assert s[("sentinel_site_flapping", (("site", "shop"),))] == 0

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from sentinel.config import SiteConfig
 from sentinel.probes.http import HttpProber, clean_message, der_not_after, describe_statuses
+from sentinel.probes.lean import LeanHttpProber
 from sentinel.probes.prober import Prober
 
 Serve = Callable[..., Awaitable[str]]
@@ -36,9 +37,12 @@ def site(target: str, **kwargs: Any) -> SiteConfig:
 # ------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture
-async def prober() -> AsyncIterator[HttpProber]:
-    async with HttpProber(user_agent="sentinel-test/1") as p:
+@pytest.fixture(params=["aiohttp", "lean"])
+async def prober(request: pytest.FixtureRequest) -> AsyncIterator[HttpProber | LeanHttpProber]:
+    """Each test that takes `prober` runs against both HTTP probers: the lean one (what the
+    daemon uses) is held to the same verdicts as the aiohttp one."""
+    kind = HttpProber if request.param == "aiohttp" else LeanHttpProber
+    async with kind(user_agent="sentinel-test/1") as p:
         yield p
 
 

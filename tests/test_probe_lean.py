@@ -1,9 +1,9 @@
 """LeanHttpProber against real loopback servers.
 
-Every behavioural test of test_probe_http.py that takes the `prober` fixture runs here again,
-unchanged, against `LeanHttpProber` (the `prober` fixture below overrides the imported one), so
-the lean path is held to the same verdicts as `HttpProber`. The few tests there that build an
-`HttpProber` themselves have lean equivalents below, followed by lean-specific tests: the TLS
+Every behavioural test of test_probe_http.py that takes the `prober` fixture runs against both
+`HttpProber` and `LeanHttpProber` (a parametrized fixture there), so the lean path is held to the
+same verdicts. The few tests there that build an `HttpProber` themselves have lean equivalents
+below (whose `prober` fixture is the lean one), followed by lean-specific tests: the TLS
 phase, bombs, floods, framing, redirects, a differential corpus run through both probers, and
 the parser fed in every possible split.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
-import inspect
 import random
 import socket
 import ssl
@@ -30,7 +29,6 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-import test_probe_http
 from sentinel.probes.http import HttpProber, clean_message
 from sentinel.probes.lean import (
     HEAD_LIMIT,
@@ -65,32 +63,6 @@ Writer = asyncio.StreamWriter
 async def prober() -> AsyncIterator[LeanHttpProber]:
     async with LeanHttpProber(user_agent="sentinel-test/1") as p:
         yield p
-
-
-# ------------------------------------------------------------------ the shared behaviour
-
-# Tests of test_probe_http.py that take `prober` but cannot hold for the lean prober, with why.
-NOT_SHARED: dict[str, str] = {}
-
-
-def _shared_tests() -> dict[str, Callable[..., Any]]:
-    tests: dict[str, Callable[..., Any]] = {}
-    for name, func in vars(test_probe_http).items():
-        if not name.startswith("test_") or not callable(func):
-            continue
-        if "prober" not in inspect.signature(func).parameters:
-            continue  # builds its own prober or tests a pure function: see below
-        skip = NOT_SHARED.get(name)
-        tests[name] = pytest.mark.skip(reason=skip)(func) if skip else func
-    return tests
-
-
-SHARED_TESTS = _shared_tests()
-globals().update(SHARED_TESTS)  # collected by pytest as tests of this module
-
-
-def test_the_shared_behaviour_is_collected() -> None:
-    assert len(SHARED_TESTS) >= 25, sorted(SHARED_TESTS)
 
 
 # ------------------------------------------------------------------ equivalents

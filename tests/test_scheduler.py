@@ -165,3 +165,58 @@ async def test_ticks_due_close_together_start_in_one_wake_up_at_most_the_window_
     unbatched.set_sites([site(f"s{i}", interval=1.0) for i in range(40)])
     await run_for(unbatched, 1.05)
     assert 1 + sum(1 for a, b in itertools.pairwise(starts) if b - a > 0.005) > 20
+
+
+class _NoSpread(random.Random):
+    def random(self) -> float:
+        return 0.0
+
+
+async def test_a_retry_probes_again_soon_without_moving_the_regular_ticks() -> None:
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    fourth = asyncio.Event()
+    scheduler: Scheduler
+
+    async def pending_probe(s: SiteConfig) -> None:
+        starts.append(loop.time())
+        if len(starts) < 4:
+            scheduler.retry(s.name, 0.05)  # still failing, not yet DOWN: confirm fast
+        else:
+            fourth.set()
+
+    scheduler = Scheduler(pending_probe, max_concurrency=10, rng=_NoSpread())
+    scheduler.set_sites([site("a", interval=30.0, timeout=1.0)])
+    task = asyncio.create_task(scheduler.run())
+    try:
+        # Three retries then the fourth probe, long before the next regular tick (30 s).
+        await asyncio.wait_for(fourth.wait(), timeout=20)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert len(starts) == 4
+    assert starts[-1] - starts[0] < 15
+
+
+async def test_a_retry_later_than_the_next_tick_changes_nothing() -> None:
+    calls: list[str] = []
+    second = asyncio.Event()
+    scheduler: Scheduler
+
+    async def probe(s: SiteConfig) -> None:
+        calls.append(s.name)
+        scheduler.retry(s.name, 60.0)  # after the next regular tick: ignored
+        if len(calls) >= 2:
+            second.set()
+
+    scheduler = Scheduler(probe, max_concurrency=10, rng=_NoSpread())
+    scheduler.set_sites([site("a", interval=1.0, timeout=0.5)])
+    task = asyncio.create_task(scheduler.run())
+    try:
+        await asyncio.wait_for(second.wait(), timeout=20)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert calls[:2] == ["a", "a"]

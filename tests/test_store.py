@@ -416,6 +416,15 @@ def test_a_store_from_schema_version_1_is_migrated_and_keeps_its_states(tmp_path
         assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
         assert store.load_states()["blog"] == state
         assert store.load_latency_history() == {}
+        assert store.load_trend_history() == {}
+
+
+def test_trend_history_is_replaced_as_a_whole(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path)) as store:
+        store.replace_trend_history({"watch:web": '{"a":1}', "disk:/": '{"b":2}'}, 10.0)
+        store.replace_trend_history({"watch:web": '{"a":3}'}, 20.0)  # the disk is unwatched
+    with Store.open(str(tmp_path)) as store:
+        assert store.load_trend_history() == {"watch:web": '{"a":3}'}
 
 
 def test_latency_history_round_trips_is_upserted_and_leaves_with_its_site(tmp_path: Path) -> None:

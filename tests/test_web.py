@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from sentinel.web import HEAD_LIMIT, Reply, WebServer
+from sentinel.web import HEAD_LIMIT, Reply, WebServer, make_routes
 
 
 def chunks() -> Iterator[bytes]:
@@ -146,3 +147,37 @@ async def test_connections_beyond_the_limit_are_closed_and_the_server_recovers(
         writer.close()
     await asyncio.sleep(0.1)
     assert (await exchange(server[1], b"GET /healthz HTTP/1.1\r\n\r\n")).endswith(b"ok\n")
+
+
+async def test_an_unreadable_watch_shows_as_such_on_the_page_and_in_the_api() -> None:
+    view = {
+        "watches": [
+            {
+                "watch": "ghost",
+                "source": "pid file /run/ghost.pid",
+                "state": "unreadable",
+                "error": "cannot read /run/ghost.pid: no such file",
+                "memory_bytes": None,
+                "growth_bytes_per_second": None,
+                "seconds_to_limit": None,
+                "limit_bytes": None,
+            }
+        ],
+        "disks": [],
+    }
+    routes = make_routes(
+        render_metrics=lambda: iter(()),
+        site_status=lambda: [],
+        healthy=lambda: True,
+        early_status=lambda: view,
+    )
+    srv = WebServer(routes)
+    port = await srv.start("127.0.0.1:0")
+    try:
+        _, _, api = split(await exchange(port, b"GET /api/status HTTP/1.0\r\n\r\n"))
+        _, _, page = split(await exchange(port, b"GET / HTTP/1.0\r\n\r\n"))
+    finally:
+        await srv.close()
+    (watch,) = json.loads(api)["watches"]
+    assert watch["state"] == "unreadable" and watch["growth_bytes_per_second"] is None
+    assert b"<td>ghost</td><td>UNREADABLE</td><td>cannot read /run/ghost.pid" in page

@@ -9,11 +9,11 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
-from sentinel import __version__
+from sentinel import USER_AGENT, __version__
 from sentinel.config import (
     DEFAULT_CONFIG_PATH,
     Config,
@@ -67,26 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("targets", nargs="*", help="URLs or host:port to probe without a config")
     with_config(sub.add_parser("test-email", help="send one test email through the SMTP server"))
     with_config(sub.add_parser("status", help="show every site's state from the state store"))
-    _heartbeat_parsers(sub, with_config)
+    from sentinel import cli_silence
+
+    for name in cli_silence.add_parsers(sub):
+        with_config(sub.choices[name])
+    from sentinel.heartbeats import client as heartbeat_cli
+
+    for name in heartbeat_cli.add_parsers(sub):
+        with_config(sub.choices[name])
     return parser
-
-
-def _heartbeat_parsers(sub: Any, with_config: Callable[[argparse.ArgumentParser], None]) -> None:
-    ping = sub.add_parser("ping", help="ping a heartbeat (success, --start, --fail or --exit N)")
-    with_config(ping)
-    ping.add_argument("name", help="the heartbeat's name")
-    what = ping.add_mutually_exclusive_group()
-    what.add_argument("--start", action="store_true", help="the job started")
-    what.add_argument("--fail", action="store_true", help="the job failed")
-    what.add_argument("--exit", type=int, choices=range(256), metavar="N", help="exit code 0-255")
-    wrap = sub.add_parser(
-        "wrap", help="run a command and report it to a heartbeat: wrap NAME -- COMMAND [ARGS]"
-    )
-    with_config(wrap)
-    wrap.add_argument("name", help="the heartbeat's name")
-    wrap.add_argument(
-        "argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- the command and its arguments"
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,17 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test_email(config_path)
         if args.command == "status":
             return cmd_status(config_path, sys.stdout)
-        if args.command in ("ping", "wrap"):
-            from sentinel.heartbeats import client
+        if args.command in ("silence", "unsilence"):
+            from sentinel import cli_silence
 
-            if args.command == "ping":
-                return client.cmd_ping(
-                    config_path, args.name, start=args.start, fail=args.fail, exit_code=args.exit
-                )
-            command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-            if not command:
-                parser.error("wrap: give the command after --: sentinel wrap NAME -- COMMAND")
-            return client.cmd_wrap(config_path, args.name, command)
+            config = _load(config_path)
+            return EXIT_CONFIG if config is None else cli_silence.run(args, config)
+        if args.command in ("ping", "wrap"):
+            from sentinel.heartbeats import client as heartbeat_cli
+
+            return heartbeat_cli.run(args, config_path)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
@@ -235,7 +222,7 @@ def cmd_probe(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
     from sentinel.config import parse_duration
 
     sites: list[SiteConfig]
-    user_agent = "sentinel-uptime/" + __version__
+    user_agent = USER_AGENT
     if args.targets:
         try:
             timeout = parse_duration(args.timeout)

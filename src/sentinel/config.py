@@ -9,24 +9,61 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from sentinel.early.config import EarlyConfig
-    from sentinel.heartbeats.config import HeartbeatConfig
+from sentinel import USER_AGENT
+from sentinel.config_units import (
+    ConfigError,
+    Duration,
+    Size,
+    StrictSection,
+    check_name,
+    format_duration,
+    parse_duration,
+    parse_size,
+    pydantic_errors,
+)
+from sentinel.early.config import EarlyConfig, parse_early
+from sentinel.heartbeats.config import HeartbeatConfig, parse_heartbeats
+from sentinel.maintenance import MaintenanceWindow, parse_maintenance
+from sentinel.sanitize import has_control, quote
+
+# The building blocks from sentinel.config_units are re-exported: `from sentinel.config import
+# ConfigError` keeps working.
+__all__ = [
+    "DEFAULT_BATCH_WINDOW",
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_INTERVAL",
+    "DEFAULT_LISTEN",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_TIMEOUT",
+    "Config",
+    "ConfigError",
+    "Duration",
+    "EmailConfig",
+    "EmailSection",
+    "FileSection",
+    "Policy",
+    "SentinelSection",
+    "SiteConfig",
+    "SiteOptions",
+    "SiteSection",
+    "Size",
+    "StatusList",
+    "check_name",
+    "format_duration",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_size",
+    "split_host_port",
+]
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -35,73 +72,13 @@ DEFAULT_LISTEN = "127.0.0.1:9798"
 # probe at 1,000 sites / 10 s), and a start up to 50 ms late changes nothing for uptime.
 DEFAULT_BATCH_WINDOW = 0.05
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# A failure is confirmed (or cleared) this soon instead of waiting whole intervals: 3 failures at
+# a 60 s interval took 2-3 minutes to alert, with retries they take ~20 s.
+DEFAULT_RETRY_INTERVAL = 10.0
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KiB": 1024,
-    "MiB": 1024**2,
-    "GiB": 1024**3,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-}
-# Control characters would break log lines, email headers and metric labels.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SITE_NAME_RE = re.compile("^[^\x00-\x1f\x7f-\x9f\u2028\u2029]{1,100}$")
-
-
-def check_name(value: str) -> str:
-    """A site's or a watch's name: it goes into email subjects, log lines and metric labels, so
-    no control characters (C0, C1) and no Unicode line breaks that could split them."""
-    if not value.strip():
-        raise ValueError("must not be empty")
-    if not _SITE_NAME_RE.match(value):
-        raise ValueError("must be 1-100 characters without control characters")
-    return value
-
-
-class ConfigError(Exception):
-    """An invalid configuration; `errors` holds one human-readable line per problem."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
-
-
-def parse_duration(value: object) -> float:
-    """'500ms', '30s', '5m', '4h', '14d' -> seconds. Bare numbers are refused: '30' is ambiguous."""
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f'invalid duration {value!r} (use a string such as "30s", "5m")')
-    match = _DURATION_RE.match(value)
-    if match is None:
-        raise ValueError(f"invalid duration {value!r} (use 30s, 5m, ...)")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds -> the shortest config-style spelling ('90s' -> '1m30s' is not config syntax, so
-    this gives '90s'); used in summaries that a user may paste back into a file."""
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{round(seconds * 1000)}ms"
-
-
-def parse_size(value: object) -> int:
-    """'1MiB', '512KiB', 1048576 -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid size {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"invalid size {value!r}")
-        return value
-    if not isinstance(value, str) or (match := _SIZE_RE.match(value)) is None:
-        raise ValueError(f'invalid size {value!r} (use e.g. "1MiB", "512KiB")')
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+DEFAULT_MAX_CONCURRENCY = 200
+DEFAULT_INTERVAL = 60.0
+DEFAULT_TIMEOUT = 10.0  # or half the interval, if that is less
 
 
 def _expect_status(value: object) -> tuple[int, ...] | None:
@@ -127,41 +104,37 @@ def _expect_status(value: object) -> tuple[int, ...] | None:
     return tuple(sorted(set(codes)))
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
 StatusList = Annotated[tuple[int, ...] | None, BeforeValidator(_expect_status)]
 
 
-class _Strict(BaseModel):
-    # Unknown keys are errors: a typo must never silently disable a check.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
+# The section models say what a file may set; None = not set, and the resolved values below
+# (`Config`, `EmailConfig`, `SiteConfig`, `Policy`) hold the defaults: each is written once.
 
 
-class SentinelSection(_Strict):
-    listen: str = DEFAULT_LISTEN
+class SentinelSection(StrictSection):
+    listen: str | None = None
     state_dir: str | None = None
-    max_concurrency: int = Field(default=200, ge=1, le=100_000)
-    user_agent: str = "sentinel-uptime/0.1"
-    batch_window: Duration = DEFAULT_BATCH_WINDOW
-    precise_latency: bool = False
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    user_agent: str | None = None
+    batch_window: Duration | None = None
+    precise_latency: bool | None = None
 
     @field_validator("batch_window")
     @classmethod
-    def _check_batch_window(cls, value: float) -> float:
-        if not 0 <= value <= 1.0:
+    def _check_batch_window(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= 1.0:
             raise ValueError("must be between 0s and 1s")
         return value
 
     @field_validator("listen")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
-        if value == "":
-            return value
-        split_host_port(value, what="listen")
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value:
+            split_host_port(value, what="listen")
         return value
 
 
-class SiteOptions(_Strict):
+class SiteOptions(StrictSection):
     """Everything a site may set and `[defaults]` may provide. None = not set here."""
 
     interval: Duration | None = None
@@ -169,6 +142,10 @@ class SiteOptions(_Strict):
     failure_threshold: int | None = Field(default=None, ge=1, le=1000)
     success_threshold: int | None = Field(default=None, ge=1, le=1000)
     remind_every: Duration | None = None
+    retry_interval: Duration | None = None
+    flap_changes: int | None = Field(default=None, ge=0, le=100)
+    flap_window: Duration | None = None
+    flap_quiet: Duration | None = None
     expect_status: StatusList = None
     max_response_time: Duration | None = None
     tls_expiry_warning: Duration | None = None
@@ -185,7 +162,7 @@ class SiteOptions(_Strict):
         for key, val in (value or {}).items():
             if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", key):
                 raise ValueError(f"invalid header name {key!r}")
-            if _CONTROL_RE.search(val):
+            if has_control(val):
                 raise ValueError(f"header {key!r} contains a control character")
         return value
 
@@ -207,7 +184,7 @@ class SiteSection(SiteOptions):
     def _check_url(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if _CONTROL_RE.search(value) or " " in value:
+        if has_control(value) or " " in value:
             raise ValueError(f"invalid URL {value!r} (spaces or control characters)")
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https"):
@@ -248,16 +225,16 @@ class SiteSection(SiteOptions):
         return self
 
 
-class EmailSection(_Strict):
+class EmailSection(StrictSection):
     from_: str = Field(alias="from")
     to: list[str]
-    smtp_host: str = "localhost"
-    smtp_port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "tls"] = "starttls"
-    username: str = ""
-    password_file: str = ""
-    timeout: Duration = 30.0
-    outbox_limit: int = Field(default=1000, ge=1, le=1_000_000)
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] | None = None
+    username: str | None = None
+    password_file: str | None = None
+    timeout: Duration | None = None
+    outbox_limit: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @field_validator("to")
     @classmethod
@@ -276,18 +253,22 @@ class EmailSection(_Strict):
 
 
 def _check_address(value: str) -> None:
-    if _CONTROL_RE.search(value) or "@" not in value:
+    if has_control(value) or "@" not in value:
         raise ValueError(f"invalid email address {value!r}")
 
 
-class FileSection(_Strict):
+class FileSection(StrictSection):
+    """The file's sections but [[sites]], which `parse_config` validates entry by entry (so
+    each error names its site)."""
+
     sentinel: SentinelSection = SentinelSection()
     defaults: SiteOptions = SiteOptions()
     email: EmailSection | None = None
-    sites: list[dict[str, Any]] = Field(default_factory=list)
     # Early-warning sections, validated by sentinel.early.config (keeps the core small).
     watch: list[dict[str, Any]] = Field(default_factory=list)
     host: dict[str, Any] | None = None
+    # Validated by sentinel.maintenance (it needs the site names).
+    maintenance: list[dict[str, Any]] = Field(default_factory=list)
     # [[heartbeats]], validated by sentinel.heartbeats.config.
     heartbeats: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -303,6 +284,13 @@ class Policy:
     success_threshold: int = 1
     remind_every: float = 4 * 3600.0
     tls_expiry_warning: float = 14 * 86400.0
+    # After a failed probe, until the site is DOWN or passes again: probe this often (PENDING).
+    retry_interval: float = DEFAULT_RETRY_INTERVAL
+    # FLAPPING after this many UP<->DOWN changes within flap_window (0 = never); STABLE again
+    # after flap_quiet without a change.
+    flap_changes: int = 4
+    flap_window: float = 3600.0
+    flap_quiet: float = 1800.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,8 +298,8 @@ class SiteConfig:
     name: str
     kind: Literal["http", "tcp"]
     target: str  # the URL, or "host:port"
-    interval: float = 60.0
-    timeout: float = 10.0
+    interval: float = DEFAULT_INTERVAL
+    timeout: float = DEFAULT_TIMEOUT
     policy: Policy = Policy()
     expect_status: tuple[int, ...] | None = None  # None = any 2xx
     body_contains: str | None = None
@@ -323,10 +311,6 @@ class SiteConfig:
     headers: tuple[tuple[str, str], ...] = ()
     follow_redirects: bool = True
     latency_drift: bool = True
-
-    @property
-    def status_ok(self) -> tuple[int, ...] | None:
-        return self.expect_status
 
     def accepts_status(self, status: int) -> bool:
         if self.expect_status is None:
@@ -356,13 +340,14 @@ class Config:
     sites: tuple[SiteConfig, ...]
     listen: str = DEFAULT_LISTEN
     state_dir: str | None = None
-    max_concurrency: int = 200
-    user_agent: str = "sentinel-uptime/0.1"
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    user_agent: str = USER_AGENT
     batch_window: float = DEFAULT_BATCH_WINDOW  # probes due this close together start together
     precise_latency: bool = False  # plain-HTTP responses timed by the kernel's receive stamp
     email: EmailConfig | None = None
     source: str = ""  # the file it came from, for messages
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
+    maintenance: tuple[MaintenanceWindow, ...] = ()  # [[maintenance]]: alerts held meanwhile
     heartbeats: tuple[HeartbeatConfig, ...] = ()  # [[heartbeats]]: pings from cron jobs
 
     def site(self, name: str) -> SiteConfig:
@@ -386,51 +371,16 @@ def split_host_port(value: str, *, what: str) -> tuple[str, int]:
         raise ValueError(f"invalid port {port} in {value!r} (1..65535)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if _CONTROL_RE.search(host) or " " in host:
+    if has_control(host) or " " in host:
         raise ValueError(f"invalid host in {value!r}")
     return host, port
-
-
-def _format_loc(loc: tuple[int | str, ...], *, top_level: bool) -> str:
-    """('email', 'to', 0) -> 'email: to[0]'; inside a site ('interval',) -> 'interval'."""
-    parts = [p for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
-    if top_level and len(parts) > 1:
-        return f"{parts[0]}: {_format_loc(tuple(parts[1:]), top_level=False)}"
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def _pydantic_errors(exc: ValidationError, prefix: str) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = _format_loc(err["loc"], top_level=not prefix)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling)"
-        elif err["type"] == "missing":
-            msg = "required"
-        loc = _CONTROL_RE.sub("?", loc)  # a quoted TOML key may hold a newline
-        where = f"{prefix}: {loc}" if prefix and loc else (prefix or loc)
-        lines.append(f"{where}: {msg}" if where else msg)
-    return lines
 
 
 def _site_label(index: int, raw: Mapping[str, Any]) -> str:
     name = raw.get("name")
     if isinstance(name, str) and name:
-        return f"sites[{index}] {_quote(name)}"
+        return f"sites[{index}] {quote(name)}"
     return f"sites[{index}]"
-
-
-def _quote(text: str) -> str:
-    return '"' + _CONTROL_RE.sub("?", text).replace('"', '\\"') + '"'
 
 
 def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
@@ -441,7 +391,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
     try:
         file_section = FileSection.model_validate(top)
     except ValidationError as exc:
-        errors.extend(_pydantic_errors(exc, ""))
+        errors.extend(pydantic_errors(exc, ""))
         file_section = None
 
     if not isinstance(raw_sites, list) or not all(isinstance(s, dict) for s in raw_sites):
@@ -457,7 +407,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         try:
             section = SiteSection.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(_pydantic_errors(exc, label))
+            errors.extend(pydantic_errors(exc, label))
             continue
         merged = {**default_values, **section.model_dump(exclude_none=True)}
         site, site_errors = _resolve_site(merged, label)
@@ -472,21 +422,24 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
 
     early = None
     if file_section is not None:
-        # Imported here: sentinel.early.config builds on this module's helpers.
-        from sentinel.early.config import parse_early
-
         try:
             early = parse_early(file_section.watch, file_section.host)
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    if file_section is not None and file_section.maintenance:
+        try:
+            maintenance = parse_maintenance(file_section.maintenance, seen)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     heartbeats: tuple[HeartbeatConfig, ...] = ()
     if file_section is not None:
-        from sentinel.heartbeats.config import parse_heartbeats
-
         try:
+            listen = file_section.sentinel.listen
             heartbeats = parse_heartbeats(
-                file_section.heartbeats, listen=file_section.sentinel.listen
+                file_section.heartbeats, listen=DEFAULT_LISTEN if listen is None else listen
             )
         except ConfigError as exc:
             errors.extend(exc.errors)
@@ -500,34 +453,23 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         email = EmailConfig(
             sender=e.from_,
             recipients=tuple(e.to),
-            smtp_host=e.smtp_host,
-            smtp_port=e.smtp_port,
-            security=e.security,
-            username=e.username,
-            password_file=e.password_file,
-            timeout=e.timeout,
-            outbox_limit=e.outbox_limit,
+            **e.model_dump(exclude_none=True, exclude={"from_", "to"}),
         )
-    s = file_section.sentinel
     return Config(
         sites=tuple(sites),
-        listen=s.listen,
-        state_dir=s.state_dir,
-        max_concurrency=s.max_concurrency,
-        user_agent=s.user_agent,
-        batch_window=s.batch_window,
-        precise_latency=s.precise_latency,
         email=email,
         source=source,
         early=early,
+        maintenance=maintenance,
         heartbeats=heartbeats,
+        **file_section.sentinel.model_dump(exclude_none=True),
     )
 
 
 def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None, list[str]]:
     errors = []
-    interval = values.get("interval", 60.0)
-    timeout = values.get("timeout", min(10.0, interval / 2))
+    interval = values.get("interval", DEFAULT_INTERVAL)
+    timeout = values.get("timeout", min(DEFAULT_TIMEOUT, interval / 2))
     if interval < 1.0:
         errors.append(f"{label}: interval: must be at least 1s")
     if timeout <= 0:
@@ -537,37 +479,47 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
             f"{label}: timeout: must be below interval ({format_duration(timeout)} >= "
             f"{format_duration(interval)})"
         )
+    retry = values.get("retry_interval", min(DEFAULT_RETRY_INTERVAL, interval))
+    if retry < 1.0:
+        errors.append(f"{label}: retry_interval: must be at least 1s")
+    flap_changes = values.get("flap_changes", 4)
+    if flap_changes == 1:
+        errors.append(f"{label}: flap_changes: must be 0 (off) or at least 2")
+    for key in ("flap_window", "flap_quiet"):
+        if values.get(key, 1.0) <= 0:
+            errors.append(f"{label}: {key}: must be above 0s")
     max_rt = values.get("max_response_time")
     if max_rt is not None and max_rt <= 0:
         errors.append(f"{label}: max_response_time: must be above 0s")
     if errors:
         return None, errors
-    policy = Policy(
-        failure_threshold=values.get("failure_threshold", 3),
-        success_threshold=values.get("success_threshold", 1),
-        remind_every=values.get("remind_every", 4 * 3600.0),
-        tls_expiry_warning=values.get("tls_expiry_warning", 14 * 86400.0),
-    )
+    # Only what the file sets is passed: the defaults are those of Policy and SiteConfig. A
+    # field of SiteOptions that SiteConfig (or Policy) has by the same name needs no line here.
+    policy = Policy(**{k: values[k] for k in _POLICY_FIELDS if k in values})
+    # Retries never come less often than regular probes; the default is 10s or the interval.
+    policy = replace(policy, retry_interval=min(retry, interval))
     is_http = values.get("url") is not None
     site = SiteConfig(
-        name=values["name"],
+        **{k: values[k] for k in _SITE_FIELDS if k in values},
         kind="http" if is_http else "tcp",
         target=values["url"] if is_http else values["tcp"],
         interval=interval,
         timeout=timeout,
         policy=policy,
-        expect_status=values.get("expect_status"),
-        body_contains=values.get("body_contains"),
-        body_regex=values.get("body_regex"),
-        max_response_time=max_rt,
-        tls_verify=values.get("tls_verify", True),
-        max_body_bytes=values.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES),
-        method=values.get("method", "GET"),
         headers=tuple(sorted((values.get("headers") or {}).items())),
-        follow_redirects=values.get("follow_redirects", True),
-        latency_drift=values.get("latency_drift", True),
     )
     return site, []
+
+
+_POLICY_FIELDS = frozenset(f.name for f in fields(Policy))
+_SITE_FIELDS = frozenset(f.name for f in fields(SiteConfig)) - {
+    "kind",
+    "target",
+    "interval",
+    "timeout",
+    "policy",
+    "headers",
+}
 
 
 def load_config(path: str | Path) -> Config:

@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from sentinel import drift_history
+from sentinel import drift_history, trend_history
 from sentinel.config import Config, ConfigError, EmailConfig, SiteConfig, load_config
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
@@ -31,12 +31,15 @@ from sentinel.heartbeats.service import HeartbeatService, alert_heartbeat
 from sentinel.heartbeats.state import Event as HeartbeatEvent
 from sentinel.heartbeats.state import HeartbeatState
 from sentinel.logsetup import kv
+from sentinel.maintenance import MaintenanceClock
 from sentinel.metrics import Metrics
 from sentinel.monitor import (
     CertExpiring,
     Event,
+    Flapping,
     Recovered,
     SiteState,
+    Stable,
     Status,
     StillDown,
     WentDown,
@@ -46,16 +49,20 @@ from sentinel.notify.errors import SendError
 from sentinel.notify.message import build_message, message_kind
 from sentinel.notify.outbox import OutboxSender
 from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
-from sentinel.probes.prober import Prober
+from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
+from sentinel.silences import Silence, active_for
+from sentinel.site_states import SiteStates, summary_line
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import _iso, make_routes, start_server
+from sentinel.web import iso_utc, make_routes, start_server
 
 log = logging.getLogger("sentinel")
 
 EXIT_OK = 0
+SILENCE_POLL = 1.0  # seconds: `sentinel silence` reaches the daemon within this (+ a probe)
+INTERNAL_ERROR_LOG_EVERY = 3600.0  # seconds between tracebacks of one site's internal error
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops a restart loop
 
 
@@ -69,11 +76,6 @@ def resolve_state_dir(config: Config, environ: Mapping[str, str] = os.environ) -
     return Path(".sentinel")
 
 
-def summary_line(states: Mapping[str, SiteState]) -> str:
-    down = sum(1 for s in states.values() if s.status is Status.DOWN)
-    return f"{len(states)} sites, {down} down"
-
-
 class Daemon:
     def __init__(
         self, config_path: str, config: Config, *, environ: Mapping[str, str] = os.environ
@@ -82,8 +84,12 @@ class Daemon:
         self.config = config
         self.environ = environ
         self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
-        self.states: dict[str, SiteState] = {}
+        self.states = SiteStates()  # counts by status: the STATUS line costs O(1) a change
         self.metrics = Metrics()
+        self.maintenance = MaintenanceClock(config.maintenance)
+        self.metrics.watch_maintenance(lambda: self.maintenance)
+        self.silences: list[Silence] = []
+        self.metrics.watch_silences(lambda: self.silences)
         self.store: Store | None = None
         self.prober = Prober(user_agent=config.user_agent, precise_latency=config.precise_latency)
         self.notifier = Notifier.from_env(environ)
@@ -109,6 +115,7 @@ class Daemon:
         self.port: int | None = None
         self._dropped_seen = 0
         self._lock_fd: int | None = None
+        self._internal_error_logged: dict[str, float] = {}
 
     # ------------------------------------------------------------------ start and stop
 
@@ -196,6 +203,7 @@ class Daemon:
             if self.store is not None and self.early is not None:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
+                trend_history.restore(self.store, self.early)
             hb_tokens = read_tokens(self.config.heartbeats)
             self.heartbeats.start(self.config.heartbeats, hb_tokens, self.store)
             await self.prober.start()
@@ -204,6 +212,7 @@ class Daemon:
                     render_metrics=self.metrics.render_chunks,
                     site_status=self.site_status,
                     healthy=self.healthy,
+                    early_status=self.early.status_view if self.early is not None else None,
                     heartbeat_status=self.heartbeats.status,
                 )
                 server, self.port = await start_server(
@@ -222,6 +231,9 @@ class Daemon:
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
+            if self.store is not None:
+                self._load_silences()
+                self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
             if self.early is not None:
                 self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
                 if self.store is not None:
@@ -229,6 +241,10 @@ class Daemon:
                         self.store, self.early, self._drift_tracked, self._store_failed
                     )
                     self._tasks.append(loop.create_task(saver, name="drift-history"))
+                    trends = trend_history.save_when_changed(
+                        self.store, self.early, self._store_failed
+                    )
+                    self._tasks.append(loop.create_task(trends, name="trend-history"))
             feeder = WatchdogFeeder(self.notifier, lambda: self.scheduler.loops)
             if feeder.interval is not None:
                 self._tasks.append(loop.create_task(feeder.run(), name="watchdog"))
@@ -269,6 +285,8 @@ class Daemon:
                         await drift_history.save(
                             self.store, self.early, self._drift_tracked, self._store_failed
                         )
+                    with contextlib.suppress(Exception):
+                        trend_history.save(self.store, self.early, self._store_failed)
                 self.store.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -295,6 +313,33 @@ class Daemon:
                     reload_wait.cancel()
         finally:
             stop_wait.cancel()
+
+    def _load_silences(self) -> None:
+        if self.store is None:
+            return
+        try:
+            silences = self.store.active_silences(time.time())
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        if [s.id for s in silences] != [s.id for s in self.silences]:
+            log.info("silences %s", kv(active=len(silences)))
+        self.silences = silences
+
+    async def _watch_silences(self) -> None:
+        """`sentinel silence` writes the store; pick its changes up within SILENCE_POLL."""
+        while True:
+            await asyncio.sleep(SILENCE_POLL)
+            if self.store is None:
+                continue
+            try:
+                changed = self.store.changed_elsewhere()
+            except StoreError as exc:
+                self._store_failed(exc)
+                continue
+            now = time.time()
+            if changed or any(s.until <= now for s in self.silences):
+                self._load_silences()
 
     def _drift_tracked(self, name: str) -> bool:
         site = self.sites.get(name)
@@ -326,6 +371,7 @@ class Daemon:
         old_names = set(self.sites)
         self.config = new
         self.sites = {s.name: s for s in new.sites}
+        self.maintenance = MaintenanceClock(new.maintenance)
         for name in old_names - self.sites.keys():
             self._forget_site(name)
         for name in self.sites.keys() - old_names:
@@ -354,6 +400,7 @@ class Daemon:
 
     def _forget_site(self, name: str) -> None:
         state = self.states.pop(name, None)
+        self._internal_error_logged.pop(name, None)
         self.metrics.remove_site(name)
         if self.early is not None:
             self.early.remove_site(name)
@@ -368,15 +415,49 @@ class Daemon:
     # ------------------------------------------------------------------ the probe path
 
     async def _probe_site(self, site: SiteConfig) -> None:
-        result = await self.prober.probe(site)
+        """Probe once and record the result, whatever happens: a probe that raises despite its
+        contract is recorded as a failed probe (reason "error"), and a result that cannot be
+        recorded is counted and logged (once per site per hour), never silently dropped."""
+        started_at = time.time()
+        try:
+            result = await self.prober.probe(site)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._internal_error(site.name, "probe", exc)
+            result = ProbeResult.failure("error", internal_error_text(exc), started_at, 0.0)
         if site.name not in self.sites:
             return  # removed while the probe was in flight
-        self.handle_result(site, result)
+        try:
+            self.handle_result(site, result)
+        except Exception as exc:
+            self._internal_error(site.name, "recording the result", exc)
+
+    def _internal_error(self, site: str, during: str, exc: Exception) -> None:
+        self.metrics.internal_errors.inc()
+        now = time.monotonic()
+        last = self._internal_error_logged.get(site)
+        if last is not None and now - last < INTERNAL_ERROR_LOG_EVERY:
+            return
+        # Bounded by the configured sites (entries of removed sites go in _forget_site).
+        self._internal_error_logged[site] = now
+        log.error(
+            "internal error %s for site=%s (a bug: please report it; logged once an hour)",
+            during,
+            site,
+            exc_info=exc,
+        )
 
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)
         now = time.time()
-        obs = observe(state, result, site.policy, now)
+        muted = bool(self.maintenance.active_for(site.name, now)) or bool(
+            active_for(self.silences, site.name, now)
+        )
+        obs = observe(state, result, site.policy, now, muted=muted)
+        if obs.state.state_name == "pending":
+            # Confirm (or clear) the failure at retry_interval instead of whole intervals.
+            self.scheduler.retry(site.name, site.policy.retry_interval)
         self.states[site.name] = obs.state
         if obs.events or obs.state.persistent_key() != state.persistent_key():
             self._persist(site, obs.state, obs.events)
@@ -386,7 +467,6 @@ class Daemon:
         for event in obs.events:
             self._log_event(site, event)
         if obs.state.status != state.status and self.notifier.enabled:
-            # Walks every site: only on a state change, and only when systemd is listening.
             self.notifier.status(summary_line(self.states))
 
     def _persist(self, site: SiteConfig, state: SiteState, events: tuple[Event, ...]) -> None:
@@ -471,11 +551,25 @@ class Daemon:
             log.warning("RECOVERED %s", kv(site=site.name, downtime=round(event.downtime, 1)))
         elif isinstance(event, CertExpiring):
             log.warning("CERTIFICATE %s", kv(site=site.name, days_left=event.days_left))
+        elif isinstance(event, Flapping):
+            log.warning("FLAPPING %s", kv(site=site.name, changes=event.changes))
+        elif isinstance(event, Stable):
+            log.warning("STABLE %s", kv(site=site.name, status=event.status.value))
 
     # ------------------------------------------------------------------ status views
 
     def site_status(self) -> list[dict[str, Any]]:
-        return [status_dict(self.sites.get(name), state) for name, state in self.states.items()]
+        now = time.time()
+        views = []
+        for name, state in self.states.items():
+            view = status_dict(self.sites.get(name), state)
+            view["maintenance"] = [w.name for w in self.maintenance.active_for(name, now)]
+            view["silenced"] = [
+                {"id": x.id, "until": iso_utc(x.until), "reason": x.reason}
+                for x in active_for(self.silences, name, now)
+            ]
+            views.append(view)
+        return views
 
 
 def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
@@ -485,13 +579,15 @@ def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
         "site": state.site,
         "target": site.target if site else None,
         "status": state.status.value,
-        "since": _iso(state.since),
+        "state": state.state_name,
+        "flapping": state.flapping,
+        "since": iso_utc(state.since),
         "consecutive_failures": state.consecutive_failures,
-        "incident_since": _iso(state.incident_started),
+        "incident_since": iso_utc(state.incident_started),
         "last": None
         if last is None
         else {
-            "at": _iso(last.at),
+            "at": iso_utc(last.at),
             "ok": last.ok,
             "status": last.status,
             "total": round(last.total, 6),

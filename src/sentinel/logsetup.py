@@ -17,6 +17,8 @@ import time
 from collections.abc import Mapping
 from typing import TextIO
 
+from sentinel.sanitize import escape_controls, needs_escaping
+
 __all__ = [
     "LEVELS",
     "JournalFormatter",
@@ -38,27 +40,14 @@ LEVELS: Mapping[str, int] = {
 # Libraries whose chatter is not wanted at our level (aiohttp.access logs every /metrics scrape).
 _QUIET_LOGGERS: Mapping[str, int] = {"aiohttp.access": logging.WARNING}
 
-# C0 controls except TAB, DEL, C1 controls, and the Unicode line/paragraph separators that some
-# viewers break lines on.
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r"}
 # A kv value needs quotes when it is empty or holds whitespace, quotes, '=' or a backslash.
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    ch = match.group()
-    named = _NAMED_ESCAPES.get(ch)
-    if named is not None:
-        return named
-    code = ord(ch)
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def defuse(text: str) -> str:
     """`text` with CR, LF and every other control character escaped (\\n, \\r, \\x1b, ...): it
     cannot start a new log line or move the cursor. Backslashes are left alone."""
-    return _UNSAFE.sub(_escape_char, text)
+    return escape_controls(text)
 
 
 def kv(**fields: object) -> str:
@@ -68,7 +57,7 @@ def kv(**fields: object) -> str:
     parts: list[str] = []
     for key, value in fields.items():
         text = "" if value is None else str(value)
-        if not text or _NEEDS_QUOTES.search(text) or _UNSAFE.search(text):
+        if not text or _NEEDS_QUOTES.search(text) or needs_escaping(text):
             text = '"' + defuse(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)

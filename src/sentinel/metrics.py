@@ -7,8 +7,9 @@ the site leaves the config, so the label sets stay bounded by the config, never 
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,10 +22,14 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from sentinel import __version__
+from sentinel.maintenance import MaintenanceClock
 from sentinel.monitor import SiteState, Status
 from sentinel.probes.result import PHASES, REASONS, ProbeResult
+from sentinel.silences import Silence
 
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -59,12 +64,14 @@ class _SiteSeries:
         "downtime",
         "fail",
         "failures_in_row",
+        "flapping",
         "label",
         "ok",
         "phases",
         "probed",
         "reasons",
         "skipped",
+        "state",
         "status_code",
         "success",
         "sum",
@@ -89,6 +96,8 @@ class _SiteSeries:
         self.tls_expiry: float | None = None
         self.skipped: float | None = None
         self.up: float | None = None  # absent while the state is UNKNOWN
+        self.state = "unknown"  # SiteState.state_name
+        self.flapping = 0.0
 
 
 class Metrics:
@@ -128,6 +137,11 @@ class Metrics:
         self.store_errors = Counter(
             "sentinel_store_errors", "Failed writes to the state store", registry=r
         )
+        self.internal_errors = Counter(
+            "sentinel_internal_errors",
+            "Probes whose result could not be taken or recorded because of a bug in sentinel",
+            registry=r,
+        )
         self.reload_ok = Gauge(
             "sentinel_config_last_reload_successful",
             "1 if the last configuration (re)load succeeded",
@@ -163,6 +177,8 @@ class Metrics:
         elif state.status is Status.UP:
             series.up = 1.0
         series.failures_in_row = float(state.consecutive_failures)
+        series.state = state.state_name
+        series.flapping = 1.0 if state.flapping else 0.0
 
     def observe(self, site: str, result: ProbeResult, state: SiteState, downtime: float) -> None:
         s = self._site(site)
@@ -195,6 +211,14 @@ class Metrics:
         series = self._site(site)
         series.skipped = (series.skipped or 0.0) + count
 
+    def watch_maintenance(self, clock: Callable[[], MaintenanceClock]) -> None:
+        """`sentinel_maintenance_active{maintenance}`, evaluated at each scrape."""
+        self.registry.register(_MaintenanceCollector(clock))
+
+    def watch_silences(self, silences: Callable[[], Sequence[Silence]]) -> None:
+        """`sentinel_silences_active`, evaluated at each scrape."""
+        self.registry.register(_SilenceCollector(silences))
+
     def remove_site(self, site: str) -> None:
         """Drop every series of a site (it left the config)."""
         self._sites.pop(site, None)
@@ -220,6 +244,35 @@ class Metrics:
                 yield "".join(lines).encode()
 
 
+class _MaintenanceCollector(Collector):
+    def __init__(self, clock: Callable[[], MaintenanceClock]) -> None:
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "sentinel_maintenance_active",
+            "1 while the maintenance window is on (alerts of its sites are held)",
+            labels=["maintenance"],
+        )
+        for window, state in self._clock().states(time.time()):
+            family.add_metric([window.name], 1.0 if state.active else 0.0)
+        yield family
+
+
+class _SilenceCollector(Collector):
+    def __init__(self, silences: Callable[[], Sequence[Silence]]) -> None:
+        self._silences = silences
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.time()
+        active = sum(1 for s in self._silences() if s.until > now)
+        family = GaugeMetricFamily(
+            "sentinel_silences_active", "Silences in force (sentinel silence --list)"
+        )
+        family.add_metric([], float(active))
+        yield family
+
+
 # ---------------------------------------------------------------------- the per-site families
 
 
@@ -228,7 +281,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-def _num(value: float) -> str:
+def format_sample(value: float) -> str:
     """A sample value as prometheus_client's `floatToGoString` writes it (Go's exponent style)."""
     d = float(value)
     if d == math.inf:
@@ -243,6 +296,9 @@ def _num(value: float) -> str:
         mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
         return f"{mantissa}e+{dot - 1:02d}"
     return text
+
+
+_num = format_sample  # the short name the many render lines below use
 
 
 def _success(s: _SiteSeries, out: list[str]) -> None:
@@ -274,6 +330,20 @@ def _phases(s: _SiteSeries, out: list[str]) -> None:
 def _up(s: _SiteSeries, out: list[str]) -> None:
     if s.up is not None:
         out.append(f"sentinel_site_up{{{s.label}}} {_num(s.up)}\n")
+
+
+SITE_STATES = ("unknown", "up", "pending", "down")
+_STATE_LABELS = [(name, f'state="{name}",') for name in SITE_STATES]
+
+
+def _state(s: _SiteSeries, out: list[str]) -> None:
+    for name, label in _STATE_LABELS:
+        value = "1.0" if s.state == name else "0.0"
+        out.append(f"sentinel_site_state{{{label}{s.label}}} {value}\n")
+
+
+def _flapping(s: _SiteSeries, out: list[str]) -> None:
+    out.append(f"sentinel_site_flapping{{{s.label}}} {_num(s.flapping)}\n")
 
 
 def _in_row(s: _SiteSeries, out: list[str]) -> None:
@@ -350,6 +420,20 @@ _FAMILIES: Final = (
         "gauge",
         "Alert state after thresholds: 1 up, 0 down",
         _up,
+        probed_only=False,
+    ),
+    _family(
+        "sentinel_site_state",
+        "gauge",
+        "1 for the site's state (unknown, up, pending: failing but not yet DOWN, down), else 0",
+        _state,
+        probed_only=False,
+    ),
+    _family(
+        "sentinel_site_flapping",
+        "gauge",
+        "1 while the site is FLAPPING (its DOWN/RECOVERED alerts are held)",
+        _flapping,
         probed_only=False,
     ),
     _family("sentinel_consecutive_failures", "gauge", "Failed probes in a row", _in_row),

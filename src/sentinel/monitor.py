@@ -5,6 +5,15 @@ observe(state, result, policy, now) -> Observation(state, events, downtime_added
 UNKNOWN --(success_threshold good)--> UP --(failure_threshold bad)--> DOWN
 DOWN --(success_threshold good)--> UP;  UNKNOWN --(failure_threshold bad)--> DOWN
 
+A failed probe short of the threshold makes the site PENDING (a view, `SiteState.state_name`: the
+daemon then probes it at `retry_interval` to confirm or clear the failure fast).
+
+Noise control, after the transitions (`_quiet`): a site that changes between UP and DOWN
+`flap_changes` times within `flap_window` is FLAPPING (one Flapping event, then no DOWN / STILL
+DOWN / RECOVERED until it has not changed for `flap_quiet`, then one Stable event). While `muted`
+(a maintenance window or a silence) DOWN and STILL DOWN are held; a site still DOWN when the mute
+ends is alerted then; a RECOVERED is sent only for an incident whose DOWN was sent.
+
 An incident's downtime counts from the first failed probe of the streak that took the site DOWN to
 the first good probe of the streak that brought it back. Only the fields a restart must not lose
 (status, streak start, incident, last reminder, certificate warnings) are in `persistent_key`.
@@ -66,10 +75,23 @@ class SiteState:
     cert_warned_expiry: float | None = None  # the NotAfter already warned about
     last_observed: float | None = None
     recent: tuple[ResultSummary, ...] = ()
+    state_changes: tuple[float, ...] = ()  # UP<->DOWN changes within flap_window (bounded)
+    last_change: float | None = None  # the latest UP<->DOWN change
+    flapping: bool = False
+    flapping_since: float | None = None
+    flap_alerted: bool = False  # the FLAPPING alert went out (it was not muted)
+    down_held: bool = False  # DOWN, but its alert is held (muted or flapping): not sent yet
 
     @property
     def last(self) -> ResultSummary | None:
         return self.recent[-1] if self.recent else None
+
+    @property
+    def state_name(self) -> str:
+        """unknown, up, pending (failing, not yet DOWN) or down: what a person is shown."""
+        if self.status is not Status.DOWN and self.consecutive_failures > 0:
+            return "pending"
+        return self.status.value
 
     def persistent_key(self) -> tuple[object, ...]:
         """Changes to these fields must be written to the store before their emails go out."""
@@ -81,6 +103,10 @@ class SiteState:
             self.last_notified,
             self.reminders_sent,
             self.cert_warned_expiry,
+            self.last_change,
+            self.flapping,
+            self.flap_alerted,
+            self.down_held,
         )
 
 
@@ -136,7 +162,30 @@ class CertExpiring:
         return max(0, int((self.expires_at - self.at) // 86400))
 
 
-Event = WentDown | StillDown | Recovered | CertExpiring
+@dataclass(frozen=True, slots=True)
+class Flapping:
+    site: str
+    since: float  # when it started flapping (the change that crossed flap_changes)
+    at: float
+    changes: int  # UP<->DOWN changes within the window
+    window: float
+    status: Status  # its status right now
+    recent: tuple[ResultSummary, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stable:
+    site: str
+    since: float  # when it started flapping (threads to the FLAPPING email)
+    at: float
+    status: Status  # UP or DOWN: how it settled
+    incident_id: str | None  # the open incident when it settled DOWN
+    stable_since: float  # its last change
+    recent: tuple[ResultSummary, ...]
+
+
+Event = WentDown | StillDown | Recovered | CertExpiring | Flapping | Stable
+MAX_STATE_CHANGES = 100  # flap_changes is at most 100: older changes never matter
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +195,16 @@ class Observation:
     downtime_added: float  # seconds of DOWN to add to the downtime counter
 
 
-def incident_id_for(site: str, since: float) -> str:
+def incident_id_for(since: float) -> str:
+    """An incident's id: when its first failure was seen (threads its emails)."""
     return f"{since:.3f}"
 
 
-def observe(state: SiteState, result: ProbeResult, policy: Policy, now: float) -> Observation:
-    """Fold one probe result into a site's state, returning the new state and its events."""
+def observe(
+    state: SiteState, result: ProbeResult, policy: Policy, now: float, *, muted: bool = False
+) -> Observation:
+    """Fold one probe result into a site's state, returning the new state and its events.
+    `muted`: a maintenance window or a silence covers the site now (DOWN alerts are held)."""
     events: list[Event] = []
     recent = (*state.recent, ResultSummary.of(result))[-RECENT_RESULTS:]
     at = result.started_at
@@ -207,7 +260,7 @@ def observe(state: SiteState, result: ProbeResult, policy: Policy, now: float) -
             last_observed=now,
         )
         if state.status is not Status.DOWN and failures >= policy.failure_threshold:
-            incident = incident_id_for(state.site, failing_since)
+            incident = incident_id_for(failing_since)
             events.append(
                 WentDown(
                     site=state.site,
@@ -263,4 +316,118 @@ def observe(state: SiteState, result: ProbeResult, policy: Policy, now: float) -
             # A renewed certificate re-arms the warning for its own expiry.
             new = replace(new, cert_warned_expiry=None)
 
-    return Observation(state=new, events=tuple(events), downtime_added=downtime)
+    new, quiet_events = _quiet(state, new, events, result, policy=policy, now=now, muted=muted)
+    return Observation(state=new, events=quiet_events, downtime_added=downtime)
+
+
+def _quiet(
+    before: SiteState,
+    after: SiteState,
+    events: list[Event],
+    result: ProbeResult,
+    *,
+    policy: Policy,
+    now: float,
+    muted: bool,
+) -> tuple[SiteState, tuple[Event, ...]]:
+    """Flapping and muting, applied to the events of one observation (see the module doc)."""
+    changed = (
+        before.status in (Status.UP, Status.DOWN)
+        and after.status in (Status.UP, Status.DOWN)
+        and before.status is not after.status
+    )
+    changes = after.state_changes
+    if changed:
+        changes = (*changes, now)
+        after = replace(after, last_change=now)
+    changes = tuple(t for t in changes if now - t < policy.flap_window)[-MAX_STATE_CHANGES:]
+    after = replace(after, state_changes=changes)
+    out: list[Event] = []
+
+    if (
+        not after.flapping
+        and changed
+        and policy.flap_changes > 0
+        and len(changes) >= policy.flap_changes
+    ):
+        after = replace(after, flapping=True, flapping_since=now, flap_alerted=not muted)
+        if not muted:
+            out.append(
+                Flapping(
+                    site=after.site,
+                    since=now,
+                    at=now,
+                    changes=len(changes),
+                    window=policy.flap_window,
+                    status=after.status,
+                    recent=after.recent,
+                )
+            )
+    elif (
+        after.flapping
+        and after.last_change is not None
+        and now - after.last_change >= policy.flap_quiet
+        # A person told FLAPPING hears STABLE (now DOWN) once the mute ends, not a bare DOWN.
+        and not (muted and after.flap_alerted and after.status is Status.DOWN)
+    ):
+        settled_down = after.status is Status.DOWN
+        # STABLE (now UP) is good news and goes out even when muted.
+        if after.flap_alerted:
+            out.append(
+                Stable(
+                    site=after.site,
+                    since=after.flapping_since if after.flapping_since is not None else now,
+                    at=now,
+                    status=after.status,
+                    incident_id=after.incident_id if settled_down else None,
+                    stable_since=after.last_change,
+                    recent=after.recent,
+                )
+            )
+            # The STABLE email takes the DOWN email's place as the root of the incident.
+            after = replace(after, down_held=False, last_notified=now)
+        else:
+            after = replace(after, down_held=settled_down)
+        # Counting starts afresh: the changes that made it flap must not re-trigger it at once.
+        after = replace(
+            after, flapping=False, flapping_since=None, flap_alerted=False, state_changes=()
+        )
+
+    for event in events:
+        if isinstance(event, WentDown):
+            if after.flapping or muted:
+                after = replace(after, down_held=True)
+                continue
+        elif isinstance(event, StillDown):
+            if after.flapping or muted or after.down_held:
+                continue
+        elif isinstance(event, Recovered):
+            # Held when its DOWN was never sent, or when the person was told it is flapping
+            # (the STABLE email then says how it settled).
+            held = before.down_held or (after.flapping and after.flap_alerted)
+            after = replace(after, down_held=False)
+            if held:
+                continue
+        out.append(event)
+
+    if (
+        after.down_held
+        and not muted
+        and not after.flapping
+        and after.status is Status.DOWN
+        and after.incident_id is not None
+    ):
+        # Held while muted (or flapping without an alert): the site is still DOWN, alert now.
+        out.append(
+            WentDown(
+                site=after.site,
+                incident_id=after.incident_id,
+                since=after.since if after.since is not None else now,
+                at=now,
+                reason=result.reason,
+                message=result.message,
+                recent=after.recent,
+            )
+        )
+        after = replace(after, down_held=False, last_notified=now, reminders_sent=0)
+    return after, tuple(out)

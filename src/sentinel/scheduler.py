@@ -33,9 +33,14 @@ class _Entry:
     start: float  # loop time of tick 0
     tick: int  # index of the next tick
     task: asyncio.Task[None] | None = None
+    retry_at: float | None = None  # an extra probe before the next tick (see Scheduler.retry)
 
     def due(self) -> float:
         return self.start + self.tick * self.site.interval
+
+    def next_due(self) -> float:
+        regular = self.due()
+        return regular if self.retry_at is None else min(regular, self.retry_at)
 
 
 class Scheduler:
@@ -94,6 +99,20 @@ class Scheduler:
                 entry.site = site
         self._rebuild_heap()
 
+    def retry(self, name: str, delay: float) -> None:
+        """Probe `name` once more `delay` seconds from now, besides its regular ticks (a failed
+        probe is confirmed or cleared fast). No-op when the next regular tick comes sooner."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        at = asyncio.get_running_loop().time() + delay
+        if at >= entry.due() or (entry.retry_at is not None and entry.retry_at <= at):
+            return
+        entry.retry_at = at
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, name))
+        self._wake()
+
     def set_batch(self, seconds: float) -> None:
         self._batch = seconds
 
@@ -107,7 +126,7 @@ class Scheduler:
         self._heap = []
         for name, entry in self._entries.items():
             self._seq += 1
-            self._heap.append((entry.due(), self._seq, name))
+            self._heap.append((entry.next_due(), self._seq, name))
         heapq.heapify(self._heap)
         self._wake()
 
@@ -156,8 +175,17 @@ class Scheduler:
                 due, _, name = self._heap[0]
                 heapq.heappop(self._heap)
                 entry = self._entries.get(name)
-                if entry is None or entry.due() != due:
+                if entry is None or entry.next_due() != due:
                     continue  # removed or rescheduled since this heap item was pushed
+                if entry.retry_at is not None and entry.retry_at == due:
+                    entry.retry_at = None
+                    if entry.task is None or entry.task.done():
+                        entry.task = loop.create_task(self._probe(entry.site, due))
+                        self.dispatched += 1
+                    self._seq += 1
+                    heapq.heappush(self._heap, (entry.due(), self._seq, name))
+                    continue
+                entry.retry_at = None  # this tick's probe serves as the retry
                 if entry.task is not None and not entry.task.done():
                     self._count_skip(name, 1)
                 else:

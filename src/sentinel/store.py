@@ -19,7 +19,7 @@ import sqlite3
 import time
 import types
 import typing
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sentinel.monitor import SiteState
+from sentinel.silences import MAX_SILENCES, Silence
 
 __all__ = [
     "DB_NAME",
@@ -107,6 +108,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             history BLOB NOT NULL,
             warning TEXT,
             saved_at REAL NOT NULL
+        )""",
+    ),
+    (
+        # The memory, disk and CPU-steal trends (series and warning state as JSON, keyed
+        # "watch:<name>", "disk:<mount>", "steal:cpu"): a restart neither warns again about a
+        # continuing trend nor loses the RESOLVED of a warning already sent.
+        """CREATE TABLE trend_history (
+            key TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            saved_at REAL NOT NULL
+        )""",
+    ),
+    (
+        # Run-time silences (`sentinel silence`); site NULL = every site. Expired rows are pruned.
+        """CREATE TABLE silences (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            site TEXT,
+            until REAL NOT NULL,
+            reason TEXT NOT NULL,
+            created REAL NOT NULL
         )""",
     ),
     (
@@ -325,6 +346,7 @@ class Store:
         self.path = path
         self.outbox_limit = outbox_limit
         self.readonly = readonly
+        self._data_version: int | None = None
 
     # ------------------------------------------------------------------ opening and closing
 
@@ -589,6 +611,29 @@ class Store:
             conn.executemany("DELETE FROM latency_history WHERE site = ?", gone)
         return len(gone)
 
+    # ------------------------------------------------------------------ trend history
+
+    def replace_trend_history(self, rows: Mapping[str, str], saved_at: float) -> None:
+        """Make the saved trends exactly `rows` (key -> JSON), in one transaction: a trend no
+        longer watched is dropped with the same write."""
+        with self._transaction("write") as conn:
+            conn.executemany(
+                "INSERT INTO trend_history (key, data, saved_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET data = excluded.data,"
+                " saved_at = excluded.saved_at",
+                [(key, data, saved_at) for key, data in rows.items()],
+            )
+            names = [r[0] for r in conn.execute("SELECT key FROM trend_history")]
+            conn.executemany(
+                "DELETE FROM trend_history WHERE key = ?", [(n,) for n in names if n not in rows]
+            )
+
+    def load_trend_history(self) -> dict[str, str]:
+        """key -> the JSON saved by `replace_trend_history`."""
+        with self._errors("read"):
+            rows = self._conn.execute("SELECT key, data FROM trend_history").fetchall()
+        return {str(key): str(data) for key, data in rows}
+
     # ------------------------------------------------------------------ heartbeats
 
     def save_heartbeat(self, name: str, data: str, outgoing: Sequence[Outgoing] = ()) -> None:
@@ -717,6 +762,49 @@ class Store:
             )
             for r in rows
         ]
+
+    # ------------------------------------------------------------------ silences
+
+    def add_silence(self, site: str | None, until: float, reason: str, *, now: float) -> Silence:
+        """Add a silence (expired ones are pruned first); StoreError past MAX_SILENCES."""
+        with self._transaction("write") as conn:
+            conn.execute("DELETE FROM silences WHERE until <= ?", (now,))
+            (count,) = conn.execute("SELECT count(*) FROM silences").fetchone()
+            if count >= MAX_SILENCES:
+                raise StoreError(f"too many active silences ({count}); remove some first")
+            cursor = conn.execute(
+                "INSERT INTO silences (site, until, reason, created) VALUES (?, ?, ?, ?)",
+                (site, until, reason, now),
+            )
+            silence_id = cursor.lastrowid
+        assert silence_id is not None
+        return Silence(id=silence_id, site=site, until=until, reason=reason, created=now)
+
+    def active_silences(self, now: float) -> list[Silence]:
+        with self._errors("read"):
+            rows = self._conn.execute(
+                "SELECT id, site, until, reason, created FROM silences WHERE until > ?"
+                " ORDER BY id LIMIT ?",
+                (now, MAX_SILENCES),
+            ).fetchall()
+        return [
+            Silence(id=int(i), site=site, until=float(u), reason=str(r), created=float(c))
+            for i, site, u, r, c in rows
+        ]
+
+    def remove_silence(self, silence_id: int) -> bool:
+        with self._transaction("write") as conn:
+            cursor = conn.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
+        return cursor.rowcount > 0
+
+    def changed_elsewhere(self) -> bool:
+        """True when another connection (e.g. the CLI) committed since the last call: SQLite's
+        data_version, which this connection's own writes do not change. Costs no I/O."""
+        with self._errors("read"):
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        changed = self._data_version is not None and version != self._data_version
+        self._data_version = int(version)
+        return changed
 
     # ------------------------------------------------------------------ meta
 

@@ -16,6 +16,8 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
+from sentinel.sanitize import one_line
+
 __all__ = ["Notifier", "WatchdogFeeder", "sanitize_status"]
 
 log = logging.getLogger(__name__)
@@ -27,13 +29,9 @@ SEND_TIMEOUT_SECONDS = 1.0
 
 
 def sanitize_status(text: str) -> str:
-    """One printable line: control characters (CR, LF, NUL, ...) become spaces, runs of whitespace
-    collapse, and the result is cut to STATUS_MAX_CHARS."""
-    cleaned = "".join(" " if (ch.isspace() or not ch.isprintable()) else ch for ch in text)
-    line = " ".join(cleaned.split())
-    if len(line) > STATUS_MAX_CHARS:
-        line = line[: STATUS_MAX_CHARS - 1] + "…"
-    return line
+    """One line (sentinel.sanitize.one_line): control characters (CR, LF, NUL, ...) become
+    spaces, runs of whitespace collapse, and the result is cut to STATUS_MAX_CHARS."""
+    return one_line(text, STATUS_MAX_CHARS)
 
 
 def _socket_address(value: str) -> str | bytes | None:

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sentinel.config import split_host_port
+from sentinel.early.page import EarlyView, render_early_section
+from sentinel.heartbeats.page import render_heartbeats_section
 from sentinel.metrics import CONTENT_TYPE
 
 log = logging.getLogger("sentinel.web")
@@ -50,7 +52,7 @@ _REASONS: Final = {
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
-def _iso(ts: float | None) -> str | None:
+def iso_utc(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -77,6 +79,7 @@ def make_routes(
     render_metrics: Callable[[], Iterable[bytes]],
     site_status: StatusProvider,
     healthy: Callable[[], bool],
+    early_status: Callable[[], EarlyView] | None = None,
     heartbeat_status: StatusProvider | None = None,
 ) -> dict[str, Route]:
     def metrics() -> Reply:
@@ -92,7 +95,9 @@ def make_routes(
 
     def api_status() -> Reply:
         sites = [dict(s) for s in site_status()]
-        body: dict[str, Any] = {"generated_at": _iso(time.time()), "sites": sites}
+        body: dict[str, Any] = {"generated_at": iso_utc(time.time()), "sites": sites}
+        if early_status is not None:
+            body.update(early_status())  # "watches" and "disks", each with its "state"
         if heartbeat_status is not None:
             body["heartbeats"] = [dict(h) for h in heartbeat_status()]
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
@@ -100,15 +105,20 @@ def make_routes(
         return Reply(200, "application/json; charset=utf-8", text.encode())
 
     def index() -> Reply:
-        beats = heartbeat_status() if heartbeat_status is not None else ()
-        page = render_status_page(site_status(), beats)
+        page = render_status_page(
+            site_status(),
+            early_status() if early_status else None,
+            heartbeat_status() if heartbeat_status else (),
+        )
         return Reply(200, "text/html; charset=utf-8", page.encode())
 
     return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status, "/": index}
 
 
 def render_status_page(
-    sites: Sequence[Mapping[str, Any]], heartbeats: Sequence[Mapping[str, Any]] = ()
+    sites: Sequence[Mapping[str, Any]],
+    early: EarlyView | None = None,
+    heartbeats: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     down = sum(1 for s in sites if s.get("status") == "down")
     rows = []
@@ -138,32 +148,9 @@ def render_status_page(
         "<th>last result</th></tr>"
         + "".join(rows)
         + "</table>"
-        + _heartbeats_table(heartbeats)
+        + (render_early_section(early) if early else "")
+        + render_heartbeats_section(heartbeats)
         + "</body></html>"
-    )
-
-
-def _heartbeats_table(beats: Sequence[Mapping[str, Any]]) -> str:
-    if not beats:
-        return ""
-    rows = []
-    for b in beats:
-        status = str(b.get("status", "new"))
-        cls = "down" if status in ("late", "failed") else "up"
-        rows.append(
-            "<tr class='{cls}'><td>{name}</td><td>{status}</td><td>{last}</td>"
-            "<td>{expected}</td><td>{exit}</td></tr>".format(
-                cls=cls,
-                name=html.escape(str(b.get("heartbeat"))),
-                status=html.escape(status.upper()),
-                last=html.escape(str(b.get("last_ping") or "never")),
-                expected=html.escape(str(b.get("expected_at") or "")),
-                exit="" if b.get("last_exit") is None else html.escape(str(b.get("last_exit"))),
-            )
-        )
-    return (
-        "<h2>heartbeats</h2><table><tr><th>heartbeat</th><th>status</th><th>last ping</th>"
-        "<th>next ping expected</th><th>last exit</th></tr>" + "".join(rows) + "</table>"
     )
 
 

@@ -17,6 +17,8 @@ import pytest
 from daemon_proc import SentinelProcess, free_port, wait_until
 from targets import target_server
 
+pytestmark = pytest.mark.slow  # every test here starts the daemon
+
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 FOUR_SITES = """

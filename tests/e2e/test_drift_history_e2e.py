@@ -7,10 +7,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from daemon_proc import SentinelProcess, wait_until
 from sentinel.early.latency import LatencyTracker
 from sentinel.store import LatencyHistory, Store
 from targets import target_server
+
+pytestmark = pytest.mark.slow  # every test here starts the daemon
 
 SITES = """
 [defaults]

@@ -14,6 +14,8 @@ from daemon_proc import SentinelProcess, wait_until
 from early.children import LEAK, MIB, SAWTOOTH, Children
 from smtp_server import SmtpServer
 
+pytestmark = pytest.mark.slow  # every test here starts the daemon
+
 LEAK_RATE = 5 * MIB  # bytes per second
 
 

@@ -9,9 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 
+import pytest
+
 from daemon_proc import SentinelProcess, free_port, wait_until
 from smtp_server import ReceivedMail, SmtpServer
 from targets import target_server
+
+pytestmark = pytest.mark.slow  # every test here starts the daemon
 
 
 def config(url: str, smtp_port: int, *, remind: str = "0s", threshold: int = 2) -> str:

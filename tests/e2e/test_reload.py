@@ -5,8 +5,12 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
+import pytest
+
 from daemon_proc import SentinelProcess, wait_until
 from targets import target_server
+
+pytestmark = pytest.mark.slow  # every test here starts the daemon
 
 SITES = """
 [defaults]

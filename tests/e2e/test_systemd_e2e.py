@@ -15,6 +15,8 @@ import pytest
 from daemon_proc import SentinelProcess, wait_until
 from targets import target_server
 
+pytestmark = pytest.mark.slow  # every test here starts the daemon
+
 CONFIG = """
 [defaults]
 interval = "1s"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel.early.events import TrendEnded, TrendStarted
-from sentinel.early.latency import MAX_BUCKET_VALUES, DriftSettings, LatencyTracker, _Slots
+from sentinel.early.latency import MAX_BUCKET_VALUES, DriftSettings, LatencyTracker, Slots
 from sentinel.early.warnings import WarningState, step_drift
 
 # "5 minutes" = 1 s, "1 hour" = 10 s, "7 days" = 200 s.
@@ -184,7 +184,7 @@ def test_slots_keep_the_newest_indices_like_a_dict_would(
     """The fixed-size history against the obvious model: a dict of index -> median, keeping
     indices within `maxlen` of the newest ever seen (indices only move forward in use, plus
     repeats of the current one; here they also jump and go back)."""
-    slots = _Slots(maxlen)
+    slots = Slots(maxlen)
     model: dict[int, float] = {}
     newest: int | None = None
     for index, median in steps:

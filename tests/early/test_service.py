@@ -37,6 +37,8 @@ METRICS = (
     "sentinel_host_cpu_steal_ratio",
     "sentinel_site_latency_baseline_seconds",
     "sentinel_self_memory_growth_bytes_per_second",
+    "sentinel_watch_readable",
+    "sentinel_host_disk_readable",
 )
 
 
@@ -316,9 +318,9 @@ def test_a_reload_keeps_unchanged_watches_and_drops_removed_ones_with_their_seri
     h = Harness(config)
     service = h.service
     series_a = service._watches["a"].series
-    for name in ("a", "b"):
-        assert h.value("sentinel_watch_seconds_to_limit", watch=name) == math.inf
-    assert h.value("sentinel_host_disk_seconds_to_full", mount=str(tmp_path)) == math.inf
+    for name in ("a", "b"):  # not read yet: no value, rather than a healthy-looking +Inf
+        assert math.isnan(h.value("sentinel_watch_seconds_to_limit", watch=name) or 0)
+    assert math.isnan(h.value("sentinel_host_disk_seconds_to_full", mount=str(tmp_path)) or 0)
 
     service.update(replace(config, watches=(replace(a, warn_within=60.0),), host=HostConfig()))
     assert service._watches["a"].series is series_a  # same source and window: history kept
@@ -388,6 +390,8 @@ def test_every_metric_is_registered_with_help_and_passes_promtool(tmp_path: Path
     h.service.observe_latency("s", 0.1, 0.0)
     h.service.g_baseline.labels("s").set(0.1)
     h.service.g_memory.labels("w").set(1)
+    h.service.g_readable.labels("w").set(1)
+    h.service.g_disk_readable.labels("/").set(1)
     text = generate_latest(h.registry)
     for name in METRICS:
         assert f"# HELP {name} ".encode() in text, name
@@ -419,7 +423,7 @@ async def test_an_emit_callback_that_raises_does_not_stop_sampling(tmp_path: Pat
 
     task = asyncio.create_task(service.run())
     try:
-        await until(lambda: memory() is not None, 5, "a sample")
+        await until(lambda: memory() == 200 * MIB, 5, "a sample")  # NaN until then
         (path / "memory.events").write_text("oom_kill 1\n")
         await until(lambda: len(calls) == 1, 5, "the OOM event")
         (path / "memory.stat").write_text(f"anon {123 * MIB}\n")
@@ -428,3 +432,57 @@ async def test_an_emit_callback_that_raises_does_not_stop_sampling(tmp_path: Pat
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_watch_that_can_never_be_read_shows_as_unreadable_not_as_healthy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not growth 0 and +Inf to the limit: NaN, sentinel_watch_readable 0, one warning in the
+    log however many samples fail, and the status view says "unreadable" with the reason."""
+    watch = WatchConfig(
+        name="ghost",
+        source="pid_file",
+        target=str(tmp_path / "ghost.pid"),  # never written
+        sample_every=0.1,
+        window=6,
+    )
+    missing_disk = str(tmp_path / "not-mounted")
+    config = EarlyConfig(
+        watches=(watch,),
+        host=HostConfig(disks=(missing_disk,), disk_sample_every=0.1, disk_window=6),
+        self_watch=None,
+    )
+    h = Harness(config)
+    caplog.set_level(logging.DEBUG, logger="sentinel.early")
+    async with running(h):
+        ghost = h.service._watches["ghost"]
+        disk = h.service._disks[missing_disk]
+        # Several bucket evaluations: each one used to set growth 0 and +Inf.
+        seen: set[float] = set()
+
+        def evaluated_three_times() -> bool:
+            if ghost.verdict is not None:
+                seen.add(ghost.verdict.at)
+            return len(seen) >= 3 and disk.verdict is not None
+
+        await until(evaluated_three_times, 20, "three evaluations of the unreadable watch")
+    assert h.value("sentinel_watch_readable", watch="ghost") == 0
+    assert h.value("sentinel_host_disk_readable", mount=missing_disk) == 0
+    for name in (
+        "sentinel_watch_memory_bytes",
+        "sentinel_watch_memory_growth_bytes_per_second",
+        "sentinel_watch_seconds_to_limit",
+    ):
+        assert math.isnan(h.value(name, watch="ghost") or 0), name
+    assert math.isnan(h.value("sentinel_host_disk_seconds_to_full", mount=missing_disk) or 0)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert sorted(r.getMessage().split(" error=")[0] for r in warnings) == [
+        "early warning: cannot sample mount=" + missing_disk,
+        "early warning: cannot sample watch=ghost",
+    ]
+    view = h.service.status_view()
+    (row,) = view["watches"]
+    assert row["state"] == "unreadable" and "ghost.pid" in str(row["error"])
+    assert row["memory_bytes"] is None and row["growth_bytes_per_second"] is None
+    (disk_row,) = view["disks"]
+    assert disk_row["state"] == "unreadable" and disk_row["seconds_to_full"] is None

@@ -202,6 +202,7 @@ def test_forked_cli_behaves_like_the_installed_console_script(
 GOOD = '[defaults]\ninterval = "1s"\ntimeout = "500ms"\n[[sites]]\nname = "ok"\nurl = "{url}"\n'
 
 
+@pytest.mark.slow  # starts the daemon
 def test_broken_files_on_sighup_leave_the_old_config_running(
     sentinel_proc: Callable[..., SentinelProcess],
 ) -> None:

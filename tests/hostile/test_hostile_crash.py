@@ -9,9 +9,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import pytest
+
 from daemon_proc import SentinelProcess, wait_until
 from smtp_server import ReceivedMail, SmtpServer
 from targets import target_server
+
+pytestmark = pytest.mark.slow  # every test here starts the daemon
 
 SEED = 20261127
 INCIDENTS = 3

@@ -21,6 +21,8 @@ from daemon_proc import SentinelProcess, wait_until
 from smtp_server import SmtpServer
 from targets import TargetServer, target_server
 
+pytestmark = pytest.mark.slow  # every test here starts the daemon
+
 SCENARIOS = ("closed-in-data", "421-then-accept", "slower-than-deadline", "no-starttls", "550")
 
 

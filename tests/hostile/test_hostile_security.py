@@ -97,6 +97,7 @@ def default_port_free() -> None:
                 pytest.skip(f"port {port} is in use on this machine")
 
 
+@pytest.mark.slow  # starts the daemon
 @pytest.mark.usefixtures("default_port_free")
 def test_daemon_without_listen_serves_only_on_loopback(tmp_path: Path) -> None:
     config = tmp_path / "sites.toml"
@@ -160,6 +161,7 @@ def hostile_text_daemon(
                 proc.proc.wait()
 
 
+@pytest.mark.slow  # starts the daemon
 def test_hostile_text_never_breaks_email_headers(
     hostile_text_daemon: tuple[SentinelProcess, SmtpServer],
 ) -> None:
@@ -182,6 +184,7 @@ def test_hostile_text_never_breaks_email_headers(
         assert body is not None and "\x1b" not in body.get_content()
 
 
+@pytest.mark.slow  # starts the daemon
 def test_hostile_text_never_breaks_the_json_api_status_page_or_log(
     hostile_text_daemon: tuple[SentinelProcess, SmtpServer],
 ) -> None:
@@ -266,6 +269,7 @@ def email_section(port: int) -> str:
     )
 
 
+@pytest.mark.slow  # starts the daemon
 def test_smtp_password_never_appears_in_logs_or_cli_output(
     sentinel_proc: Callable[..., SentinelProcess], tmp_path: Path
 ) -> None:

@@ -128,6 +128,7 @@ def damage_pages(db: Path) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow  # starts the daemon
 def test_corrupted_database_is_moved_aside_loudly_and_monitoring_goes_on(
     sentinel_proc: Callable[..., SentinelProcess], tmp_path: Path
 ) -> None:
@@ -227,6 +228,7 @@ def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullDisk]:
                 proc.proc.wait()
 
 
+@pytest.mark.slow  # starts the daemon
 def test_full_disk_is_logged_and_counted_while_probing_goes_on(full_disk: FullDisk) -> None:
     assert full_disk.store_errors >= 1
     first, later = full_disk.failures_while_full
@@ -241,6 +243,7 @@ def test_full_disk_is_logged_and_counted_while_probing_goes_on(full_disk: FullDi
     assert any(s.startswith("[sentinel] RECOVERED: shop") for s in full_disk.subjects_at_end)
 
 
+@pytest.mark.slow  # starts the daemon
 def test_full_disk_still_sends_the_down_alert(full_disk: FullDisk) -> None:
     assert full_disk.down_email_while_full is not None
     assert str(full_disk.down_email_while_full["Subject"]).startswith("[sentinel] DOWN: shop")

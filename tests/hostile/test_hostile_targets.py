@@ -318,6 +318,7 @@ def healthy_url() -> Iterator[str]:
         yield target.url("/ok")
 
 
+@pytest.mark.slow  # starts the daemon
 def test_daemon_keeps_healthy_sites_on_schedule_while_hostile_ones_are_probed(
     hostile: Hostile, healthy_url: str, sentinel_proc: Callable[..., SentinelProcess]
 ) -> None:

@@ -1,8 +1,8 @@
 """The early-warning config: `[[watch]]` entries and `[host]`, validated into frozen values.
 
 Pure. `parse_early(watch, host)` takes the raw tables that `sentinel.config.FileSection` passes
-through and raises `sentinel.config.ConfigError` with one line per problem, each naming the entry
-and the field: `watch[0] "web": window: invalid duration 'soon' (use 30s, 5m, ...)`.
+through and raises `ConfigError` (sentinel.config_units) with one line per problem, each naming
+the entry and the field: `watch[0] "web": window: invalid duration 'soon' (use 30s, 5m, ...)`.
 """
 
 from __future__ import annotations
@@ -12,27 +12,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from sentinel.config import (
+from sentinel.config_units import (
     ConfigError,
     Duration,
     Size,
-    _pydantic_errors,
+    StrictSection,
     check_name,
     format_duration,
     parse_size,
+    pydantic_errors,
 )
 from sentinel.early.latency import DriftSettings
 from sentinel.early.trend import MIN_BUCKETS, MIN_SAMPLES_PER_BUCKET
+from sentinel.sanitize import has_control, quote
 
 DAY = 86400.0
 MIB = 1024 * 1024
@@ -47,7 +41,6 @@ MIN_SAMPLE_EVERY = 0.1
 MAX_WINDOW = 90 * DAY
 SELF_WATCH_NAME = "sentinel"
 
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _UNIT_PART = r"[A-Za-z0-9:_.@\\-]+"
 _UNIT_RE = re.compile(rf"^({_UNIT_PART}\.slice/)*{_UNIT_PART}\.(service|scope|slice)$")
 _RATE_RE = re.compile(r"^\s*(.+?)\s*/\s*(day|d|hour|h)\s*$")
@@ -167,17 +160,13 @@ class EarlyConfig:
 # ---------------------------------------------------------------- TOML models
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _positive(value: float) -> float:
     if value <= 0:
         raise ValueError("must be above 0s")
     return value
 
 
-class WatchSection(_Strict):
+class WatchSection(StrictSection):
     name: str
     unit: str | None = None
     pid_file: str | None = None
@@ -206,7 +195,7 @@ class WatchSection(_Strict):
     @field_validator("pid_file", "cgroup_root")
     @classmethod
     def _check_path(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("/") or _CONTROL_RE.search(value)):
+        if value is not None and (not value.startswith("/") or has_control(value)):
             raise ValueError(f"invalid path {value!r} (must be absolute)")
         return value
 
@@ -260,7 +249,7 @@ class WatchSection(_Strict):
         return self
 
 
-class HostSection(_Strict):
+class HostSection(StrictSection):
     disks: list[str] = Field(default_factory=list)
     disk_sample_every: Duration = DEFAULT_SAMPLE_EVERY
     disk_window: Duration = DEFAULT_WINDOW
@@ -274,7 +263,7 @@ class HostSection(_Strict):
     @classmethod
     def _check_disks(cls, value: list[str]) -> list[str]:
         for mount in value:
-            if not mount.startswith("/") or _CONTROL_RE.search(mount):
+            if not mount.startswith("/") or has_control(mount):
                 raise ValueError(f"invalid mount point {mount!r} (must be an absolute path)")
         if len(set(value)) != len(value):
             raise ValueError("lists a mount point twice")
@@ -303,15 +292,6 @@ class HostSection(_Strict):
 # ---------------------------------------------------------------- parsing
 
 
-def _quote(text: str) -> str:
-    return '"' + _CONTROL_RE.sub("?", text).replace('"', '\\"') + '"'
-
-
-def _errors(exc: ValidationError, prefix: str) -> list[str]:
-    # The same one-line style as the [[sites]] errors ("early.watch[0] \"x\": window: ...").
-    return _pydantic_errors(exc, prefix)
-
-
 def _window_errors(label: str, field_name: str, window: float, sample_every: float) -> list[str]:
     """The detector needs MIN_BUCKETS buckets of MIN_SAMPLES_PER_BUCKET samples in a window."""
     needed = MIN_BUCKETS * MIN_SAMPLES_PER_BUCKET
@@ -326,7 +306,7 @@ def _window_errors(label: str, field_name: str, window: float, sample_every: flo
 def _watch_label(index: int, raw: object) -> str:
     name = raw.get("name") if isinstance(raw, Mapping) else None
     if isinstance(name, str) and name:
-        return f"watch[{index}] {_quote(name)}"
+        return f"watch[{index}] {quote(name)}"
     return f"watch[{index}]"
 
 
@@ -356,7 +336,7 @@ def parse_early(
         try:
             section = WatchSection.model_validate(dict(raw))
         except ValidationError as exc:
-            errors.extend(_errors(exc, label))
+            errors.extend(pydantic_errors(exc, label))
             continue
         window_errors = _window_errors(label, "window", section.window, section.sample_every)
         errors.extend(window_errors)
@@ -391,7 +371,7 @@ def parse_early(
             try:
                 h = HostSection.model_validate(dict(host))
             except ValidationError as exc:
-                errors.extend(_errors(exc, "host"))
+                errors.extend(pydantic_errors(exc, "host"))
             else:
                 errors.extend(
                     _window_errors("host", "disk_window", h.disk_window, h.disk_sample_every)

@@ -65,7 +65,7 @@ class DriftVerdict:
     reason: str = ""  # why not drifting ("" when drifting)
 
 
-class _Slots:
+class Slots:
     """Numbers keyed by a bucket index, keeping the newest `maxlen` indices: slot `index % maxlen`
     of typed arrays allocated once, at full size. Memory is fixed from the first probe on, so a
     week of history costs no more RSS than an hour (a soak sees no growth while it fills), and
@@ -136,13 +136,13 @@ class LatencyTracker:
         self._open = array("d")
         self._open_count = 0
         self._open_index: int | None = None
-        self._recent = _Slots(self.settings.recent_buckets)  # (bucket index, median, probes)
+        self._recent = Slots(self.settings.recent_buckets)  # (bucket index, median, probes)
         self._hour_index: int | None = None
         # recent-bucket medians of the open baseline bucket
         per_hour = math.ceil(self.settings.baseline_bucket / self.settings.recent_bucket) + 1
         self._hour_values = array("d", [0.0]) * max(1, min(MAX_BUCKET_VALUES, per_hour))
         self._hour_count = 0
-        self._baseline = _Slots(self.settings.baseline_buckets, counts=False)
+        self._baseline = Slots(self.settings.baseline_buckets, counts=False)
 
     def _geometry(self) -> list[float]:
         """What a dump's numbers mean: a dump with other buckets cannot be reused."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import math
-import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
 from sentinel.notify.message import POLICY, message_domain
+from sentinel.sanitize import one_line
 
 __all__ = [
     "build_early_message",
@@ -32,7 +31,6 @@ __all__ = [
 
 PREFIX = "[sentinel]"
 _MAX_NAME = 100
-_WHITESPACE_RE = re.compile(r"\s+")
 _MAX_TS = 253402300799.0
 _UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
 _LIMIT_NAMES = {
@@ -44,18 +42,6 @@ _LIMIT_NAMES = {
 
 
 # ---------------------------------------------------------------- formatting
-
-
-def _clean(text: str, limit: int = _MAX_NAME) -> str:
-    """One safe header line: control, line-separator and format characters become spaces."""
-    chars = [
-        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs", "Cf") or ch.isspace() else ch
-        for ch in text
-    ]
-    line = _WHITESPACE_RE.sub(" ", "".join(chars)).strip()
-    if len(line) > limit:
-        line = line[: max(0, limit - 1)].rstrip() + "…"
-    return line
 
 
 def _finite(value: float | None, default: float = 0.0) -> float:
@@ -146,7 +132,7 @@ def _limit_phrase(event: TrendStarted) -> str:
 
 def _warning_subject(event: TrendStarted) -> str:
     """The subject without the '[sentinel] ' prefix (RESOLVED quotes it)."""
-    name = _clean(event.subject) or "?"
+    name = one_line(event.subject, _MAX_NAME) or "?"
     if event.kind == "creeping":
         text = f"CREEPING: {name} memory {format_rate(event.rate_per_s)}"
         if event.limit is not None and event.seconds_to_limit is not None:
@@ -168,7 +154,7 @@ def _warning_subject(event: TrendStarted) -> str:
 
 
 def _oom_subject(event: OomEvent) -> str:
-    name = _clean(event.watch) or "?"
+    name = one_line(event.watch, _MAX_NAME) or "?"
     if event.oom_kills > 0:
         what = "process" if event.oom_kills == 1 else "processes"
         return f"OOM: {name} — {event.oom_kills} {what} killed by the out-of-memory killer"
@@ -265,12 +251,12 @@ def _evidence(event: TrendStarted) -> str:
 
 
 def _started_body(event: TrendStarted) -> list[str]:
-    name = _clean(event.subject, 500) or "?"
+    name = one_line(event.subject, 500) or "?"
     since = _when(event.since)
     if event.evaluations > 1:
         since += f" (confirmed on {event.evaluations} evaluations in a row)"
     if event.kind in ("creeping", "self"):
-        who = f"{name} ({_clean(event.source, 500)})" if event.source else name
+        who = f"{name} ({one_line(event.source, 500)})" if event.source else name
         limit = (
             f"{format_bytes(_finite(event.limit))} ({event.limit_source or 'limit'})"
             if event.limit is not None
@@ -355,7 +341,7 @@ def _started_body(event: TrendStarted) -> list[str]:
 
 def _ended_body(event: TrendEnded) -> list[str]:
     w = event.warning
-    name = _clean(w.subject, 500) or "?"
+    name = one_line(w.subject, 500) or "?"
     if event.reason == "restarted":
         if w.kind == "disk":
             why = f"Space was freed on {name}, which starts a new trend."
@@ -375,7 +361,7 @@ def _ended_body(event: TrendEnded) -> list[str]:
             "trend afresh. It warns again if the new samples confirm the trend."
         )
     else:
-        why = f"The trend has ended ({_clean(event.reason, 300)})."
+        why = f"The trend has ended ({one_line(event.reason, 300)})."
     level = ""
     if event.level is not None:
         if w.kind == "slower":
@@ -396,7 +382,7 @@ def _ended_body(event: TrendEnded) -> list[str]:
 
 
 def _oom_body(event: OomEvent) -> list[str]:
-    name = _clean(event.watch, 500) or "?"
+    name = one_line(event.watch, 500) or "?"
     lines = []
     if event.oom_kills:
         lines.append(
@@ -408,7 +394,7 @@ def _oom_body(event: OomEvent) -> list[str]:
             f"{name} went over memory.high {event.high_events} time(s): the kernel throttled it "
             "and forced it to reclaim memory, which makes it slow."
         )
-    fields = [("Watch", f"{name} ({_clean(event.source, 500)})" if event.source else name)]
+    fields = [("Watch", f"{name} ({one_line(event.source, 500)})" if event.source else name)]
     fields.append(("Detected", _when(event.at)))
     fields.append(("OOM kills", str(event.oom_kills)))
     fields.append(("memory.high breaches", str(event.high_events)))
@@ -432,9 +418,9 @@ def build_early_message(
     else:
         body = _oom_body(event)
     msg = EmailMessage(policy=POLICY)
-    msg["Subject"] = _clean(early_subject(event), 400)
-    msg["From"] = _clean(sender, 998)
-    msg["To"] = ", ".join(_clean(r, 998) for r in recipients)
+    msg["Subject"] = one_line(early_subject(event), 400)
+    msg["From"] = one_line(sender, 998)
+    msg["To"] = ", ".join(one_line(r, 998) for r in recipients)
     msg["Date"] = email.utils.format_datetime(_utc(event.at))
     msg["Message-ID"] = message_id
     if parent is not None:

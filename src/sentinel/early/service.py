@@ -16,7 +16,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -39,7 +39,7 @@ from sentinel.early.sources import (
     read_unit,
     steal_ratio,
 )
-from sentinel.early.trend import TrendSeries, Verdict
+from sentinel.early.trend import SeriesSnapshot, TrendSeries, Verdict
 from sentinel.early.warnings import (
     OomState,
     WarningState,
@@ -55,6 +55,7 @@ log = logging.getLogger("sentinel.early")
 
 Emit = Callable[[EarlyEvent], None]
 INF = math.inf
+NAN = math.nan  # a gauge of a watch that cannot be read: "no value", never a healthy-looking 0
 
 
 @dataclass(slots=True)
@@ -69,6 +70,7 @@ class _Watch:
     last_error: str = ""
     limit: tuple[float | None, str] = (None, "")
     last: MemoryReading | None = None
+    verdict: Verdict | None = None  # the latest evaluation, for the status view
 
     @property
     def period(self) -> float:
@@ -85,6 +87,8 @@ class _Disk:
     last_bucket: int | None = None
     last_error: str = ""
     size: float | None = None
+    used: float | None = None
+    verdict: Verdict | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +106,21 @@ class _Site:
 
 
 _Runtime = _Watch | _Disk | _Steal
+
+
+@dataclass(frozen=True, slots=True)
+class TrendRecord:
+    """A watch's, a disk's or the CPU's trend state as saved across a restart of sentinel: the
+    series (bucket minimums, segment, identity) and the warning state, so a continuing trend is
+    not warned about again and a warning already sent still gets its RESOLVED."""
+
+    what: str  # what was sampled: if the config changed it meanwhile, the record is not reused
+    warning: WarningState
+    series: SeriesSnapshot | None = None  # None for CPU steal (no series)
+
+
+def _watch_what(config: WatchConfig) -> str:
+    return f"{config.source} {config.target} {config.cgroup_root}"
 
 
 @dataclass(slots=True)
@@ -185,11 +204,26 @@ class EarlyWarnings:
             "Fitted growth of sentinel's own memory floor over the window (Theil-Sen)",
             registry=r,
         )
+        self.g_readable = Gauge(
+            "sentinel_watch_readable",
+            "1 if the latest memory sample of a watched service could be read, else 0",
+            ["watch"],
+            registry=r,
+        )
+        self.g_disk_readable = Gauge(
+            "sentinel_host_disk_readable",
+            "1 if the latest usage sample of a watched filesystem could be read, else 0",
+            ["mount"],
+            registry=r,
+        )
         self._watches: dict[str, _Watch] = {}
         self._self: _Watch | None = None
         self._disks: dict[str, _Disk] = {}
         self._steal = _Steal(period=config.host.cpu_steal_sample_every)
         self._sites: dict[str, _Site] = {}
+        # Set when a trend's saved state would differ (a bucket evaluated, a warning changed):
+        # sentinel.trend_history waits on it to write the store.
+        self.trends_changed = asyncio.Event()
         self._apply_config(config)
 
     # ------------------------------------------------------------------ config
@@ -208,6 +242,7 @@ class EarlyWarnings:
         now: otherwise the thread of a WARNING already emailed would never be closed."""
         if warning.active is not None:
             self._emit(TrendEnded(warning=warning.active, at=self._clock(), reason=reason))
+            self.trends_changed.set()
 
     def _apply_config(self, config: EarlyConfig) -> None:
         old_watches = self._watches
@@ -221,11 +256,13 @@ class EarlyWarnings:
                 if old is not None:
                     self.end_warning(old.warning, "changed")
                 watches[wc.name] = self._new_watch(wc)
-                self.g_growth.labels(wc.name).set(0)
-                self.g_to_limit.labels(wc.name).set(INF)
+                # No value until the first sample is read: never "growth 0, +Inf to the limit"
+                # for a watch that may never be readable.
+                for gauge in (self.g_memory, self.g_growth, self.g_to_limit):
+                    gauge.labels(wc.name).set(NAN)
         for name in old_watches.keys() - watches.keys():
             self.end_warning(old_watches[name].warning, "removed")
-            for gauge in (self.g_memory, self.g_growth, self.g_to_limit):
+            for gauge in (self.g_memory, self.g_growth, self.g_to_limit, self.g_readable):
                 with contextlib.suppress(KeyError):
                     gauge.remove(name)
         self._watches = watches
@@ -256,11 +293,12 @@ class EarlyWarnings:
                     warning=WarningState("disk", mount, source=f"filesystem {mount}"),
                     period=host.disk_sample_every,
                 )
-                self.g_disk.labels(mount).set(INF)
+                self.g_disk.labels(mount).set(NAN)
         for mount in self._disks.keys() - disks.keys():
             self.end_warning(self._disks[mount].warning, "removed")
-            with contextlib.suppress(KeyError):
-                self.g_disk.remove(mount)
+            for gauge in (self.g_disk, self.g_disk_readable):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(mount)
         self._disks = disks
         self._steal.period = host.cpu_steal_sample_every
 
@@ -280,8 +318,65 @@ class EarlyWarnings:
         history and warnings; removed or changed ones lose their series, metrics and state, and
         an active warning of theirs is resolved ("removed", "changed")."""
         self._apply_config(config)
+        self.trends_changed.set()  # the saved trends follow the config (removed ones dropped)
         if self._wake is not None:
             self._wake.set()
+
+    # ------------------------------------------------------------------ trends across restarts
+
+    def _trend_runtimes(self) -> dict[str, tuple[_Watch | _Disk | _Steal, str]]:
+        runtimes: dict[str, tuple[_Watch | _Disk | _Steal, str]] = {
+            f"watch:{w.config.name}": (w, _watch_what(w.config)) for w in self._all_watches()
+        }
+        runtimes.update({f"disk:{d.mount}": (d, d.mount) for d in self._disks.values()})
+        if self.config.host.cpu_steal_warning > 0:
+            runtimes["steal:cpu"] = (self._steal, "cpu")
+        return runtimes
+
+    def trend_records(self) -> dict[str, TrendRecord]:
+        """Every watch's, disk's and the CPU's trend state, by a key naming it, for the store."""
+        return {
+            key: TrendRecord(
+                what,
+                runtime.warning,
+                None if isinstance(runtime, _Steal) else runtime.series.snapshot(),
+            )
+            for key, (runtime, what) in self._trend_runtimes().items()
+        }
+
+    def restore_trends(self, saved: Mapping[str, TrendRecord]) -> int:
+        """Take back the trend states saved before a restart. A record whose watch, disk or
+        steal threshold is gone, or now samples something else, resolves its active warning
+        ("removed", "changed"). Returns how many were restored."""
+        current = self._trend_runtimes()
+        restored = 0
+        for key, record in saved.items():
+            entry = current.get(key)
+            if entry is None:
+                self.end_warning(record.warning, "removed")
+                continue
+            runtime, what = entry
+            if (record.what, record.warning.kind, record.warning.subject) != (
+                what,
+                runtime.warning.kind,
+                runtime.warning.subject,
+            ):
+                self.end_warning(record.warning, "changed")
+                continue
+            if not isinstance(runtime, _Steal):
+                try:
+                    if record.series is None:
+                        raise ValueError("no series saved")
+                    runtime.series = TrendSeries.restore(
+                        record.series, runtime.series.window, runtime.series.sample_every
+                    )
+                except ValueError as exc:
+                    log.warning("early warning: trend not restored %s", kv(key=key, why=exc))
+                    self.end_warning(record.warning, "changed")
+                    continue
+            runtime.warning = record.warning
+            restored += 1
+        return restored
 
     # ------------------------------------------------------------------ latency (hot path)
 
@@ -345,6 +440,41 @@ class EarlyWarnings:
         states += [s.warning for s in self._sites.values()]
         states.append(self._steal.warning)
         return tuple(s.active for s in states if s.active is not None)
+
+    def status_view(self) -> dict[str, list[dict[str, object]]]:
+        """What the status page and /api/status show of the watches and disks: each one's state
+        ("starting", "unreadable" with the error, "collecting", "ok", "warning") and latest
+        figures; None where a figure is not known (JSON has no +Inf)."""
+        watches: list[dict[str, object]] = []
+        for w in self._all_watches():
+            verdict = w.verdict
+            watches.append(
+                {
+                    "watch": w.config.name,
+                    "source": w.config.describe(),
+                    "state": _state(w.last_error, w.last is not None, verdict, w.warning),
+                    "error": w.last_error or None,
+                    "memory_bytes": None if w.last is None or w.last_error else w.last.bytes,
+                    "growth_bytes_per_second": _rate(w.last_error, verdict),
+                    "seconds_to_limit": _finite(_forecast(verdict)) if verdict else None,
+                    "limit_bytes": w.limit[0],
+                }
+            )
+        disks: list[dict[str, object]] = []
+        for d in self._disks.values():
+            verdict = d.verdict
+            disks.append(
+                {
+                    "mount": d.mount,
+                    "state": _state(d.last_error, d.used is not None, verdict, d.warning),
+                    "error": d.last_error or None,
+                    "used_bytes": None if d.last_error else d.used,
+                    "size_bytes": d.size,
+                    "growth_bytes_per_second": _rate(d.last_error, verdict),
+                    "seconds_to_full": _finite(_forecast(verdict)) if verdict else None,
+                }
+            )
+        return {"watches": watches, "disks": disks}
 
     # ------------------------------------------------------------------ sampling loop
 
@@ -422,11 +552,16 @@ class EarlyWarnings:
             self._apply_steal(steal, cpu_reading, now)
 
     def _note_error(self, what: str, name: str, previous: str, error: str) -> str:
-        """Log a read failure once, when it changes, and a recovery."""
-        if error and error != previous:
+        """Log a watch or mount becoming unreadable once (not at every sample, nor when only the
+        wording changes, e.g. a new pid), and its recovery. Sets `sentinel_watch_readable`."""
+        if error and not previous:
             log.warning("early warning: cannot sample %s", kv(**{what: name}, error=error))
+        elif error and error != previous:
+            log.debug("early warning: still cannot sample %s", kv(**{what: name}, error=error))
         elif not error and previous:
             log.info("early warning: sampling again %s", kv(**{what: name}))
+        gauge = self.g_readable if what == "watch" else self.g_disk_readable
+        gauge.labels(name).set(0 if error else 1)
         return error
 
     def _limit_for(self, config: WatchConfig, reading: MemoryReading) -> tuple[float | None, str]:
@@ -443,6 +578,8 @@ class EarlyWarnings:
         is_self = c.source == "self"
         watch.last_error = self._note_error("watch", c.name, watch.last_error, reading.error)
         m = reading.value
+        if m is None and not is_self:
+            self.g_memory.labels(c.name).set(NAN)
         if m is not None:
             restart = watch.series.add(now, float(m.bytes), m.identity)
             if restart is not None:
@@ -470,19 +607,23 @@ class EarlyWarnings:
                 watch.last_bucket = index
             return
         watch.last_bucket = index
-        verdict = watch.series.detect(now, watch.limit[0])
+        verdict = watch.verdict = watch.series.detect(now, watch.limit[0])
         settings = WarnSettings(
             warn_within=c.warn_within, min_growth=c.min_growth, require_forecast=not is_self
         )
         watch.warning, events = step(
             watch.warning, verdict, settings, now, limit_source=watch.limit[1]
         )
+        self.trends_changed.set()
         rate = verdict.rate_per_s if verdict.rate_per_s is not None else 0.0
+        forecast = _forecast(verdict)
+        if watch.last_error:  # the trend of an unreadable watch is not known
+            rate = forecast = NAN
         if is_self:
             self.g_self_growth.set(rate)
         else:
             self.g_growth.labels(c.name).set(rate)
-            self.g_to_limit.labels(c.name).set(_forecast(verdict))
+            self.g_to_limit.labels(c.name).set(forecast)
         for event in events:
             self._emit(event)
 
@@ -491,19 +632,23 @@ class EarlyWarnings:
         if reading.value is not None:
             disk.series.add(now, float(reading.value.used))
             disk.size = float(reading.value.size)
+            disk.used = float(reading.value.used)
+        else:
+            self.g_disk.labels(disk.mount).set(NAN)
         index = disk.series.bucket_index(now)
         if disk.last_bucket is None or index <= disk.last_bucket:
             if disk.last_bucket is None:
                 disk.last_bucket = index
             return
         disk.last_bucket = index
-        verdict = disk.series.detect(now, disk.size)
+        verdict = disk.verdict = disk.series.detect(now, disk.size)
         host = self.config.host
         settings = WarnSettings(warn_within=host.disk_warn_within, min_growth=host.disk_min_growth)
         disk.warning, events = step(
             disk.warning, verdict, settings, now, limit_source="filesystem size"
         )
-        self.g_disk.labels(disk.mount).set(_forecast(verdict))
+        self.trends_changed.set()
+        self.g_disk.labels(disk.mount).set(NAN if disk.last_error else _forecast(verdict))
         for event in events:
             self._emit(event)
 
@@ -517,9 +662,12 @@ class EarlyWarnings:
         if ratio is None:
             return
         self.g_steal.set(ratio)
+        before = steal.warning
         steal.warning, events = step_steal(
             steal.warning, ratio, self.config.host.cpu_steal_warning, now
         )
+        if steal.warning != before:
+            self.trends_changed.set()
         for event in events:
             self._emit(event)
 
@@ -547,6 +695,28 @@ class EarlyWarnings:
             self._emit_cb(event)
         except Exception:
             log.exception("early warning: emit failed %s", kv(event=type(event).__name__))
+
+
+def _state(error: str, ever_read: bool, verdict: Verdict | None, warning: WarningState) -> str:
+    if error:
+        return "unreadable"
+    if not ever_read:
+        return "starting"
+    if warning.active is not None:
+        return "warning"
+    if verdict is None or verdict.rate_per_s is None:
+        return "collecting"
+    return "ok"
+
+
+def _rate(error: str, verdict: Verdict | None) -> float | None:
+    if error or verdict is None:
+        return None
+    return verdict.rate_per_s
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _forecast(verdict: Verdict) -> float:

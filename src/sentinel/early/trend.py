@@ -114,6 +114,21 @@ def mann_kendall_z(ys: Sequence[float]) -> float:
     return 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class SeriesSnapshot:
+    """A `TrendSeries` as plain values, for the store: a restart of sentinel continues the
+    series (and so a trend already warned about) instead of starting it afresh."""
+
+    window: float
+    sample_every: float
+    segment: int
+    segment_start: float | None
+    identity: str | None
+    last_t: float | None
+    last_value: float | None
+    buckets: tuple[Bucket, ...]
+
+
 class TrendSeries:
     """A bounded series of bucket minimums for one watched level, with restart segmentation.
 
@@ -183,6 +198,38 @@ class TrendSeries:
 
     def buckets(self) -> tuple[Bucket, ...]:
         return tuple(self._buckets)
+
+    def snapshot(self) -> SeriesSnapshot:
+        return SeriesSnapshot(
+            window=self.window,
+            sample_every=self.sample_every,
+            segment=self.segment,
+            segment_start=self.segment_start,
+            identity=self.identity,
+            last_t=None if self.last is None else self.last[0],
+            last_value=None if self.last is None else self.last[1],
+            buckets=tuple(self._buckets),
+        )
+
+    @classmethod
+    def restore(cls, snapshot: SeriesSnapshot, window: float, sample_every: float) -> TrendSeries:
+        """The series a snapshot holds; ValueError when it was taken with another window or
+        sample period (its buckets would have another width) or is inconsistent."""
+        if (snapshot.window, snapshot.sample_every) != (window, sample_every):
+            raise ValueError("saved with another window or sample_every")
+        series = cls(window, sample_every)
+        indexes = [b.index for b in snapshot.buckets]
+        if indexes != sorted(set(indexes)) or len(indexes) > (series._buckets.maxlen or 0):
+            raise ValueError("buckets out of order or too many")
+        if any(b.index != math.floor(b.t / series.width) for b in snapshot.buckets):
+            raise ValueError("a bucket does not match its time")
+        series._buckets.extend(snapshot.buckets)
+        series.segment = snapshot.segment
+        series.segment_start = snapshot.segment_start
+        series.identity = snapshot.identity
+        if snapshot.last_t is not None and snapshot.last_value is not None:
+            series.last = (snapshot.last_t, snapshot.last_value)
+        return series
 
     def bucket_index(self, now: float) -> int:
         """The index of the bucket `now` falls in: evaluate once each time it advances."""
@@ -273,7 +320,12 @@ def detect_buckets(
             f"rise within the noise ({rise:.4g} < {SNR_MIN:g} x {sigma:.4g})", slope, level
         )
     second = theil_sen(xs[n // 2 :], ys[n // 2 :])
-    if second is None or second < PLATEAU_RATIO * slope:
+    # A cache that filled early and then levelled off leaves a tiny overall slope (Theil-Sen is
+    # the median of pairwise slopes, mostly flat pairs) that noise in the second half can match:
+    # the recent half must also rise above the noise by itself (half of SNR_MIN, the share a
+    # steady leak that passes the overall test shows over half the span).
+    recent_rise = 0.0 if second is None else second * (xs[-1] - xs[n // 2])
+    if second is None or second < PLATEAU_RATIO * slope or recent_rise < SNR_MIN / 2 * sigma:
         share = 0.0 if second is None else max(0.0, second / slope)
         return verdict(f"levelling off (recent growth {share:.0%} of the overall)", slope, level)
     seconds = None

@@ -9,14 +9,13 @@ exit code. A broken config does not stop the command from running either.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import selectors
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from types import FrameType
 from typing import BinaryIO, TextIO
@@ -64,6 +63,9 @@ def send_ping(
     url: str, token: bytes | None, body: bytes | None = None, timeout: float = PING_TIMEOUT
 ) -> None:
     """GET (or POST `body` to) `url`; raises PingError unless sentinel answers 200."""
+    import urllib.error  # here: `sentinel run` builds the same parser and needs neither
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token.decode('ascii')}")
@@ -227,3 +229,37 @@ def cmd_wrap(config_path: str, name: str, command: Sequence[str]) -> int:
         except PingError as exc:
             _warn(err, f"ping {name}/{min(code, 255)} failed: {exc}")
     return code
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[str]:
+    """Add `ping` and `wrap`; returns their names (the caller adds -c/--config to each)."""
+    ping = sub.add_parser("ping", help="ping a heartbeat (success, --start, --fail or --exit N)")
+    ping.add_argument("name", help="the heartbeat's name")
+    what = ping.add_mutually_exclusive_group()
+    what.add_argument("--start", action="store_true", help="the job started")
+    what.add_argument("--fail", action="store_true", help="the job failed")
+    what.add_argument("--exit", type=int, choices=range(256), metavar="N", help="exit code 0-255")
+    wrap = sub.add_parser(
+        "wrap",
+        help="run a command and report it to a heartbeat: wrap NAME -- COMMAND [ARGS]",
+        description="Ping start, run the command, ping its exit code with the last 10 KiB of "
+        "its output, and exit with its exit code (a failed ping never changes it).",
+    )
+    wrap.add_argument("name", help="the heartbeat's name")
+    wrap.add_argument(
+        "argv", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- the command and its arguments"
+    )
+    return ["ping", "wrap"]
+
+
+def run(args: argparse.Namespace, config_path: str) -> int:
+    """`sentinel ping` or `sentinel wrap`, parsed by the parsers of `add_parsers`."""
+    if args.command == "ping":
+        return cmd_ping(
+            config_path, args.name, start=args.start, fail=args.fail, exit_code=args.exit
+        )
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not command:
+        _warn(sys.stderr, "wrap: give the command after --: sentinel wrap NAME -- COMMAND")
+        return EXIT_USAGE
+    return cmd_wrap(config_path, args.name, command)

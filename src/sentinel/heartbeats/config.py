@@ -18,9 +18,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
-from sentinel.config import ConfigError, Duration, _pydantic_errors, split_host_port
+from sentinel.config_units import (
+    ConfigError,
+    Duration,
+    StrictSection,
+    format_duration,
+    pydantic_errors,
+)
 
 DEFAULT_GRACE = 3600.0
 MIN_PERIOD = 1.0  # seconds: `every` and `grace` below this would make every ping late
@@ -37,9 +43,7 @@ class TokenError(Exception):
     """A heartbeat's token file cannot be used; the message is one line naming the heartbeat."""
 
 
-class _HeartbeatSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
+class _HeartbeatSection(StrictSection):
     name: str
     every: Duration | None = None
     schedule: str | None = None
@@ -126,8 +130,6 @@ class HeartbeatConfig:
 
     def describe(self) -> str:
         if self.every is not None:
-            from sentinel.config import format_duration
-
             return f"every {format_duration(self.every)}"
         return f"schedule {self.schedule!r} ({self.timezone})"
 
@@ -146,6 +148,8 @@ def next_fire(schedule: str, timezone: str, after: float) -> float:
 
 def is_loopback_listen(listen: str) -> bool:
     """True for 127.x.y.z:port, [::1]:port and localhost:port: only this machine can connect."""
+    from sentinel.config import split_host_port  # sentinel.config imports this module
+
     try:
         host, _ = split_host_port(listen, what="listen")
     except ValueError:
@@ -183,7 +187,7 @@ def parse_heartbeats(raw: Sequence[object] | None, *, listen: str) -> tuple[Hear
         try:
             section = _HeartbeatSection.model_validate(dict(item))
         except ValidationError as exc:
-            errors.extend(_pydantic_errors(exc, label))
+            errors.extend(pydantic_errors(exc, label))
             continue
         if section.name in seen:
             errors.append(

@@ -22,7 +22,6 @@ from sentinel.heartbeats.state import Event, Failed, Late, Recovered
 from sentinel.notify.message import (
     SUBJECT_PREFIX,
     _base_message,
-    _clean,
     _fields_html,
     _fields_text,
     _fmt_time,
@@ -30,6 +29,7 @@ from sentinel.notify.message import (
     human_duration,
     message_domain,
 )
+from sentinel.sanitize import one_line as _clean
 
 __all__ = ["build_heartbeat_message", "heartbeat_message_kind", "heartbeat_thread_id"]
 

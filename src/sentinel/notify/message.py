@@ -16,7 +16,6 @@ import hashlib
 import html
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -25,11 +24,15 @@ from sentinel.config import EmailConfig
 from sentinel.monitor import (
     CertExpiring,
     Event,
+    Flapping,
     Recovered,
     ResultSummary,
+    Stable,
+    Status,
     StillDown,
     WentDown,
 )
+from sentinel.sanitize import one_line
 
 __all__ = [
     "POLICY",
@@ -54,31 +57,12 @@ _MAX_BODY_TEXT = 500  # a remote message in the body
 _FALLBACK_DOMAIN = "sentinel.invalid"
 _SAFE_TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _DOMAIN_CHARS_RE = re.compile(r"[^A-Za-z0-9.-]")
-_WHITESPACE_RE = re.compile(r"\s+")
 # Valid datetime range for fromtimestamp on every platform we care about.
 _MIN_TS = 0.0
 _MAX_TS = 253402300799.0  # 9999-12-31 23:59:59 UTC
 
 
 # ---------------------------------------------------------------- text helpers
-
-
-def _clean(text: str, limit: int) -> str:
-    """One safe line: control, line/paragraph separator, format and surrogate characters become
-    spaces, whitespace runs collapse, and the result is capped at `limit` characters."""
-    chars = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        # Cc: C0/C1 controls incl. CR, LF, NEL; Zl/Zp: U+2028/U+2029; Cs: lone surrogates (not
-        # encodable); Cf: bidi overrides and friends that can disguise a subject.
-        if category in ("Cc", "Zl", "Zp", "Cs", "Cf") or ch.isspace():
-            chars.append(" ")
-        else:
-            chars.append(ch)
-    line = _WHITESPACE_RE.sub(" ", "".join(chars)).strip()
-    if len(line) > limit:
-        line = line[: max(0, limit - 1)].rstrip() + "…"
-    return line
 
 
 def _finite(value: float, default: float = 0.0) -> float:
@@ -114,8 +98,8 @@ def human_duration(seconds: float) -> str:
 
 def _reason_text(reason: str, message: str, limit: int) -> str:
     """'status (HTTP 500)'; just the reason when there is no message."""
-    short_reason = _clean(reason, _MAX_REASON) or "error"
-    short_message = _clean(message, limit)
+    short_reason = one_line(reason, _MAX_REASON) or "error"
+    short_message = one_line(message, limit)
     if short_message and short_message != short_reason:
         return f"{short_reason} ({short_message})"
     return short_reason
@@ -220,10 +204,24 @@ def certificate_message_id(site: str, expires_at: float, *, domain: str) -> str:
     return f"<cert.{_site_token(site)}.{int(_finite(expires_at))}@{domain}>"
 
 
+def flapping_message_id(site: str, since: float, *, domain: str) -> str:
+    """The FLAPPING email's Message-ID; its STABLE email replies to it."""
+    return f"<flapping.{_site_token(site)}.{int(_finite(since))}@{domain}>"
+
+
 def _event_message_id(event: Event, domain: str) -> tuple[str, str | None]:
     """(Message-ID, thread root or None when the email is the root itself)."""
     if isinstance(event, CertExpiring):
         return certificate_message_id(event.site, event.expires_at, domain=domain), None
+    if isinstance(event, Flapping):
+        return flapping_message_id(event.site, event.since, domain=domain), None
+    if isinstance(event, Stable):
+        flap_root = flapping_message_id(event.site, event.since, domain=domain)
+        if event.incident_id is not None:
+            # Settled DOWN: this email is the incident's root (its DOWN email was never sent).
+            return incident_message_id(event.site, event.incident_id, domain=domain), flap_root
+        token = f"{_site_token(event.site)}.{int(_finite(event.since))}"
+        return f"<stable.{token}@{domain}>", flap_root
     root = incident_message_id(event.site, event.incident_id, domain=domain)
     if isinstance(event, WentDown):
         return root, None
@@ -241,6 +239,10 @@ def message_kind(event: Event) -> str:
         return "still_down"
     if isinstance(event, Recovered):
         return "recovered"
+    if isinstance(event, Flapping):
+        return "flapping"
+    if isinstance(event, Stable):
+        return "stable"
     return "certificate"
 
 
@@ -302,7 +304,7 @@ def _fields_html(fields: Sequence[tuple[str, str]]) -> str:
 
 def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple[str, str]]]:
     """(subject, headline, fields) for an event."""
-    where = (_target_label(target), _clean(target, 2000))
+    where = (_target_label(target), one_line(target, 2000))
     if isinstance(event, WentDown):
         subject_reason = _reason_text(event.reason, event.message, _MAX_MESSAGE)
         return (
@@ -342,6 +344,31 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
                 ("Down since", _fmt_time(event.since)),
                 ("Up again", f"{_fmt_time(event.until)} (first good probe)"),
                 ("Total downtime", downtime),
+            ],
+        )
+    if isinstance(event, Flapping):
+        window = human_duration(event.window)
+        return (
+            f"{SUBJECT_PREFIX} FLAPPING: {site}",
+            f"{site} is FLAPPING: it changed between UP and DOWN {event.changes} times within "
+            f"{window}. You get no DOWN or RECOVERED emails for it until it is stable again.",
+            [
+                ("Site", site),
+                where,
+                ("Flapping since", _fmt_time(event.since)),
+                ("Right now", event.status.value.upper()),
+            ],
+        )
+    if isinstance(event, Stable):
+        now = "UP" if event.status is Status.UP else "DOWN"
+        return (
+            f"{SUBJECT_PREFIX} STABLE: {site} (now {now})",
+            f"{site} has stopped flapping and is {now} since {_fmt_time(event.stable_since)}.",
+            [
+                ("Site", site),
+                where,
+                ("Flapping since", _fmt_time(event.since)),
+                (f"{now} since", _fmt_time(event.stable_since)),
             ],
         )
     days = event.days_left
@@ -391,8 +418,8 @@ def _base_message(
 ) -> EmailMessage:
     msg = EmailMessage(policy=POLICY)
     _text_header(msg, "Subject", subject)
-    msg["From"] = _clean(cfg.sender, 998)
-    msg["To"] = ", ".join(_clean(r, 998) for r in cfg.recipients)
+    msg["From"] = one_line(cfg.sender, 998)
+    msg["To"] = ", ".join(one_line(r, 998) for r in cfg.recipients)
     msg["Date"] = email.utils.format_datetime(_utc(at))
     msg["Message-ID"] = message_id
     if root is not None:
@@ -408,7 +435,7 @@ def _base_message(
 def build_message(event: Event, *, email: EmailConfig, target: str) -> EmailMessage:
     """The alert email for a monitor event. Same event + config -> byte-identical message."""
     domain = message_domain(email.sender)
-    site = _clean(event.site, _MAX_SITE) or "?"
+    site = one_line(event.site, _MAX_SITE) or "?"
     kind = message_kind(event)
     subject, headline, fields = _content(event, site, target)
     message_id, root = _event_message_id(event, domain)

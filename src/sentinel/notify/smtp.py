@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import re
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -23,6 +22,7 @@ import aiosmtplib
 
 from sentinel.config import EmailConfig
 from sentinel.notify.errors import SendError
+from sentinel.sanitize import one_line
 
 __all__ = [
     "CREDENTIAL_NAME",
@@ -39,7 +39,6 @@ PASSWORD_ENV = "SENTINEL_SMTP_PASSWORD"
 CREDENTIAL_NAME = "smtp-password"  # systemd LoadCredential=smtp-password:...
 _MAX_DETAIL = 300
 _MIN_REDACTED = 4
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class PasswordError(ValueError):
@@ -115,11 +114,8 @@ class _Redactor:
     def line(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        text = _CONTROL_RE.sub(" ", text).strip()
-        detail = f"{self.where}: {text}" if text else self.where
-        if len(detail) > _MAX_DETAIL:
-            detail = detail[: _MAX_DETAIL - 1] + "…"
-        return detail
+        text = one_line(text, _MAX_DETAIL)
+        return one_line(f"{self.where}: {text}" if text else self.where, _MAX_DETAIL)
 
     def error(self, text: str, *, permanent: bool) -> SendError:
         return SendError(self.line(text), permanent=permanent)

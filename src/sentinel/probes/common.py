@@ -6,12 +6,12 @@ daemon's.)"""
 from __future__ import annotations
 
 import calendar
-import re
 import time
-import unicodedata
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
+
+from sentinel.sanitize import one_line
 
 MAX_REDIRECTS = 10
 # Interim (1xx) responses accepted before the final one: a real server sends one or two (100
@@ -65,19 +65,11 @@ def describe_statuses(codes: tuple[int, ...] | None) -> str:
     return ", ".join(parts)
 
 
-_SPACES_RE = re.compile(r"\s+")
-
-
 def clean_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """One short line, safe for logs, email headers and JSON: control, format and separator
-    characters (CR, LF, ESC, bidi overrides, U+2028, ...) become spaces; capped at `limit`."""
-    text = "".join(
-        " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
-    )
-    text = _SPACES_RE.sub(" ", text).strip()
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
+    """One short line, safe for logs, email headers and JSON (sentinel.sanitize.one_line):
+    control, format and separator characters (CR, LF, ESC, bidi overrides, U+2028, ...) become
+    spaces; capped at `limit`."""
+    return one_line(text, limit)
 
 
 def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:

@@ -35,6 +35,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import RawResponseMessage
 from aiohttp.streams import StreamReader
 
+from sentinel import USER_AGENT
 from sentinel.config import SiteConfig
 from sentinel.probes.common import (
     MAX_INTERIM_RESPONSES,
@@ -253,7 +254,7 @@ class HttpProber(AsyncLifecycle):
     def __init__(
         self,
         *,
-        user_agent: str = "sentinel-uptime/0.1",
+        user_agent: str = USER_AGENT,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.user_agent = user_agent

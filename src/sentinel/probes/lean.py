@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import re
 import socket
 import ssl
@@ -1048,10 +1049,16 @@ def _charset(content_type: bytes | None) -> str | None:
 
 
 def _decode(body: bytes | bytearray, charset: str | None) -> str:
-    try:
-        return body.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # an unknown charset named by the server
-        return body.decode("utf-8", errors="replace")
+    """The body as text in the server's charset, else UTF-8. Never raises: the charset comes
+    from the server, and some codec names raise even with errors="replace" (`idna`, `punycode`
+    on non-ASCII bytes), name no text codec at all (`rot13`, `base64`) or none at all."""
+    if charset:
+        try:
+            if codecs.lookup(charset)._is_text_encoding:
+                return body.decode(charset, errors="replace")
+        except Exception:
+            pass
+    return body.decode("utf-8", errors="replace")
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}

@@ -7,14 +7,19 @@ reference it is tested against (tests/test_probe_lean.py runs every HttpProber t
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 import time
 
+from sentinel import USER_AGENT
 from sentinel.config import SiteConfig
-from sentinel.probes.common import AsyncLifecycle
+from sentinel.probes.common import AsyncLifecycle, clean_message
 from sentinel.probes.lean import LeanHttpProber
 from sentinel.probes.result import ProbeResult
 from sentinel.probes.tcp import probe_tcp
+
+log = logging.getLogger("sentinel")
 
 
 class Prober(AsyncLifecycle):
@@ -27,7 +32,7 @@ class Prober(AsyncLifecycle):
     def __init__(
         self,
         *,
-        user_agent: str = "sentinel-uptime/0.1",
+        user_agent: str = USER_AGENT,
         ssl_context: ssl.SSLContext | None = None,
         precise_latency: bool = False,
     ) -> None:
@@ -46,8 +51,30 @@ class Prober(AsyncLifecycle):
         await self._http.close()
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
-        if site.kind == "http":
-            return await self._http.probe(site)
-        if site.kind == "tcp":
-            return await probe_tcp(site)
-        return ProbeResult.failure("error", f"unknown probe kind {site.kind!r}", time.time(), 0.0)
+        """Never raises except `CancelledError`: whatever goes wrong inside a probe (a bug, a
+        codec that raises on a server's charset, ...) becomes a failed result with reason
+        "error", so the site still counts failures and can go DOWN. A site that never alerts
+        because its probe raised is the worst bug a monitor can have."""
+        started_at = time.time()
+        t0 = time.perf_counter()
+        try:
+            if site.kind == "http":
+                return await self._http.probe(site)
+            if site.kind == "tcp":
+                return await probe_tcp(site)
+            message = f"unknown probe kind {site.kind!r}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("probe of site=%s raised", site.name, exc_info=True)
+            message = internal_error_text(exc)
+        return ProbeResult.failure("error", message, started_at, time.perf_counter() - t0)
+
+
+def internal_error_text(exc: BaseException) -> str:
+    """One line for a person: what raised, without a traceback."""
+    name = type(exc).__name__
+    try:
+        return clean_message(f"internal error: {name}: {exc}")
+    except Exception:  # an exception whose str() raises, or a bug in clean_message itself
+        return f"internal error: {name}"

@@ -1,0 +1,101 @@
+"""Noise control through the real daemon and a real SMTP server: a failure confirmed at
+retry_interval, and a maintenance window that holds the DOWN email until it ends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+
+import pytest
+
+from daemon_proc import SentinelProcess, wait_until
+from smtp_server import SmtpServer
+from targets import target_server
+
+EMAIL = """
+[email]
+from = "sentinel <sentinel@example.org>"
+to = ["owner@example.org"]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+security = "none"
+timeout = "3s"
+"""
+
+
+def down_subjects(smtp: SmtpServer) -> list[str]:
+    return [
+        str(m.message["Subject"])
+        for m in smtp.messages_received
+        if "DOWN" in str(m.message["Subject"])
+    ]
+
+
+@pytest.mark.slow
+def test_a_failure_is_confirmed_at_retry_interval_not_whole_intervals(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    with target_server({"/shop": 500}) as target, SmtpServer() as smtp:
+        proc = sentinel_proc(
+            f"""
+[defaults]
+interval = "20s"
+timeout = "2s"
+retry_interval = "1s"
+failure_threshold = 3
+{EMAIL.format(smtp_port=smtp.port)}
+[[sites]]
+name = "shop"
+url = "{target.url("/shop")}"
+"""
+        ).start()
+        # The first probe comes at a random moment of the first 20 s; then it is PENDING.
+        wait_until(
+            lambda: proc.metric("sentinel_site_state", site="shop", state="pending") == 1,
+            timeout=40,
+        )
+        first_failure = time.monotonic()
+        wait_until(lambda: down_subjects(smtp), timeout=30)
+        # Two more probes 1 s apart, not 2 x 20 s.
+        assert time.monotonic() - first_failure < 15
+        (subject,) = down_subjects(smtp)
+        assert subject.startswith("[sentinel] DOWN: shop — status (HTTP 500")
+        assert proc.metric("sentinel_site_state", site="shop", state="down") == 1
+        assert proc.metric("sentinel_site_state", site="shop", state="pending") == 0
+        assert proc.status()["shop"]["state"] == "down"
+
+
+@pytest.mark.slow
+def test_a_site_down_in_a_maintenance_window_is_alerted_when_it_ends(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+    end = now + dt.timedelta(seconds=8)
+    with target_server({"/shop": 500}) as target, SmtpServer() as smtp:
+        proc = sentinel_proc(
+            f"""
+[defaults]
+interval = "1s"
+timeout = "900ms"
+failure_threshold = 2
+{EMAIL.format(smtp_port=smtp.port)}
+[[sites]]
+name = "shop"
+url = "{target.url("/shop")}"
+
+[[maintenance]]
+name = "deploy"
+start = "{(now - dt.timedelta(minutes=1)).isoformat()}"
+end = "{end.isoformat()}"
+"""
+        ).start()
+        wait_until(lambda: proc.metric("sentinel_site_up", site="shop") == 0, timeout=20)
+        assert proc.metric("sentinel_maintenance_active", maintenance="deploy") == 1
+        assert proc.status()["shop"]["maintenance"] == ["deploy"]
+        assert down_subjects(smtp) == []  # DOWN, but held during the window
+        wait_until(lambda: down_subjects(smtp), timeout=30)
+        assert dt.datetime.now(dt.UTC) >= end
+        (subject,) = down_subjects(smtp)
+        assert subject.startswith("[sentinel] DOWN: shop — status (HTTP 500")
+        assert proc.metric("sentinel_maintenance_active", maintenance="deploy") == 0
