@@ -141,8 +141,10 @@ async def _measure(
 ) -> dict[str, Any]:
     import ssl
 
+    sys.path.insert(0, str(HERE.parent.parent / "tests"))  # the aiohttp reference lives there
+    from http_reference import HttpProber
+
     from sentinel.config import SiteConfig
-    from sentinel.probes.http import HttpProber
     from sentinel.probes.lean import LeanHttpProber
 
     scheme = "https" if cert_dir else "http"

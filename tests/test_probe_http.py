@@ -17,8 +17,9 @@ import pytest
 import trustme
 from aiohttp import web
 
+from http_reference import HttpProber
 from sentinel.config import SiteConfig
-from sentinel.probes.http import HttpProber, clean_message, der_not_after, describe_statuses
+from sentinel.probes.common import clean_message, der_not_after, describe_statuses
 from sentinel.probes.lean import LeanHttpProber
 from sentinel.probes.prober import Prober
 

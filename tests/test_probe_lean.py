@@ -29,14 +29,10 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sentinel.probes.http import HttpProber, clean_message
-from sentinel.probes.lean import (
-    HEAD_LIMIT,
-    MAX_INTERIM,
-    LeanHttpProber,
-    _clean,
-    _ResponseProtocol,
-)
+from http_reference import HttpProber
+from sentinel.probes.common import clean_message
+from sentinel.probes.lean import LeanHttpProber, _clean
+from sentinel.probes.response import HEAD_LIMIT, MAX_INTERIM, ResponseProtocol
 from sentinel.probes.result import ProbeResult
 from test_probe_http import (  # fixtures, resolved by name in this module
     NOT_AFTER,
@@ -449,22 +445,26 @@ async def test_redirect_to_another_scheme_reports_redirects(
     assert "ftp://" in result.message
 
 
-async def test_redirect_chain_limit_matches_http_prober(
-    prober: LeanHttpProber, serve: Serve
-) -> None:
+async def test_redirect_chain_limit_is_max_redirects(prober: LeanHttpProber, serve: Serve) -> None:
+    """20 redirects by default, as browsers (the old fixed limit was 10, which real sites with
+    long sign-in chains exceed); `max_redirects` sets it per site."""
+
     def chain(path: str) -> str:
         left = int(path.rsplit("/", 1)[1])
         return "/ok" if left <= 1 else f"/chain/{left - 1}"
 
     url = await serve(redirecting(chain))
-    ok = await prober.probe(site(url + "/chain/10", body_contains="arrived"))  # 10 redirects
+    ok = await prober.probe(site(url + "/chain/20", body_contains="arrived"))  # 20 redirects
     assert (ok.ok, ok.status) == (True, 200), ok
-    too_many = await prober.probe(site(url + "/chain/11"))  # the 11th is one too many
+    too_many = await prober.probe(site(url + "/chain/21"))  # the 21st is one too many
     assert (too_many.reason, too_many.status) == ("redirects", 0), too_many
-    assert too_many.message == "too many redirects (limit 10)"
-    async with HttpProber() as reference:
-        assert (await reference.probe(site(url + "/chain/10"))).ok
-        assert (await reference.probe(site(url + "/chain/11"))).reason == "redirects"
+    assert too_many.message == "too many redirects (limit 20)"
+    three = await prober.probe(site(url + "/chain/3", max_redirects=3))
+    assert three.ok, three
+    four = await prober.probe(site(url + "/chain/4", max_redirects=3))
+    assert (four.reason, four.message) == ("redirects", "too many redirects (limit 3)"), four
+    none = await prober.probe(site(url + "/chain/1", max_redirects=0))
+    assert (none.reason, none.message) == ("redirects", "too many redirects (limit 0)"), none
 
 
 @pytest.mark.parametrize(
@@ -651,14 +651,14 @@ PARITY_CASES: dict[str, tuple[bytes, str, str, int]] = {
     "field line too long": (
         b"HTTP/1.1 200 OK\r\nX-Long: " + b"l" * 9000 + b"\r\nContent-Length: 0\r\n\r\n",
         "wait",
-        "protocol",
-        0,
+        "ok",
+        200,
     ),
     "200 headers": (
         b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(200)) + b"\r\n",
-        "wait",
-        "protocol",
-        0,
+        "close",
+        "ok",
+        200,
     ),
     "chunked, bad size": (
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
@@ -686,18 +686,18 @@ PARITY_CASES: dict[str, tuple[bytes, str, str, int]] = {
         "ok",
         200,
     ),
-    "bare LF line ends": (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "wait", "ok", 200),
+    "bare LF line ends": (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "wait", "protocol", 0),
     "mixed line ends": (
         b"HTTP/1.1 200 OK\r\nX-A: b\nContent-Length: 2\r\n\r\nok",
         "wait",
-        "ok",
-        200,
+        "protocol",
+        0,
     ),
     "folded line": (
         b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
         "wait",
-        "ok",
-        200,
+        "protocol",
+        0,
     ),
     "fold before any field": (b"HTTP/1.1 200 OK\r\n  x\r\n\r\n", "wait", "protocol", 0),
     "bare CR in a value": (
@@ -718,7 +718,8 @@ PARITY_CASES: dict[str, tuple[bytes, str, str, int]] = {
         "protocol",
         0,
     ),
-    "status 099": (b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", "wait", "status", 99),
+    "status 099": (b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", "wait", "protocol", 0),
+    "status 000": (b"HTTP/1.1 000 Odd\r\nContent-Length: 0\r\n\r\n", "wait", "protocol", 0),
     "reason of 8190 bytes": (
         b"HTTP/1.1 200 " + b"r" * 8190 + b"\r\nContent-Length: 0\r\n\r\n",
         "wait",
@@ -728,8 +729,8 @@ PARITY_CASES: dict[str, tuple[bytes, str, str, int]] = {
     "reason of 8191 bytes": (
         b"HTTP/1.1 200 " + b"r" * 8191 + b"\r\nContent-Length: 0\r\n\r\n",
         "wait",
-        "protocol",
-        0,
+        "ok",
+        200,
     ),
     "head cut short": (b"HTTP/1.1 200 OK\r\nContent-Le", "close", "connect_reset", 0),
     "chunk lines with bare LF": (
@@ -748,6 +749,23 @@ PARITY_CASES: dict[str, tuple[bytes, str, str, int]] = {
 }
 
 
+# Where the lean probe differs from the aiohttp reference by design (issue 12): llhttp in strict
+# mode rejects bare LF line ends and obsolete folding (aiohttp's parser takes them); heads have
+# no per-line limit below 64 KiB and up to 1,000 fields (aiohttp: 8,190 bytes, 128 fields, which
+# real sites with large CSP or Link headers exceed); a status below 100 is no status (as h11).
+# The value is the reference's reason.
+REFERENCE_DIFFERS: dict[str, str] = {
+    "200 headers": "protocol",
+    "field line too long": "protocol",
+    "reason of 8191 bytes": "protocol",
+    "bare LF line ends": "ok",
+    "mixed line ends": "ok",
+    "folded line": "ok",
+    "status 099": "status",
+    "status 000": "status",
+}
+
+
 @pytest.mark.parametrize("case", sorted(PARITY_CASES))
 async def test_same_verdict_as_http_prober(
     prober: LeanHttpProber, raw_server: RawServe, case: str
@@ -761,8 +779,8 @@ async def test_same_verdict_as_http_prober(
             )
     reference_result, lean_result = results
     assert (lean_result.reason, lean_result.status) == (reason, status), lean_result
-    assert reference_result.reason == reason, reference_result
-    if reason in ("ok", "status"):
+    assert reference_result.reason == REFERENCE_DIFFERS.get(case, reason), reference_result
+    if reason in ("ok", "status") and case not in REFERENCE_DIFFERS:
         assert lean_result.message == reference_result.message
     assert_clean(lean_result.message)
 
@@ -785,7 +803,7 @@ async def test_parser_gives_the_same_result_however_the_bytes_are_split(response
     loop = asyncio.get_running_loop()
 
     def parse(pieces: list[bytes]) -> tuple[object, ...]:
-        conn = _ResponseProtocol(
+        conn = ResponseProtocol(
             loop.create_future(),
             limit=1000,
             keep_body=lambda status: True,

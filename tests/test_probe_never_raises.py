@@ -22,8 +22,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import sentinel.daemon
+import sentinel.probes.base
 import sentinel.probes.common
 import sentinel.probes.lean
+import sentinel.probes.response
 import sentinel.probes.rxstamp
 import sentinel.probes.tcp
 from daemon_proc import SentinelProcess, wait_until
@@ -133,6 +135,8 @@ async def test_a_hostile_charset_is_judged_not_raised(
 
 PROBE_MODULES: tuple[ModuleType, ...] = (
     sentinel.probes.lean,
+    sentinel.probes.response,
+    sentinel.probes.base,
     sentinel.probes.tcp,
     sentinel.probes.common,
     sentinel.probes.rxstamp,

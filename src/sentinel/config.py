@@ -75,6 +75,10 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # A failure is confirmed (or cleared) this soon instead of waiting whole intervals: 3 failures at
 # a 60 s interval took 2-3 minutes to alert, with retries they take ~20 s.
 DEFAULT_RETRY_INTERVAL = 10.0
+DEFAULT_MAX_REDIRECTS = 20  # as browsers (curl allows 50)
+# The probe kind of each URL scheme (sentinel/probes/base.py registers one class per kind; a
+# test holds the two together).
+URL_SCHEMES = {"http": "http", "https": "http", "tcp": "tcp"}
 
 DEFAULT_MAX_CONCURRENCY = 200
 DEFAULT_INTERVAL = 60.0
@@ -154,6 +158,7 @@ class SiteOptions(StrictSection):
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS", "PATCH", "DELETE"] | None = None
     headers: dict[str, str] | None = None
     follow_redirects: bool | None = None
+    max_redirects: int | None = Field(default=None, ge=0, le=100)
     latency_drift: bool | None = None
 
     @field_validator("headers")
@@ -187,8 +192,13 @@ class SiteSection(SiteOptions):
         if has_control(value) or " " in value:
             raise ValueError(f"invalid URL {value!r} (spaces or control characters)")
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https"):
-            raise ValueError(f"invalid URL {value!r} (must start with http:// or https://)")
+        if parts.scheme not in URL_SCHEMES:
+            raise ValueError(f"invalid URL {value!r} (must start with http://, https:// or tcp://)")
+        if URL_SCHEMES[parts.scheme] == "tcp":
+            if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+                raise ValueError(f"invalid URL {value!r} (use tcp://HOST:PORT)")
+            split_host_port(parts.netloc, what="tcp URL")
+            return value
         if not parts.hostname:
             raise ValueError(f"invalid URL {value!r} (no host)")
         try:
@@ -220,7 +230,8 @@ class SiteSection(SiteOptions):
     def _url_xor_tcp(self) -> SiteSection:
         if (self.url is None) == (self.tcp is None):
             raise ValueError("set exactly one of url (an HTTP check) or tcp (a TCP connect check)")
-        if self.tcp is not None and (self.body_contains or self.body_regex):
+        is_tcp = self.tcp is not None or _url_kind(self.url) == "tcp"
+        if is_tcp and (self.body_contains or self.body_regex):
             raise ValueError("body_contains/body_regex need an HTTP check (url), not tcp")
         return self
 
@@ -310,6 +321,7 @@ class SiteConfig:
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     follow_redirects: bool = True
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
     latency_drift: bool = True
 
     def accepts_status(self, status: int) -> bool:
@@ -498,11 +510,15 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
     policy = Policy(**{k: values[k] for k in _POLICY_FIELDS if k in values})
     # Retries never come less often than regular probes; the default is 10s or the interval.
     policy = replace(policy, retry_interval=min(retry, interval))
-    is_http = values.get("url") is not None
+    url = values.get("url")
+    kind = "tcp" if url is None else _url_kind(url)
+    target = values["tcp"] if url is None else url
+    if url is not None and kind == "tcp":
+        target = urlsplit(url).netloc  # the tcp probe takes "host:port"
     site = SiteConfig(
         **{k: values[k] for k in _SITE_FIELDS if k in values},
-        kind="http" if is_http else "tcp",
-        target=values["url"] if is_http else values["tcp"],
+        kind=kind,
+        target=target,
         interval=interval,
         timeout=timeout,
         policy=policy,
@@ -520,6 +536,12 @@ _SITE_FIELDS = frozenset(f.name for f in fields(SiteConfig)) - {
     "policy",
     "headers",
 }
+
+
+def _url_kind(url: str | None) -> Literal["http", "tcp"]:
+    """The probe kind of a (validated) URL; "http" for None."""
+    scheme = urlsplit(url).scheme if url else "http"
+    return "tcp" if URL_SCHEMES.get(scheme) == "tcp" else "http"
 
 
 def load_config(path: str | Path) -> Config:

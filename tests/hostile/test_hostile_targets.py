@@ -23,8 +23,9 @@ import pytest
 from hostile_server import BOMB_DECOMPRESSED, Hostile
 
 from daemon_proc import SentinelProcess, wait_until
+from sentinel.config import DEFAULT_MAX_REDIRECTS as MAX_REDIRECTS
 from sentinel.config import SiteConfig
-from sentinel.probes.http import MAX_INTERIM_RESPONSES, MAX_REDIRECTS
+from sentinel.probes.common import MAX_INTERIM_RESPONSES
 from sentinel.probes.prober import Prober
 from sentinel.probes.result import ProbeResult
 from targets import target_server
@@ -69,8 +70,8 @@ CASES = [
     Case("deflate-bomb-with-body-regex", "plain", "/deflate-bomb", "body_too_large", 200,
          "read limit", {"body_regex": "need+le"}),
     Case("redirect-loop", "plain", "/redirect-loop", "redirects", 0, "too many redirects"),
-    Case("ten-redirects-are-followed", "plain", f"/redirect-chain/{MAX_REDIRECTS}", "ok", 200),
-    Case("eleven-redirects-are-too-many", "plain", f"/redirect-chain/{MAX_REDIRECTS + 1}",
+    Case("max-redirects-are-followed", "plain", f"/redirect-chain/{MAX_REDIRECTS}", "ok", 200),
+    Case("one-more-redirect-is-too-many", "plain", f"/redirect-chain/{MAX_REDIRECTS + 1}",
          "redirects", 0, f"limit {MAX_REDIRECTS}"),
     Case("redirect-to-ftp", "plain", "/redirect-to?url=ftp%3A//127.0.0.1/pub", "redirects", 0,
          "non-HTTP location"),

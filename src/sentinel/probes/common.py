@@ -13,7 +13,6 @@ from typing import Self
 
 from sentinel.sanitize import one_line
 
-MAX_REDIRECTS = 10
 # Interim (1xx) responses accepted before the final one: a real server sends one or two (100
 # Continue, 103 Early Hints); a flood of them would keep the parser busy until the deadline and
 # starve every other probe of the event loop.

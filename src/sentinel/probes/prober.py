@@ -1,9 +1,9 @@
-"""`Prober`: the one entry point the daemon and the CLI use; owns the HTTP session's lifetime and
-dispatches each site to its probe by kind ("http" or "tcp").
+"""`Prober`: the one entry point the daemon and the CLI use; owns the probe kinds' lifetimes and
+dispatches each site to the kind registered for it (base.py: one module per kind).
 
 HTTP(S) goes through `LeanHttpProber` (one bare asyncio protocol per probe: about half the CPU
-of an aiohttp `ClientSession` request, and a real TLS phase); `HttpProber` (aiohttp) stays as the
-reference it is tested against (tests/test_probe_lean.py runs every HttpProber test on both)."""
+of an aiohttp `ClientSession` request, and a real TLS phase); the aiohttp-based reference it is
+tested against lives with the tests (tests/http_reference.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import time
 
 from sentinel import USER_AGENT
 from sentinel.config import SiteConfig
+from sentinel.probes.base import Probe, ProbeSettings, kinds
 from sentinel.probes.common import AsyncLifecycle, clean_message
-from sentinel.probes.lean import LeanHttpProber
 from sentinel.probes.result import ProbeResult
-from sentinel.probes.tcp import probe_tcp
 
 log = logging.getLogger("sentinel")
 
@@ -36,19 +35,25 @@ class Prober(AsyncLifecycle):
         ssl_context: ssl.SSLContext | None = None,
         precise_latency: bool = False,
     ) -> None:
-        self._http = LeanHttpProber(
+        settings = ProbeSettings(
             user_agent=user_agent, ssl_context=ssl_context, precise_latency=precise_latency
         )
+        self._probes: dict[str, Probe] = {
+            kind: cls.from_settings(settings) for kind, cls in kinds().items()
+        }
 
     def set_precise_latency(self, on: bool) -> None:
         """From a reloaded config; applies from the next probe."""
-        self._http.precise_latency = on
+        for probe in self._probes.values():
+            probe.set_precise_latency(on)
 
     async def start(self) -> None:
-        await self._http.start()
+        for probe in self._probes.values():
+            await probe.start()
 
     async def close(self) -> None:
-        await self._http.close()
+        for probe in self._probes.values():
+            await probe.close()
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
         """Never raises except `CancelledError`: whatever goes wrong inside a probe (a bug, a
@@ -58,10 +63,9 @@ class Prober(AsyncLifecycle):
         started_at = time.time()
         t0 = time.perf_counter()
         try:
-            if site.kind == "http":
-                return await self._http.probe(site)
-            if site.kind == "tcp":
-                return await probe_tcp(site)
+            probe = self._probes.get(site.kind)
+            if probe is not None:
+                return await probe.probe(site)
             message = f"unknown probe kind {site.kind!r}"
         except asyncio.CancelledError:
             raise

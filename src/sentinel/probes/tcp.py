@@ -1,5 +1,6 @@
-"""TCP connect probes: resolve "host:port", open a connection within the timeout, close it,
-and return a `ProbeResult` with dns and connect times (never an exception)."""
+"""TCP connect probes (kind "tcp": `tcp://HOST:PORT` URLs and the `tcp = "HOST:PORT"` key):
+resolve, open a connection within the timeout, close it, and return a `ProbeResult` with dns
+and connect times (never an exception)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,35 @@ import asyncio
 import ipaddress
 import socket
 import time
+from typing import Self
 
 from sentinel.config import SiteConfig, split_host_port
+from sentinel.probes.base import Probe, ProbeSettings, register
 from sentinel.probes.common import clean_message, host_port
 from sentinel.probes.result import ProbeResult
 
 _Address = tuple[socket.AddressFamily, socket.SocketKind, int, tuple[object, ...]]
+
+
+@register
+class TcpProbe(Probe):
+    """The "tcp" kind: `probe_tcp` for each site; nothing to set up or keep."""
+
+    kind = "tcp"
+    schemes = ("tcp",)
+
+    @classmethod
+    def from_settings(cls, settings: ProbeSettings) -> Self:
+        return cls()
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def probe(self, site: SiteConfig) -> ProbeResult:
+        return await probe_tcp(site)
 
 
 async def probe_tcp(site: SiteConfig) -> ProbeResult:

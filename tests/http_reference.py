@@ -1,5 +1,9 @@
-"""HTTP(S) probes: one long-lived aiohttp session, a fresh connection per probe, phase timings,
-the body limit, the site's checks and the certificate expiry, turned into a `ProbeResult`."""
+"""The reference HTTP(S) prober the lean one is compared with (tests/test_probe_http.py runs
+on both): one long-lived aiohttp session, a fresh connection per probe, phase timings, the body
+limit, the site's checks and the certificate expiry, turned into a `ProbeResult`.
+
+It lived in the package as `sentinel.probes.http` until the daemon stopped using it; it stays
+here, with the tests, as an independent client to hold `LeanHttpProber`'s verdicts against."""
 
 from __future__ import annotations
 
@@ -39,7 +43,6 @@ from sentinel import USER_AGENT
 from sentinel.config import SiteConfig
 from sentinel.probes.common import (
     MAX_INTERIM_RESPONSES,
-    MAX_REDIRECTS,
     MESSAGE_LIMIT,
     AsyncLifecycle,
     clean_message,
@@ -51,7 +54,6 @@ from sentinel.probes.result import ProbeResult
 
 __all__ = [
     "MAX_INTERIM_RESPONSES",
-    "MAX_REDIRECTS",
     "MESSAGE_LIMIT",
     "HttpProber",
     "clean_message",
@@ -303,7 +305,7 @@ class HttpProber(AsyncLifecycle):
                     headers=dict(site.headers) if site.headers else None,
                     allow_redirects=site.follow_redirects,
                     # aiohttp fails on its max_redirects-th redirect, i.e. follows one fewer.
-                    max_redirects=MAX_REDIRECTS + 1,
+                    max_redirects=site.max_redirects + 1,
                     ssl=self._ssl if site.tls_verify else False,
                     timeout=aiohttp.ClientTimeout(total=site.timeout),
                     trace_request_ctx=timing,
@@ -439,7 +441,7 @@ def _classify(exc: Exception, site: SiteConfig, timing: _Timing) -> tuple[str, s
     """An exception from a probe -> (reason, human message). Order matters: aiohttp's
     exception classes inherit from each other (and from OSError / TimeoutError)."""
     if isinstance(exc, TooManyRedirects):
-        return "redirects", f"too many redirects (limit {MAX_REDIRECTS})"
+        return "redirects", f"too many redirects (limit {site.max_redirects})"
     if isinstance(exc, RedirectClientError):
         return "redirects", f"redirect to an invalid or non-HTTP location: {exc}"
     if isinstance(exc, TimeoutError):  # also asyncio's and aiohttp's timeouts
