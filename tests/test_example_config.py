@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from sentinel.config import FileSection, SiteOptions, SiteSection, load_config, parse_config
 from sentinel.early.config import HostSection, WatchSection
+from sentinel.heartbeats.config import HeartbeatSection
 from sentinel.maintenance import MaintenanceSection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,7 @@ PASSED_THROUGH: dict[str, type[BaseModel]] = {
     "watch": WatchSection,
     "host": HostSection,
     "maintenance": MaintenanceSection,
+    "heartbeats": HeartbeatSection,
 }
 # [[sites]] is not in FileSection at all (each entry is validated on its own); it only has to
 # show what a site adds to [defaults].

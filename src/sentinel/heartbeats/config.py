@@ -43,7 +43,7 @@ class TokenError(Exception):
     """A heartbeat's token file cannot be used; the message is one line naming the heartbeat."""
 
 
-class _HeartbeatSection(StrictSection):
+class HeartbeatSection(StrictSection):
     name: str
     every: Duration | None = None
     schedule: str | None = None
@@ -100,7 +100,7 @@ class _HeartbeatSection(StrictSection):
         return value
 
     @model_validator(mode="after")
-    def _every_xor_schedule(self) -> _HeartbeatSection:
+    def _every_xor_schedule(self) -> HeartbeatSection:
         if (self.every is None) == (self.schedule is None):
             raise ValueError(
                 'every: set exactly one of every (e.g. "1d") or schedule (e.g. "0 3 * * *")'
@@ -185,7 +185,7 @@ def parse_heartbeats(raw: Sequence[object] | None, *, listen: str) -> tuple[Hear
             errors.append(f"{label}: must be a table ([[heartbeats]] entry)")
             continue
         try:
-            section = _HeartbeatSection.model_validate(dict(item))
+            section = HeartbeatSection.model_validate(dict(item))
         except ValidationError as exc:
             errors.extend(pydantic_errors(exc, label))
             continue
