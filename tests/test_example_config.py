@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from sentinel.config import FileSection, SiteOptions, SiteSection, load_config, parse_config
 from sentinel.early.config import HostSection, WatchSection
+from sentinel.heartbeats.config import HeartbeatSection
 from sentinel.maintenance import MaintenanceSection
 from sentinel.notify.channel_config import ChannelSection
 
@@ -28,6 +29,7 @@ PASSED_THROUGH: dict[str, type[BaseModel]] = {
     "host": HostSection,
     "maintenance": MaintenanceSection,
     "channels": ChannelSection,
+    "heartbeats": HeartbeatSection,
 }
 # [[sites]] is not in FileSection at all (each entry is validated on its own); it only has to
 # show what a site adds to [defaults].

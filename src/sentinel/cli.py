@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sentinel.outbox_cli import add_outbox_parser
 
     add_outbox_parser(command, nested_common)
+    from sentinel.heartbeats import client as heartbeat_cli
+
+    heartbeat_cli.add_parsers(command)
     return parser
 
 
@@ -171,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             config = _load(config_path)
             return EXIT_CONFIG if config is None else cmd_outbox(args, config, sys.stdout)
+        if args.command in ("ping", "wrap"):
+            from sentinel.heartbeats import client as heartbeat_cli
+
+            return heartbeat_cli.run(args, config_path)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
@@ -237,6 +244,13 @@ def cmd_check(config_path: str, out: TextIO) -> int:
     except SetupError as exc:
         report(f"{config_path}: {exc}")
         return EXIT_CONFIG
+    from sentinel.heartbeats.config import TokenError, read_tokens
+
+    try:
+        read_tokens(config.heartbeats)
+    except TokenError as exc:
+        report(f"{config_path}: {exc}")
+        return EXIT_CONFIG
     print(f"{config_path}: valid", file=out)
     # Part of the summary (stdout), not an error: the config itself is fine.
     warning = home_python_warning(sys.executable, os.path.realpath(sys.executable), os.geteuid())
@@ -280,6 +294,15 @@ def cmd_check(config_path: str, out: TextIO) -> int:
         if early.host.disks:
             print(f"  disks: {', '.join(early.host.disks)}", file=out)
         print(f"  self-watch: {'on' if early.self_watch is not None else 'off'}", file=out)
+    if config.heartbeats:
+        print(f"  heartbeats: {len(config.heartbeats)}", file=out)
+        for beat in config.heartbeats:
+            token = "token" if beat.token_file else "no token"
+            print(
+                f"    {beat.name:<24} {beat.describe()}, grace {format_duration(beat.grace)}, "
+                f"{token}",
+                file=out,
+            )
     return EXIT_OK
 
 

@@ -29,6 +29,7 @@ from sentinel.config_units import (
     pydantic_errors,
 )
 from sentinel.early.config import EarlyConfig, parse_early
+from sentinel.heartbeats.config import HeartbeatConfig, parse_heartbeats
 from sentinel.hostnames import ascii_host, parse_connect_to
 from sentinel.maintenance import MaintenanceWindow, parse_maintenance
 from sentinel.sanitize import has_control, quote
@@ -333,6 +334,8 @@ class FileSection(StrictSection):
     maintenance: list[dict[str, Any]] = Field(default_factory=list)
     # [[channels]], validated by sentinel.notify.channel_config.
     channels: list[dict[str, Any]] = Field(default_factory=list)
+    # [[heartbeats]], validated by sentinel.heartbeats.config.
+    heartbeats: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -426,6 +429,7 @@ class Config:
     notify: tuple[str, ...] | None = None  # [defaults] routing, for alerts not tied to a site
     fallback: str | None = None
     escalate_after: float | None = None
+    heartbeats: tuple[HeartbeatConfig, ...] = ()  # [[heartbeats]]: pings from cron jobs
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -521,6 +525,16 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    heartbeats: tuple[HeartbeatConfig, ...] = ()
+    if file_section is not None:
+        try:
+            listen = file_section.sentinel.listen
+            heartbeats = parse_heartbeats(
+                file_section.heartbeats, listen=DEFAULT_LISTEN if listen is None else listen
+            )
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
 
@@ -538,6 +552,7 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         source=source,
         early=early,
         maintenance=maintenance,
+        heartbeats=heartbeats,
         **file_section.sentinel.model_dump(exclude_none=True),
         channels=channels,
         notify=None if defaults.notify is None else tuple(defaults.notify),

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,10 @@ from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import early_message_kind
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
+from sentinel.heartbeats.config import TokenError, read_tokens
+from sentinel.heartbeats.service import HeartbeatService, alert_heartbeat
+from sentinel.heartbeats.state import Event as HeartbeatEvent
+from sentinel.heartbeats.state import HeartbeatState
 from sentinel.listen import ListenError, listen_error, status_page_url
 from sentinel.logsetup import kv
 from sentinel.maintenance import MaintenanceClock
@@ -107,6 +111,7 @@ class Daemon:
         self.early: EarlyWarnings | None = None
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
+        self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -175,6 +180,8 @@ class Daemon:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
                 trend_history.restore(self.store, self.early)
+            hb_tokens = read_tokens(self.config.heartbeats)
+            self.heartbeats.start(self.config.heartbeats, hb_tokens, self.store)
             await self.prober.start()
             if self.config.listen:
                 routes = make_routes(
@@ -183,9 +190,12 @@ class Daemon:
                     healthy=self.healthy,
                     early_status=self.early.status_view if self.early is not None else None,
                     dead_letters=lambda: self.dispatch.dead_letters,
+                    heartbeat_status=self.heartbeats.status,
                 )
                 try:
-                    server, self.port = await start_server(routes, self.config.listen)
+                    server, self.port = await start_server(
+                        routes, self.config.listen, {"/ping/": self.heartbeats.handle}
+                    )
                 except OSError as exc:  # one line saying what to do, not a traceback
                     raise listen_error(self.config.listen, exc) from None
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
@@ -194,6 +204,7 @@ class Daemon:
                 self._tasks.append(loop.create_task(self.dispatch.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
+            self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
             if self.store is not None:
                 self._load_silences()
                 self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
@@ -322,7 +333,8 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             channels = self.dispatch.build(new)
-        except (ConfigError, PasswordError, SetupError) as exc:
+            hb_tokens = read_tokens(new.heartbeats)
+        except (ConfigError, PasswordError, SetupError, TokenError) as exc:
             lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
             for line in lines:
                 log.error("reload rejected, keeping the running config: %s", line)
@@ -348,6 +360,7 @@ class Daemon:
         self.scheduler.set_batch(new.batch_window)
         self.prober.set_precise_latency(new.precise_latency)
         self.scheduler.set_sites(new.sites)
+        self.heartbeats.reload(new.heartbeats, hb_tokens, self.store)
         self.metrics.sites.set(len(self.sites))
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
@@ -445,6 +458,17 @@ class Daemon:
             return
         if outgoing:
             self.dispatch.wake()
+
+    def _persist_heartbeat(self, state: HeartbeatState, events: Sequence[HeartbeatEvent]) -> None:
+        alert_heartbeat(
+            store=self.store,
+            dispatch=self.dispatch,
+            email=self.config.email,
+            state=state,
+            events=events,
+            on_store_error=self._store_failed,
+            now=time.time(),
+        )
 
     def _on_early_event(self, event: EarlyEvent) -> None:
         """An early warning (memory creep, disk filling, slower site, OOM): log, then email."""
@@ -545,7 +569,7 @@ async def run_daemon(config_path: str, config: Config) -> int:
         return EXIT_CONFIG
     try:
         return await daemon.run()
-    except (PasswordError, SetupError) as exc:
+    except (PasswordError, SetupError, TokenError) as exc:
         log.error("%s: %s", config_path, exc)
         return EXIT_CONFIG
     except ListenError as exc:

@@ -144,6 +144,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE dead_letters ADD COLUMN alert TEXT",
         "CREATE INDEX outbox_by_channel ON outbox (channel, site, id)",
     ),
+    (
+        # A heartbeat's state (sentinel.heartbeats.state.HeartbeatState as JSON): its last ping,
+        # last output and open incident survive a restart.
+        """CREATE TABLE heartbeat_state (
+            name TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -685,6 +694,42 @@ class Store:
         with self._errors("read"):
             rows = self._conn.execute("SELECT key, data FROM trend_history").fetchall()
         return {str(key): str(data) for key, data in rows}
+
+    # ------------------------------------------------------------------ heartbeats
+
+    def save_heartbeat(self, name: str, data: str, outgoing: Sequence[Outgoing] = ()) -> None:
+        """Write a heartbeat's state (JSON text) and enqueue its emails in one transaction."""
+        dropped = 0
+        with self._transaction("write") as conn:
+            conn.execute(
+                "INSERT INTO heartbeat_state (name, data, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(name) DO UPDATE SET data = excluded.data,"
+                " updated_at = excluded.updated_at",
+                (name, data, time.time()),
+            )
+            if outgoing:
+                conn.executemany(
+                    "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(o.kind, o.site, o.created_at, o.created_at, o.message) for o in outgoing],
+                )
+                dropped = self._enforce_limit(conn)
+        if dropped:
+            log.warning("outbox full: dropped the %d oldest undelivered email(s)", dropped)
+
+    def load_heartbeats(self) -> dict[str, str]:
+        """Every saved heartbeat state: name -> JSON text."""
+        with self._errors("read"):
+            rows = self._conn.execute("SELECT name, data FROM heartbeat_state").fetchall()
+        return {str(name): str(data) for name, data in rows}
+
+    def forget_heartbeats(self, keep: Collection[str]) -> int:
+        """Drop the states of heartbeats not in `keep` (they left the config)."""
+        with self._transaction("write") as conn:
+            names = [r[0] for r in conn.execute("SELECT name FROM heartbeat_state")]
+            gone = [(n,) for n in names if n not in keep]
+            conn.executemany("DELETE FROM heartbeat_state WHERE name = ?", gone)
+        return len(gone)
 
     # ------------------------------------------------------------------ outbox
 

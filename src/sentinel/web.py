@@ -6,6 +6,8 @@ and importing aiohttp costs ~11 MiB of resident memory, a sixth of the whole dae
 (bench/README.md). Each connection serves one request and is closed (`Connection: close`);
 requests are bounded in size (16 KiB head) and time (10 s to send it, 60 s to take the answer),
 and at most 64 connections are served at once, so a slow or hostile client cannot pin the daemon.
+The heartbeat pings (/ping/..., sentinel.heartbeats.endpoint) are a prefix route that reads its
+own bounded body.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import html
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from sentinel.config import split_host_port
 from sentinel.early.page import EarlyView, render_early_section
+from sentinel.heartbeats.page import render_heartbeats_section
 from sentinel.metrics import CONTENT_TYPE
 
 log = logging.getLogger("sentinel.web")
@@ -36,8 +39,12 @@ MAX_CONNECTIONS: Final = 64  # served at once; more are closed straight away
 _REASONS: Final = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -62,6 +69,9 @@ class Reply:
 
 
 Route = Callable[[], Reply]
+# A route for every path under a prefix that may read a body (the heartbeat pings):
+# (method, target, request head, reader) -> (status, one line of text).
+PrefixRoute = Callable[[str, str, bytes, asyncio.StreamReader], Awaitable[tuple[int, str]]]
 
 
 def make_routes(
@@ -71,6 +81,7 @@ def make_routes(
     healthy: Callable[[], bool],
     early_status: Callable[[], EarlyView] | None = None,
     dead_letters: Callable[[], int] | None = None,
+    heartbeat_status: StatusProvider | None = None,
 ) -> dict[str, Route]:
     def dead() -> int:
         return dead_letters() if dead_letters is not None else 0
@@ -95,13 +106,18 @@ def make_routes(
         }
         if early_status is not None:
             body.update(early_status())  # "watches" and "disks", each with its "state"
+        if heartbeat_status is not None:
+            body["heartbeats"] = [dict(h) for h in heartbeat_status()]
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
         text = json.dumps(body, ensure_ascii=False, indent=1)
         return Reply(200, "application/json; charset=utf-8", text.encode())
 
     def index() -> Reply:
         page = render_status_page(
-            site_status(), early_status() if early_status else None, dead_letters=dead()
+            site_status(),
+            early_status() if early_status else None,
+            heartbeat_status() if heartbeat_status else (),
+            dead_letters=dead(),
         )
         return Reply(200, "text/html; charset=utf-8", page.encode())
 
@@ -109,7 +125,11 @@ def make_routes(
 
 
 def render_status_page(
-    sites: Sequence[Mapping[str, Any]], early: EarlyView | None = None, *, dead_letters: int = 0
+    sites: Sequence[Mapping[str, Any]],
+    early: EarlyView | None = None,
+    heartbeats: Sequence[Mapping[str, Any]] = (),
+    *,
+    dead_letters: int = 0,
 ) -> str:
     down = sum(1 for s in sites if s.get("status") == "down")
     rows = []
@@ -141,6 +161,7 @@ def render_status_page(
         + "".join(rows)
         + "</table>"
         + (render_early_section(early) if early else "")
+        + render_heartbeats_section(heartbeats)
         + "</body></html>"
     )
 
@@ -157,17 +178,20 @@ def _dead_letter_banner(count: int) -> str:
 
 
 class WebServer:
-    """Serves `routes` (path -> Reply) over HTTP/1.x; GET and HEAD only."""
+    """Serves `routes` (path -> Reply) over HTTP/1.x, GET and HEAD only; `prefixed` routes
+    (prefix -> handler) get every method, the request head and the stream to read a body."""
 
     def __init__(
         self,
         routes: Mapping[str, Route],
         *,
+        prefixed: Mapping[str, PrefixRoute] | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
         response_timeout: float = RESPONSE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._routes = dict(routes)
+        self._prefixed = dict(prefixed or {})
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
         self._max_connections = max_connections
@@ -227,7 +251,11 @@ class WebServer:
             await _write(writer, _plain(400, "bad request"), head_only=False)
             return
         method, target, version = parts
-        if method not in ("GET", "HEAD"):
+        prefixed = next((r for p, r in self._prefixed.items() if target.startswith(p)), None)
+        if prefixed is not None:
+            status, text = await prefixed(method, target, head, reader)
+            reply = _plain(status, text)
+        elif method not in ("GET", "HEAD"):
             reply = _plain(405, "only GET and HEAD")
         else:
             route = self._routes.get(target.split("?", 1)[0])
@@ -273,8 +301,10 @@ async def _write(
     await writer.drain()
 
 
-async def start_server(routes: Mapping[str, Route], listen: str) -> tuple[WebServer, int]:
+async def start_server(
+    routes: Mapping[str, Route], listen: str, prefixed: Mapping[str, PrefixRoute] | None = None
+) -> tuple[WebServer, int]:
     """Serve `routes` on listen ("host:port"); returns the server and the bound port."""
-    server = WebServer(routes)
+    server = WebServer(routes, prefixed=prefixed)
     port = await server.start(listen)
     return server, port

@@ -325,11 +325,7 @@ def detect_buckets(
     # the recent half must also rise above the noise by itself (half of SNR_MIN, the share a
     # steady leak that passes the overall test shows over half the span).
     recent_rise = 0.0 if second is None else second * (xs[-1] - xs[n // 2])
-    if (
-        second is None
-        or second < PLATEAU_RATIO * slope
-        or recent_rise < SNR_MIN / 2 * sigma
-    ):
+    if second is None or second < PLATEAU_RATIO * slope or recent_rise < SNR_MIN / 2 * sigma:
         share = 0.0 if second is None else max(0.0, second / slope)
         return verdict(f"levelling off (recent growth {share:.0%} of the overall)", slope, level)
     seconds = None

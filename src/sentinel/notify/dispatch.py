@@ -201,6 +201,18 @@ class Dispatcher:
 
         return self._items(alert, config.notify, email_bytes)
 
+    @property
+    def status_page(self) -> str | None:
+        return self.config.status_url if self.config is not None else None
+
+    def outgoing_for_alert(self, alert: Alert, email_bytes: Callable[[], bytes]) -> list[Outgoing]:
+        """Any other alert (a heartbeat's): routed like an alert not tied to a site ([defaults]
+        notify); `email_bytes` renders its email when the email channel takes it."""
+        config = self.config
+        if config is None:
+            return []
+        return self._items(alert, config.notify, email_bytes)
+
     # ------------------------------------------------------------------ Alertmanager resends
 
     def firing(self, channel: str) -> list[Alert]:

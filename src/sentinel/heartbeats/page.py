@@ -1,0 +1,33 @@
+"""The heartbeats' part of the status page: one row per heartbeat, from `HeartbeatService.status`.
+Pure; every value is HTML-escaped."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def render_heartbeats_section(beats: Sequence[Mapping[str, Any]]) -> str:
+    """The status page's heartbeat table (empty without heartbeats)."""
+    if not beats:
+        return ""
+    rows = []
+    for b in beats:
+        status = str(b.get("status", "new"))
+        cls = "down" if status in ("late", "failed") else "up"
+        rows.append(
+            "<tr class='{cls}'><td>{name}</td><td>{status}</td><td>{last}</td>"
+            "<td>{expected}</td><td>{exit}</td></tr>".format(
+                cls=cls,
+                name=html.escape(str(b.get("heartbeat"))),
+                status=html.escape(status.upper()),
+                last=html.escape(str(b.get("last_ping") or "never")),
+                expected=html.escape(str(b.get("expected_at") or "")),
+                exit="" if b.get("last_exit") is None else html.escape(str(b.get("last_exit"))),
+            )
+        )
+    return (
+        "<h2>heartbeats</h2><table><tr><th>heartbeat</th><th>status</th><th>last ping</th>"
+        "<th>next ping expected</th><th>last exit</th></tr>" + "".join(rows) + "</table>"
+    )
