@@ -29,6 +29,7 @@ interval = "1s"
 timeout = "500ms"
 failure_threshold = 1
 remind_every = "0s"
+flap_changes = 0  # three incidents in a minute would be FLAPPING: this test is about kill -9
 
 [email]
 from = "sentinel <sentinel@example.org>"
