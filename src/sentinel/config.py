@@ -26,6 +26,7 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from sentinel.early.config import EarlyConfig
+    from sentinel.history.settings import HistoryConfig, StatusPageConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
 DEFAULT_LISTEN = "127.0.0.1:9798"
@@ -143,6 +144,7 @@ class SentinelSection(_Strict):
     user_agent: str = "sentinel-uptime/0.1"
     batch_window: Duration = DEFAULT_BATCH_WINDOW
     precise_latency: bool = False
+    timezone: str = "UTC"  # the status page's (sentinel.history.settings checks it)
 
     @field_validator("batch_window")
     @classmethod
@@ -287,6 +289,9 @@ class FileSection(_Strict):
     # Early-warning sections, validated by sentinel.early.config (keeps the core small).
     watch: list[dict[str, Any]] = Field(default_factory=list)
     host: dict[str, Any] | None = None
+    # History and status page, validated by sentinel.history.settings.
+    history: dict[str, Any] | None = None
+    status_page: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -360,6 +365,8 @@ class Config:
     email: EmailConfig | None = None
     source: str = ""  # the file it came from, for messages
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
+    history: HistoryConfig | None = None  # [history]; None only for a Config built by hand
+    status_page: StatusPageConfig | None = None  # [status_page] and [sentinel] timezone
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -475,6 +482,14 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
             early = parse_early(file_section.watch, file_section.host)
         except ConfigError as exc:
             errors.extend(exc.errors)
+        from sentinel.history.settings import parse_history
+
+        try:
+            history, status_page = parse_history(
+                file_section.history, file_section.status_page, file_section.sentinel.timezone
+            )
+        except ConfigError as exc:
+            errors.extend(exc.errors)
 
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
@@ -505,6 +520,8 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         email=email,
         source=source,
         early=early,
+        history=history,
+        status_page=status_page,
     )
 
 

@@ -26,6 +26,7 @@ from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
+from sentinel.history.recorder import HistoryRecorder
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import (
@@ -104,6 +105,7 @@ class Daemon:
         self.port: int | None = None
         self._dropped_seen = 0
         self._lock_fd: int | None = None
+        self.history: HistoryRecorder | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -113,6 +115,8 @@ class Daemon:
         limit = self.config.email.outbox_limit if self.config.email else 1000
         self.store = Store.open(state_dir, outbox_limit=limit)
         self._lock_state_dir(state_dir)
+        if self.config.history is not None and self.config.history.enabled:
+            self.history = HistoryRecorder(self.store, self.config.history, self._store_failed)
 
     def _lock_state_dir(self, state_dir: Path) -> None:
         """Two daemons on one state_dir would both deliver the outbox: refuse the second one.
@@ -211,6 +215,8 @@ class Daemon:
                 self._tasks.append(loop.create_task(self.outbox.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
+            if self.history is not None:
+                self._tasks.append(loop.create_task(self.history.run(), name="history"))
             if self.early is not None:
                 self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
                 if self.store is not None:
@@ -253,6 +259,9 @@ class Daemon:
             if server is not None:
                 await server.close()
             if self.store is not None:
+                if self.history is not None:
+                    with contextlib.suppress(Exception):
+                        await self.history.flush()
                 if self.early is not None:
                     with contextlib.suppress(Exception):
                         await drift_history.save(
@@ -320,6 +329,8 @@ class Daemon:
             self.states[name] = SiteState(site=name)
             self.metrics.add_site(self.states[name])
         self._setup_email(new.email)
+        if self.history is not None and new.history is not None:
+            self.history.config = new.history
         if self.early is not None and new.early is not None:
             self.early.update(new.early)
             for name, site in self.sites.items():
@@ -342,6 +353,8 @@ class Daemon:
     def _forget_site(self, name: str) -> None:
         state = self.states.pop(name, None)
         self.metrics.remove_site(name)
+        if self.history is not None:
+            self.history.forget(name)
         if self.early is not None:
             self.early.remove_site(name)
         if state is not None and state.status is Status.DOWN:
@@ -368,6 +381,8 @@ class Daemon:
         if obs.events or obs.state.persistent_key() != state.persistent_key():
             self._persist(site, obs.state, obs.events)
         self.metrics.observe(site.name, result, obs.state, obs.downtime_added)
+        if self.history is not None:
+            self.history.record(site, result, state, obs.state, obs.events, now)
         if result.ok and site.latency_drift and self.early is not None:
             self.early.observe_latency(site.name, result.total, now)
         for event in obs.events:
