@@ -136,8 +136,9 @@ def incident_opened(store: Store, site: str, started_ms: int, reason: str, messa
         site_id = _site_ids(conn, [site])[site]
         conn.execute(
             "INSERT OR IGNORE INTO history_incident (site, started_ms, ended_ms, first_reason,"
-            " first_message, last_reason, last_message, alerts) VALUES (?, ?, NULL, ?, ?, ?, ?, 1)",
-            (site_id, started_ms, reason, message, reason, message),
+            " first_message, last_reason, last_message, alerts)"
+            " VALUES (?, ?, NULL, ?, ?, '', '', 1)",
+            (site_id, started_ms, reason, message),
         )
 
 
@@ -154,9 +155,14 @@ def incident_updated(
     with store.write() as conn:
         site_id = _site_ids(conn, [site])[site]
         if last is not None:
+            # The same as the first is stored as '' (most incidents have one reason throughout).
             conn.execute(
-                "UPDATE history_incident SET last_reason = ?, last_message = ?"
-                " WHERE site = ? AND started_ms = ?",
+                "UPDATE history_incident SET"
+                " last_reason = CASE WHEN first_reason = ?1 AND first_message = ?2"
+                " THEN '' ELSE ?1 END,"
+                " last_message = CASE WHEN first_reason = ?1 AND first_message = ?2"
+                " THEN '' ELSE ?2 END"
+                " WHERE site = ?3 AND started_ms = ?4",
                 (last[0], last[1][:MESSAGE_LIMIT], site_id, started_ms),
             )
         conn.execute(
@@ -188,8 +194,8 @@ def read_incidents(
             None if r[2] is None else int(r[2]),
             str(r[3]),
             str(r[4]),
-            str(r[5]),
-            str(r[6]),
+            str(r[5] or r[3]),  # '' = the same as the first
+            str(r[6]) if r[5] else str(r[4]),
             int(r[7]),
         )
         for r in rows

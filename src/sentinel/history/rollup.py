@@ -109,13 +109,16 @@ class Rollup:
 
 
 def encode_hist(hist: dict[int, int]) -> bytes:
-    """Sparse histogram -> bytes: (bucket byte, LEB128 count) pairs in bucket order."""
-    out = bytearray()
-    for index in sorted(hist):
-        count = hist[index]
-        if count <= 0:
-            continue
-        out.append(index)
+    """Histogram -> bytes: the first non-empty bucket's index, then every count from there to
+    the last non-empty bucket as LEB128 (an empty bucket in between is one zero byte). A site's
+    latency fills a few neighbouring buckets, so this is about one byte a bucket an hour."""
+    used = [index for index, count in hist.items() if count > 0]
+    if not used:
+        return b""
+    lo, hi = min(used), max(used)
+    out = bytearray([lo])
+    for index in range(lo, hi + 1):
+        count = max(0, hist.get(index, 0))
         while True:
             byte = count & 0x7F
             count >>= 7
@@ -130,10 +133,10 @@ def encode_hist(hist: dict[int, int]) -> bytes:
 def decode_hist(data: bytes) -> dict[int, int]:
     """The inverse of `encode_hist`; raises ValueError on malformed bytes."""
     hist: dict[int, int] = {}
-    pos, end = 0, len(data)
+    if not data:
+        return hist
+    index, pos, end = data[0], 1, len(data)
     while pos < end:
-        index = data[pos]
-        pos += 1
         if index >= N_BUCKETS:
             raise ValueError(f"histogram bucket {index} out of range")
         count = shift = 0
@@ -146,7 +149,9 @@ def decode_hist(data: bytes) -> dict[int, int]:
             shift += 7
             if not byte & 0x80:
                 break
-        hist[index] = hist.get(index, 0) + count
+        if count:
+            hist[index] = count
+        index += 1
     return hist
 
 
