@@ -26,7 +26,9 @@ from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
+from sentinel.history.query import HistoryReader
 from sentinel.history.recorder import HistoryRecorder
+from sentinel.history.settings import StatusPageConfig
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import (
@@ -49,6 +51,7 @@ from sentinel.scheduler import Scheduler
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
 from sentinel.web import _iso, make_routes, start_server
+from sentinel.webviews.pages import StatusPages
 
 log = logging.getLogger("sentinel")
 
@@ -106,6 +109,7 @@ class Daemon:
         self._dropped_seen = 0
         self._lock_fd: int | None = None
         self.history: HistoryRecorder | None = None
+        self.pages: StatusPages | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -202,7 +206,11 @@ class Daemon:
                     site_status=self.site_status,
                     healthy=self.healthy,
                 )
-                server, self.port = await start_server(routes, self.config.listen)
+                self.pages = self._status_pages()
+                routes.update(self.pages.routes())
+                server, self.port = await start_server(
+                    routes, self.config.listen, self.pages.prefixes()
+                )
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
             if self.store is not None:
                 self.outbox = OutboxSender(
@@ -466,7 +474,20 @@ class Daemon:
     # ------------------------------------------------------------------ status views
 
     def site_status(self) -> list[dict[str, Any]]:
-        return [status_dict(self.sites.get(name), state) for name, state in self.states.items()]
+        out = [status_dict(self.sites.get(name), state) for name, state in self.states.items()]
+        if self.pages is not None:
+            self.pages.annotate(out)
+        return out
+
+    def _status_pages(self) -> StatusPages:
+        history = self.history
+        return StatusPages(
+            sites=lambda: self.sites,
+            states=lambda: self.states,
+            settings=lambda: self.config.status_page or StatusPageConfig(),
+            recorder=history,
+            reader=None if history is None else HistoryReader(history.store, history),
+        )
 
 
 def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:

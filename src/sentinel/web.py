@@ -61,6 +61,8 @@ class Reply:
 
 
 Route = Callable[[], Reply]
+# Serves every path under a prefix; gets the request target (path and query).
+PrefixRoute = Callable[[str], Reply]
 
 
 def make_routes(
@@ -134,8 +136,10 @@ class WebServer:
         request_timeout: float = REQUEST_TIMEOUT,
         response_timeout: float = RESPONSE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        prefixes: Mapping[str, PrefixRoute] | None = None,
     ) -> None:
         self._routes = dict(routes)
+        self._prefixes = dict(prefixes or {})
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
         self._max_connections = max_connections
@@ -198,8 +202,13 @@ class WebServer:
         if method not in ("GET", "HEAD"):
             reply = _plain(405, "only GET and HEAD")
         else:
-            route = self._routes.get(target.split("?", 1)[0])
-            reply = route() if route is not None else _plain(404, "not found")
+            path = target.split("?", 1)[0]
+            route = self._routes.get(path)
+            if route is not None:
+                reply = route()
+            else:
+                under = next((r for p, r in self._prefixes.items() if path.startswith(p)), None)
+                reply = under(target) if under is not None else _plain(404, "not found")
         async with asyncio.timeout(self._response_timeout):
             await _write(writer, reply, head_only=method == "HEAD", http10=version == "HTTP/1.0")
 
@@ -241,8 +250,10 @@ async def _write(
     await writer.drain()
 
 
-async def start_server(routes: Mapping[str, Route], listen: str) -> tuple[WebServer, int]:
+async def start_server(
+    routes: Mapping[str, Route], listen: str, prefixes: Mapping[str, PrefixRoute] | None = None
+) -> tuple[WebServer, int]:
     """Serve `routes` on listen ("host:port"); returns the server and the bound port."""
-    server = WebServer(routes)
+    server = WebServer(routes, prefixes=prefixes)
     port = await server.start(listen)
     return server, port

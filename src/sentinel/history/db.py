@@ -187,19 +187,20 @@ def read_incidents(
         f" WHERE i.started_ms >= ?{where} ORDER BY i.started_ms DESC LIMIT ?",
         params,
     )
-    return [
-        Incident(
-            str(r[0]),
-            int(r[1]),
-            None if r[2] is None else int(r[2]),
-            str(r[3]),
-            str(r[4]),
-            str(r[5] or r[3]),  # '' = the same as the first
-            str(r[6]) if r[5] else str(r[4]),
-            int(r[7]),
-        )
-        for r in rows
-    ]
+    return [_incident(r) for r in rows]
+
+
+def _incident(r: Sequence[Any]) -> Incident:
+    return Incident(
+        str(r[0]),
+        int(r[1]),
+        None if r[2] is None else int(r[2]),
+        str(r[3]),
+        str(r[4]),
+        str(r[5] or r[3]),  # '' = the same as the first
+        str(r[6]) if r[5] else str(r[4]),
+        int(r[7]),
+    )
 
 
 # ---------------------------------------------------------------------------- retention
@@ -227,3 +228,15 @@ def prune(
             " AND id NOT IN (SELECT site FROM history_incident)"
         ).rowcount
     return int(gone)
+
+
+def read_latest_incidents(store: Store, per_site: int) -> list[Incident]:
+    """The latest `per_site` incidents of every site (the all-sites page), newest first."""
+    rows = store.query(
+        "SELECT name, started_ms, ended_ms, first_reason, first_message, last_reason,"
+        " last_message, alerts FROM (SELECT s.name, i.*, ROW_NUMBER() OVER"
+        " (PARTITION BY i.site ORDER BY i.started_ms DESC) AS n FROM history_incident i"
+        " JOIN history_site s ON s.id = i.site) WHERE n <= ? ORDER BY started_ms DESC",
+        (per_site,),
+    )
+    return [_incident(r) for r in rows]

@@ -56,6 +56,7 @@ class HistoryRecorder:
         # site -> (incident start ms, reason, message) of its latest failure while DOWN,
         # written to the incident log at the next flush.
         self._last_failure: dict[str, tuple[int, str, str]] = {}
+        self.cert_expiry: dict[str, float] = {}  # site -> NotAfter seen by its latest probe
         self.generation = 0  # counts flushes: readers cache what they read from the store
         self._last_prune = 0.0
 
@@ -91,6 +92,8 @@ class HistoryRecorder:
         if down is not None:
             for hour, span in split(*down, HOUR_MS):
                 self._acc(name, hour).down_ms += span
+        if result.tls_expiry is not None:
+            self.cert_expiry[name] = result.tls_expiry
         if not result.ok and after.status is Status.DOWN and after.incident_started is not None:
             self._last_failure[name] = (ms(after.incident_started), result.reason, result.message)
         for event in events:
@@ -131,6 +134,7 @@ class HistoryRecorder:
         """A site left the config: its watching stops (its stored history stays until pruned)."""
         self._coverage.pop(name, None)
         self._last_failure.pop(name, None)
+        self.cert_expiry.pop(name, None)
 
     def pending_for(self, name: str) -> dict[int, Rollup]:
         """hour -> the not yet written delta of one site (readers add it to the stored rows)."""
