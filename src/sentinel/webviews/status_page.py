@@ -385,7 +385,7 @@ def head(title: str, ctx: PageContext, *, refresh: int = 60) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta http-equiv="refresh" content="{refresh}">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{attr(title)}</title><style>{CSS}</style></head><body>"
     )
 
 
