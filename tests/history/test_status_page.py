@@ -209,7 +209,7 @@ def test_figures_state_and_times_carry_the_offset() -> None:
 def test_banner_counts_down_sites_with_a_shape_and_a_word() -> None:
     sites = [SiteView(name="a", status="down"), SiteView(name="b", status="up")]
     page = "".join(render_page(sites, PageContext("S", NOW, UTC)))
-    assert "1 of 2 sites is down" in page or "1 of 2 site is down" in page
+    assert "1 of 2 sites is down" in page
     assert page.index('data-site="a"') < page.index('data-site="b"')  # down first
 
 

@@ -167,7 +167,7 @@ def banner(sites: Sequence[SiteView], ctx: PageContext) -> str:
     if not sites:
         return '<p class="banner up" role="status">No sites are configured.</p>'
     if down:
-        word = "site is" if len(down) == 1 else "sites are"
+        word = "sites is" if len(down) == 1 else "sites are"
         return (
             f'<p class="banner down" role="status">{shape("down")} '
             f"{len(down)} of {len(sites)} {word} down</p>"
@@ -380,11 +380,12 @@ def site_block(site: SiteView, ctx: PageContext, index: int, *, link: bool = Tru
     )
 
 
-def head(title: str, ctx: PageContext, *, refresh: int = 60) -> str:
+def head(title: str, ctx: PageContext) -> str:
+    # No <meta http-equiv="refresh">: a page that reloads itself fails WCAG 2.2.1 (axe-core
+    # rates it critical); a reader reloads when they want.
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="refresh" content="{refresh}">'
         f"<title>{attr(title)}</title><style>{CSS}</style></head><body>"
     )
 
