@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TextIO
 
 from sentinel import __version__
@@ -23,7 +22,6 @@ from sentinel.config import (
     load_config,
     split_host_port,
 )
-from sentinel.monitor import SiteState
 from sentinel.probes.result import ProbeResult
 
 EXIT_OK = 0
@@ -66,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--timeout", default="10s", help="timeout for URL targets (default 10s)")
     probe.add_argument("targets", nargs="*", help="URLs or host:port to probe without a config")
     with_config(sub.add_parser("test-email", help="send one test email through the SMTP server"))
-    with_config(sub.add_parser("status", help="show every site's state from the state store"))
+    with_config(
+        sub.add_parser(
+            "status", help="show every site's live state (from the daemon, else its store)"
+        )
+    )
     return parser
 
 
@@ -296,58 +298,11 @@ def cmd_test_email(config_path: str) -> int:
     return EXIT_OK
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def cmd_status(config_path: str, out: TextIO) -> int:
     config = _load(config_path)
     if config is None:
         return EXIT_CONFIG
     from sentinel.daemon import resolve_state_dir
-    from sentinel.store import Store, StoreError, StoreNotFoundError
+    from sentinel.status_cli import cmd_status as show_status
 
-    state_dir = resolve_state_dir(config)
-    states: dict[str, SiteState] = {}
-    pending = 0
-    try:
-        store = Store.open_readonly(state_dir)
-    except StoreNotFoundError:
-        pass  # the daemon never ran here: every site shows as never probed
-    except StoreError as exc:
-        print(f"sentinel: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    else:
-        try:
-            states = store.load_states()
-            pending = store.outbox_pending()
-        finally:
-            store.close()
-    rows = [("site", "state", "since", "failures", "last result")]
-    for site in config.sites:
-        state = states.get(site.name)
-        if state is None:
-            rows.append((site.name, "unknown", "-", "0", "never probed"))
-            continue
-        last = state.last
-        last_text = (
-            "-"
-            if last is None
-            else (f"ok {last.total * 1000:.0f} ms" if last.ok else f"{last.reason}: {last.message}")
-        )
-        rows.append(
-            (
-                site.name,
-                state.status.value.upper() if state.status.value == "down" else state.status.value,
-                _when(state.since),
-                str(state.consecutive_failures),
-                last_text,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + r[4], file=out)
-    print(f"outbox: {pending} email(s) pending", file=out)
-    return EXIT_OK
+    return show_status(config, resolve_state_dir(config), out, sys.stderr)

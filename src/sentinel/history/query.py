@@ -66,8 +66,12 @@ def periods(rows: Mapping[int, Rollup], first: int, count: int, size_ms: int) ->
 
 class HistoryReader:
     def __init__(
-        self, store: Store, recorder: HistoryRecorder, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        recorder: HistoryRecorder | None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`recorder` None: the store alone (`sentinel status` reading a store read-only)."""
         self.store = store
         self.recorder = recorder
         self._clock = clock
@@ -80,7 +84,7 @@ class HistoryReader:
 
     def _stored(self, now_ms: int) -> None:
         hour, day = now_ms // HOUR_MS, now_ms // DAY_MS
-        key = (self.recorder.generation, day, hour)
+        key = (0 if self.recorder is None else self.recorder.generation, day, hour)
         if key == self._cache_key and time.monotonic() - self._cache_at < CACHE_SECONDS:
             return
         self._days = db.read_rollups(self.store, db.DAY, day - PAGE_DAYS + 1)
@@ -93,7 +97,7 @@ class HistoryReader:
     def _with_pending(
         self, name: str, hours: Mapping[int, Rollup], days: Mapping[int, Rollup]
     ) -> tuple[dict[int, Rollup], dict[int, Rollup]]:
-        pending = self.recorder.pending_for(name)
+        pending = {} if self.recorder is None else self.recorder.pending_for(name)
         if not pending:
             return dict(hours), dict(days)
         h = {k: v.copy() for k, v in hours.items()}

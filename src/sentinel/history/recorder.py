@@ -1,8 +1,9 @@
 """The history recorder: what the daemon observes, batched in memory and written once a minute.
 
 The thin I/O shell around `rollup`: `record` (called for every probe) only adds to in-memory
-deltas, one per site and hour; `flush` (every FLUSH_EVERY seconds and at a clean stop) merges
-them into the store, SITES_PER_WRITE deltas to a transaction so the loop runs in between.
+deltas, one per site and hour; `flush` (every `[history] write_every`, 60 s by default, and at a
+clean stop) merges them into the store, SITES_PER_WRITE deltas to a transaction so the loop runs
+in between.
 Incidents are rare and written when they open, get a reminder and close. A kill -9 loses at most
 the deltas of the last minute (shown as no data), never counts a probe twice.
 """
@@ -25,7 +26,6 @@ from sentinel.store import Store, StoreError
 
 log = logging.getLogger("sentinel.history")
 
-FLUSH_EVERY = 60.0  # seconds
 PRUNE_EVERY = 3600.0  # seconds
 SITES_PER_WRITE = 200  # deltas a transaction: a few ms of the loop each
 # Pending deltas when the store keeps failing: the oldest hours go first beyond this.
@@ -196,12 +196,12 @@ class HistoryRecorder:
             log.info("history pruned %s", kv(rows=gone))
         return gone
 
-    async def run(self, every: float = FLUSH_EVERY) -> None:
-        """Flush every `every` seconds and prune hourly, until cancelled."""
+    async def run(self) -> None:
+        """Flush every `write_every` seconds and prune hourly, until cancelled."""
         self.prune()
         self._last_prune = time.monotonic()
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(self.config.write_every)
             written = await self.flush()
             log.debug("history written %s", kv(deltas=written))
             if time.monotonic() - self._last_prune >= PRUNE_EVERY:

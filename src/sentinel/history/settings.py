@@ -36,6 +36,15 @@ class HistorySection(_Strict):
     keep_hourly: Duration = 35 * DAY
     keep_daily: Duration = 400 * DAY
     keep_incidents: Duration = 400 * DAY
+    write_every: Duration = 60.0
+
+    @field_validator("write_every")
+    @classmethod
+    def _write_every(cls, value: float) -> float:
+        # What a kill -9 can lose; shorter costs a transaction a site-hour more often.
+        if not 1.0 <= value <= 3600.0:
+            raise ValueError("must be between 1s and 1h")
+        return value
 
     @field_validator("keep_hourly")
     @classmethod
@@ -78,6 +87,7 @@ class HistoryConfig:
     keep_hourly: float = 35 * DAY
     keep_daily: float = 400 * DAY
     keep_incidents: float = 400 * DAY
+    write_every: float = 60.0  # seconds between batched writes (what a kill -9 can lose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,6 @@ def parse_history(
     if errors:
         raise ConfigError(errors)
     return (
-        HistoryConfig(h.enabled, h.keep_hourly, h.keep_daily, h.keep_incidents),
+        HistoryConfig(h.enabled, h.keep_hourly, h.keep_daily, h.keep_incidents, h.write_every),
         StatusPageConfig(p.title, p.show_targets, p.public_url, timezone),
     )

@@ -151,7 +151,8 @@ svg.shape{width:1em;height:1em;vertical-align:-.15em;fill:currentColor}
 dl.uptime{display:flex;flex-wrap:wrap;gap:.2rem 1.2rem;margin:.4rem 0}
 dl.uptime div{display:flex;gap:.35rem}dt{color:var(--muted)}dd{margin:0;font-weight:600}
 figure{margin:.5rem 0}figcaption{font-size:.9rem;color:var(--muted)}
-svg.bars,svg.chart{width:100%;height:auto;display:block}
+svg.bars{width:100%;height:2.2rem;display:block}
+svg.chart{width:100%;height:auto;max-height:9rem;display:block}
 .b-up{fill:var(--up)}.b-part{fill:var(--part)}.b-down{fill:var(--down)}.b-none{fill:var(--none)}
 .p50{stroke:var(--fg);fill:none;stroke-width:2}.p95{stroke:var(--part);fill:none;stroke-width:2;
 stroke-dasharray:5 3}.axis{stroke:var(--line)}.lbl{fill:var(--muted);font-size:11px}
