@@ -106,17 +106,29 @@ def write_hours(store: Store, deltas: Mapping[tuple[str, int], Rollup]) -> None:
 
 
 def read_rollups(
-    store: Store, table: str, since_period: int, site: str | None = None
+    store: Store,
+    table: str,
+    since_period: int,
+    site: str | None = None,
+    *,
+    until_period: int | None = None,
+    latency: bool = True,
 ) -> dict[str, dict[int, Rollup]]:
-    """site -> period -> Rollup for periods >= since_period (one site, or all)."""
+    """site -> period -> Rollup for since_period <= period (< until_period), of one site or all.
+    `latency` False skips the histograms (uptime only: much cheaper for many rows)."""
     assert table in _TABLES
-    where = " AND s.name = ?" if site is not None else ""
+    where = ""
     params: list[object] = [since_period]
+    if until_period is not None:
+        where += " AND r.period < ?"
+        params.append(until_period)
     if site is not None:
+        where += " AND s.name = ?"
         params.append(site)
+    hist = "r.hist" if latency else "x''"
     rows = store.query(
         "SELECT s.name, r.period, r.probes, r.failures, r.covered_ms, r.down_ms, r.lat_max_us,"
-        f" r.hist FROM {table} r JOIN history_site s ON s.id = r.site"
+        f" {hist} FROM {table} r JOIN history_site s ON s.id = r.site"
         f" WHERE r.period >= ?{where}",
         params,
     )

@@ -75,36 +75,59 @@ class HistoryReader:
         self.store = store
         self.recorder = recorder
         self._clock = clock
-        # (generation, day, hour) -> stored rows of every site, for the all-sites page
-        self._cache_key: tuple[int, int, int] | None = None
-        self._cache_at = 0.0
-        self._days: dict[str, dict[int, Rollup]] = {}
-        self._hours: dict[str, dict[int, Rollup]] = {}
+        # For the all-sites page, two caches: the rows of past hours and days (read again when
+        # the hour changes, or after CACHE_SECONDS * 60), and the rows of the current hour and
+        # day with the latest incidents (read again after each write of the recorder).
+        self._past_key: tuple[int, int] | None = None
+        self._past_at = 0.0
+        self._past_days: dict[str, dict[int, Rollup]] = {}
+        self._past_hours: dict[str, dict[int, Rollup]] = {}
+        self._now_key: tuple[int, int, int] | None = None
+        self._now_at = 0.0
+        self._now_days: dict[str, dict[int, Rollup]] = {}
+        self._now_hours: dict[str, dict[int, Rollup]] = {}
         self._incidents: dict[str, list[db.Incident]] = {}
 
     def _stored(self, now_ms: int) -> None:
         hour, day = now_ms // HOUR_MS, now_ms // DAY_MS
-        key = (0 if self.recorder is None else self.recorder.generation, day, hour)
-        if key == self._cache_key and time.monotonic() - self._cache_at < CACHE_SECONDS:
-            return
-        self._days = db.read_rollups(self.store, db.DAY, day - PAGE_DAYS + 1)
-        self._hours = db.read_rollups(self.store, db.HOUR, hour - PAGE_HOURS + 1)
-        self._incidents = {}
-        for incident in db.read_latest_incidents(self.store, PAGE_INCIDENTS):
-            self._incidents.setdefault(incident.site, []).append(incident)
-        self._cache_key, self._cache_at = key, time.monotonic()
+        mono = time.monotonic()
+        if (day, hour) != self._past_key or mono - self._past_at >= CACHE_SECONDS * 60:
+            # The bars need only uptime: no histograms for the days.
+            self._past_days = db.read_rollups(
+                self.store, db.DAY, day - PAGE_DAYS + 1, until_period=day, latency=False
+            )
+            self._past_hours = db.read_rollups(
+                self.store, db.HOUR, hour - PAGE_HOURS + 1, until_period=hour
+            )
+            self._past_key, self._past_at = (day, hour), mono
+            self._now_key = None
+        generation = 0 if self.recorder is None else self.recorder.generation
+        key = (generation, day, hour)
+        if key != self._now_key or mono - self._now_at >= CACHE_SECONDS:
+            self._now_days = db.read_rollups(self.store, db.DAY, day, latency=False)
+            self._now_hours = db.read_rollups(self.store, db.HOUR, hour)
+            self._incidents = {}
+            for incident in db.read_latest_incidents(self.store, PAGE_INCIDENTS):
+                self._incidents.setdefault(incident.site, []).append(incident)
+            self._now_key, self._now_at = key, mono
+
+    def _stored_of(self, name: str) -> tuple[dict[int, Rollup], dict[int, Rollup]]:
+        hours = {**self._past_hours.get(name, {}), **self._now_hours.get(name, {})}
+        days = {**self._past_days.get(name, {}), **self._now_days.get(name, {})}
+        return hours, days
 
     def _with_pending(
         self, name: str, hours: Mapping[int, Rollup], days: Mapping[int, Rollup]
     ) -> tuple[dict[int, Rollup], dict[int, Rollup]]:
+        h, d = dict(hours), dict(days)
         pending = {} if self.recorder is None else self.recorder.pending_for(name)
-        if not pending:
-            return dict(hours), dict(days)
-        h = {k: v.copy() for k, v in hours.items()}
-        d = {k: v.copy() for k, v in days.items()}
-        for hour, delta in pending.items():
-            h.setdefault(hour, Rollup()).merge(delta)
-            d.setdefault(hour * HOUR_MS // DAY_MS, Rollup()).merge(delta)
+        for hour, delta in pending.items():  # (a copy where a delta adds: the cache stays)
+            day = hour * HOUR_MS // DAY_MS
+            for rows, key in ((h, hour), (d, day)):
+                stored = rows.get(key)
+                total = Rollup() if stored is None else stored.copy()
+                total.merge(delta)
+                rows[key] = total
         return h, d
 
     def overview(self, names: Iterable[str]) -> dict[str, SiteHistory]:
@@ -117,9 +140,7 @@ class HistoryReader:
             return {}
         out = {}
         for name in names:
-            hours, days = self._with_pending(
-                name, self._hours.get(name, {}), self._days.get(name, {})
-            )
+            hours, days = self._with_pending(name, *self._stored_of(name))
             out[name] = self._summarise(
                 now_ms, hours, days, PAGE_HOURS, tuple(self._incidents.get(name, ()))
             )
@@ -160,15 +181,22 @@ class HistoryReader:
         incidents: tuple[db.Incident, ...],
     ) -> SiteHistory:
         hour, day = now_ms // HOUR_MS, now_ms // DAY_MS
-        uptime: dict[str, float | None] = {}
-        last_day = merged(hours.get(h) for h in range(hour - 23, hour + 1))
-        uptime["24h"] = None if last_day is None else last_day.uptime()
+        uptime: dict[str, float | None] = {"24h": _uptime(hours, hour - 23, hour)}
         for label, n in WINDOWS:
-            total = merged(days.get(d) for d in range(day - n + 1, day + 1))
-            uptime[label] = None if total is None else total.uptime()
+            uptime[label] = _uptime(days, day - n + 1, day)
         return SiteHistory(
             uptime=uptime,
             days=periods(days, day - PAGE_DAYS + 1, PAGE_DAYS, DAY_MS),
             hours=periods(hours, hour - n_hours + 1, n_hours, HOUR_MS),
             incidents=incidents,
         )
+
+
+def _uptime(rows: Mapping[int, Rollup], first: int, last: int) -> float | None:
+    """Uptime over periods first..last (sums of integers: no rollups copied)."""
+    covered = down = 0
+    for period, r in rows.items():
+        if first <= period <= last:
+            covered += r.covered_ms
+            down += r.down_ms
+    return None if covered <= 0 else max(0.0, 1.0 - down / covered)

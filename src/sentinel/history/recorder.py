@@ -51,7 +51,8 @@ class HistoryRecorder:
         self.config = config
         self._on_error = on_error
         self._clock = clock
-        self.pending: dict[tuple[str, int], Rollup] = {}
+        # site -> hour number -> the delta not yet written
+        self.pending: dict[str, dict[int, Rollup]] = {}
         self._coverage: dict[str, Coverage] = {}
         # site -> (incident start ms, reason, message) of its latest failure while DOWN,
         # written to the incident log at the next flush.
@@ -100,9 +101,12 @@ class HistoryRecorder:
             self._incident_event(event)
 
     def _acc(self, name: str, hour: int) -> Rollup:
-        acc = self.pending.get((name, hour))
+        hours = self.pending.get(name)
+        if hours is None:
+            hours = self.pending[name] = {}
+        acc = hours.get(hour)
         if acc is None:
-            acc = self.pending[(name, hour)] = Rollup()
+            acc = hours[hour] = Rollup()
         return acc
 
     def _incident_event(self, event: Event) -> None:
@@ -138,24 +142,31 @@ class HistoryRecorder:
 
     def pending_for(self, name: str) -> dict[int, Rollup]:
         """hour -> the not yet written delta of one site (readers add it to the stored rows)."""
-        return {hour: acc for (site, hour), acc in self.pending.items() if site == name}
+        return self.pending.get(name, {})
 
     # ------------------------------------------------------------------ writing
 
     async def flush(self) -> int:
         """Write every pending delta; returns how many were written."""
         written = 0
-        keys = sorted(self.pending, key=lambda k: k[1])
+        keys = sorted(
+            ((n, h) for n, hours in self.pending.items() for h in hours), key=lambda k: k[1]
+        )
         for start in range(0, len(keys), SITES_PER_WRITE):
-            chunk = {k: self.pending[k] for k in keys[start : start + SITES_PER_WRITE]}
-            chunk = {k: v for k, v in chunk.items() if self.pending.get(k) is v}
+            chunk = {
+                (n, h): self.pending[n][h]
+                for n, h in keys[start : start + SITES_PER_WRITE]
+                if h in self.pending.get(n, {})
+            }
             try:
                 db.write_hours(self.store, chunk)
             except StoreError as exc:
                 self._on_error(exc)
                 break
-            for key in chunk:  # (no await since the write: nothing was added meanwhile)
-                del self.pending[key]
+            for name, hour in chunk:  # (no await since the write: nothing was added meanwhile)
+                del self.pending[name][hour]
+                if not self.pending[name]:
+                    del self.pending[name]
             written += len(chunk)
             await asyncio.sleep(0)
         self._write_last_failures()
@@ -172,10 +183,13 @@ class HistoryRecorder:
                 return
 
     def _bound_pending(self) -> None:
-        excess = len(self.pending) - MAX_PENDING
+        keys = [(n, h) for n, hours in self.pending.items() for h in hours]
+        excess = len(keys) - MAX_PENDING
         if excess > 0:
-            for key in sorted(self.pending, key=lambda k: k[1])[:excess]:
-                del self.pending[key]
+            for name, hour in sorted(keys, key=lambda k: k[1])[:excess]:
+                del self.pending[name][hour]
+                if not self.pending[name]:
+                    del self.pending[name]
             log.warning("history: store unwritable, dropped %d oldest hourly deltas", excess)
 
     def prune(self) -> int:

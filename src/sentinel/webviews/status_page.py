@@ -12,19 +12,21 @@ Composable: the banner and each block of a site are separate functions (`SITE_SE
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from sentinel.history.db import Incident
 from sentinel.history.query import Period, SiteHistory
 
-SITES_PER_CHUNK = 50
+SITES_PER_CHUNK = 20
+_EPOCH = date(1970, 1, 1)
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 WINDOW_LABELS = (("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"))
 STATE_WORDS = {"up": "Up", "down": "Down", "unknown": "Unknown"}
@@ -52,6 +54,7 @@ class PageContext:
     tz: ZoneInfo
     show_targets: bool = False
     public_url: str = ""
+    detail: bool = False  # a site's own page: every day in the table, every incident
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -207,7 +210,13 @@ def uptime_block(site: SiteView, ctx: PageContext) -> str:
 
 
 def _day_label(period: Period, ctx: PageContext) -> str:
-    return datetime.fromtimestamp(period.start_ms / 1000, ZoneInfo("UTC")).strftime("%Y-%m-%d")
+    return _date_of(period.start_ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=512)
+def _date_of(day: int) -> str:
+    """A UTC day number -> 'YYYY-MM-DD' (cached: the page names the same 90 days all day)."""
+    return (_EPOCH + timedelta(days=day)).isoformat()
 
 
 def _day_text(period: Period) -> str:
@@ -242,12 +251,18 @@ def days_block(site: SiteView, ctx: PageContext) -> str:
             f'<rect class="{cls}" x="{i * 10}" y="{30 - height}" width="8" height="{height}">'
             f"<title>{_day_label(period, ctx)}: {_day_text(period)}</title></rect>"
         )
-    rows = "".join(
-        f"<tr><td>{_day_label(p, ctx)}</td><td>{_day_text(p)}</td></tr>"
-        for p in reversed(h.days)
-        if p.rollup is not None
-    )
+    # The all-sites page lists the days that were not fully up (the rest in one line), to stay
+    # small at thousands of sites; a site's own page lists every day with data.
+    listed = [p for p in reversed(h.days) if p.rollup is not None]
+    if not ctx.detail:
+        listed = [p for p in listed if (p.uptime or 0.0) < 1.0]
+    rows = "".join(f"<tr><td>{_day_label(p, ctx)}</td><td>{_day_text(p)}</td></tr>" for p in listed)
     n = len(h.days)
+    full = sum(1 for p in h.days if p.uptime is not None and p.uptime >= 1.0)
+    empty = sum(1 for p in h.days if p.uptime is None)
+    if not ctx.detail:
+        rows += f"<tr><td>{full} other days</td><td>100 % up</td></tr>" if full else ""
+    rows += f"<tr><td>{empty} days</td><td>no data</td></tr>" if empty else ""
     return (
         f'<figure class="days"><svg class="bars" viewBox="0 0 {width} 30" role="img"'
         f' preserveAspectRatio="none" aria-label="Daily uptime, last {n} days">'
@@ -420,6 +435,7 @@ def render_page(
 
 def render_site_page(site: SiteView, ctx: PageContext) -> str:
     """One site: 90 days, 7 days of hourly latency, every incident kept."""
+    ctx = replace(ctx, detail=True)
     title = f"{site.name} · {ctx.title}"
     return (
         head(title, ctx)
