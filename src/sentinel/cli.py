@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
             "status", help="show every site's live state (from the daemon, else its store)"
         )
     )
+    report = sub.add_parser("report", help="a month's uptime, downtime and incidents per site")
+    with_config(report)
+    report.add_argument("--month", default=None, help="YYYY-MM (UTC; default: this month)")
+    report.add_argument("--format", default="text", choices=["text", "csv", "json"])
     return parser
 
 
@@ -93,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_test_email(config_path)
         if args.command == "status":
             return cmd_status(config_path, sys.stdout)
+        if args.command == "report":
+            return cmd_report(args, config_path, sys.stdout)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
@@ -306,3 +312,26 @@ def cmd_status(config_path: str, out: TextIO) -> int:
     from sentinel.status_cli import cmd_status as show_status
 
     return show_status(config, resolve_state_dir(config), out, sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
+    config = _load(config_path)
+    if config is None:
+        return EXIT_CONFIG
+    from sentinel.daemon import resolve_state_dir
+    from sentinel.history.report import build_report, write_report
+    from sentinel.store import Store, StoreError
+
+    try:
+        with Store.open_readonly(resolve_state_dir(config)) as store:
+            label, reports = build_report(
+                store, [s.name for s in config.sites], args.month, time.time()
+            )
+    except ValueError as exc:
+        print(f"sentinel: --month: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"sentinel: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    write_report(label, reports, args.format, out)
+    return EXIT_OK
