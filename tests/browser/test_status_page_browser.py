@@ -150,7 +150,9 @@ def build_pages(store: Store) -> StatusPages:
     return StatusPages(
         sites=lambda: SITES,
         states=states,
-        settings=lambda: StatusPageConfig(title="Acme status", timezone="Europe/Zurich"),
+        settings=lambda: StatusPageConfig(
+            title="Acme status", show_targets=False, timezone="Europe/Zurich"
+        ),
         recorder=recorder,
         reader=HistoryReader(store, recorder, clock=lambda: NOW),
         clock=lambda: NOW,

@@ -22,7 +22,7 @@ def errors(data: dict[str, object]) -> list[str]:
 def test_defaults() -> None:
     config = parse_config({})
     assert config.history == HistoryConfig(True, 35 * DAY, 400 * DAY, 400 * DAY, 60.0)
-    assert config.status_page == StatusPageConfig("Status", False, "", "UTC")
+    assert config.status_page == StatusPageConfig("Status", True, "", "UTC")
 
 
 def test_the_example_sets_every_key_to_its_documented_default() -> None:

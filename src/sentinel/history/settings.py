@@ -60,7 +60,7 @@ class HistorySection(_Strict):
 
 class StatusPageSection(_Strict):
     title: str = "Status"
-    show_targets: bool = False
+    show_targets: bool = True
     public_url: str = ""
 
     @field_validator("title")
@@ -93,7 +93,8 @@ class HistoryConfig:
 @dataclass(frozen=True, slots=True)
 class StatusPageConfig:
     title: str = "Status"
-    show_targets: bool = False  # URLs and failure messages (which may name internal hosts)
+    # URLs and failure messages (which may name internal hosts): set false for a public page
+    show_targets: bool = True
     public_url: str = ""
     timezone: str = "UTC"  # IANA name, from [sentinel] timezone
 

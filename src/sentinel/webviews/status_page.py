@@ -409,7 +409,8 @@ def head(title: str, ctx: PageContext) -> str:
 def footer(ctx: PageContext) -> str:
     return (
         f'<footer class="muted"><p>Updated {when(ctx.now, ctx, seconds=True)}'
-        f" ({text(ctx.tz.key)}). Times carry their UTC offset.</p></footer></body></html>"
+        f" ({text(ctx.tz.key)}). Times carry their UTC offset. Served by sentinel.</p>"
+        "</footer></body></html>"
     )
 
 
