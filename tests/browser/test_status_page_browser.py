@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import math
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,13 +334,3 @@ def test_no_serious_or_critical_accessibility_violations(
             assert not bad, f"{path} (dark={dark}): {bad}"
         finally:
             page.context.close()
-
-
-def test_screenshots_for_the_readme_are_current_when_asked() -> None:
-    """SENTINEL_UPDATE_SCREENSHOTS=1 copies the browser test's screenshots to docs/images."""
-    if not os.environ.get("SENTINEL_UPDATE_SCREENSHOTS"):
-        pytest.skip("set SENTINEL_UPDATE_SCREENSHOTS=1 after the browser tests to refresh")
-    images = REPO / "docs" / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    for name in ("status-1280", "status-375"):
-        shutil.copy(ARTIFACTS / f"{name}.png", images / f"{name}.png")
