@@ -111,10 +111,8 @@ def from_store(config: Config, state_dir: Path, now: float) -> tuple[list[dict[s
         states = store.load_states()
         pending = store.outbox_pending()
         names = [s.name for s in config.sites]
-        try:
-            histories = HistoryReader(store, None, clock=lambda: now).overview(names)
-        except Exception:  # an older store without history tables: states only
-            histories = {}
+        # (an older store without history tables gives no uptimes: states only)
+        uptimes = HistoryReader(store, None, clock=lambda: now).uptimes(names)
     sites = []
     from sentinel.monitor import SiteState
 
@@ -123,8 +121,7 @@ def from_store(config: Config, state_dir: Path, now: float) -> tuple[list[dict[s
         entry = status_dict(site, state)
         last = state.last
         entry["last_check_age_seconds"] = None if last is None else max(0.0, now - last.at)
-        history = histories.get(site.name)
-        entry["uptime"] = None if history is None else history.uptime
+        entry["uptime"] = uptimes.get(site.name)
         sites.append(entry)
     return sites, pending
 

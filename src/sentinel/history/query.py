@@ -146,6 +146,23 @@ class HistoryReader:
             )
         return out
 
+    def uptimes(self, names: Iterable[str]) -> dict[str, dict[str, float | None]]:
+        """Only the uptime figures (for /api/status): no periods built, no histograms used."""
+        now_ms = int(self._clock() * 1000)
+        hour, day = now_ms // HOUR_MS, now_ms // DAY_MS
+        try:
+            self._stored(now_ms)
+        except StoreError:
+            return {}
+        out = {}
+        for name in names:
+            hours, days = self._with_pending(name, *self._stored_of(name))
+            figures: dict[str, float | None] = {"24h": _uptime(hours, hour - 23, hour)}
+            for label, n in WINDOWS:
+                figures[label] = _uptime(days, day - n + 1, day)
+            out[name] = figures
+        return out
+
     def site(self, name: str, *, hours: int = SITE_PAGE_HOURS) -> SiteHistory | None:
         """One site's page: 90 days, `hours` hours and every incident kept (bounded)."""
         now_ms = int(self._clock() * 1000)

@@ -147,7 +147,7 @@ class StatusPages:
         /api/status entries."""
         now = self._clock()
         names = [str(s.get("site")) for s in statuses]
-        histories = self._reader.overview(names) if self._reader is not None else {}
+        uptimes = self._reader.uptimes(names) if self._reader is not None else {}
         states = self._states()
         for entry in statuses:
             name = str(entry.get("site"))
@@ -156,11 +156,11 @@ class StatusPages:
             entry["last_check_age_seconds"] = (
                 None if last is None else round(max(0.0, now - last.at), 1)
             )
-            history = histories.get(name)
+            figures = uptimes.get(name)
             entry["uptime"] = (
                 None
-                if history is None
-                else {k: None if v is None else round(v, 6) for k, v in history.uptime.items()}
+                if figures is None
+                else {k: None if v is None else round(v, 6) for k, v in figures.items()}
             )
             expiry = None if self._recorder is None else self._recorder.cert_expiry.get(name)
             entry["cert_expires_at"] = None if expiry is None else _iso(int(expiry * 1000))
@@ -258,8 +258,8 @@ class StatusPages:
         period = parse_qs(parts.query).get("period", ["30d"])[0]
         if period not in ("24h", "7d", "30d", "90d"):
             return Reply(400, "text/plain; charset=utf-8", b"400 period: 24h, 7d, 30d or 90d\n")
-        history = self._reader.overview([name]).get(name) if self._reader is not None else None
-        share = None if history is None else history.uptime.get(period)
+        figures = self._reader.uptimes([name]).get(name) if self._reader is not None else None
+        share = None if figures is None else figures.get(period)
         return Reply(200, badges.CONTENT_TYPE, badges.uptime_badge(period, share).encode())
 
 
