@@ -42,7 +42,7 @@ def build(store: Store, names: list[str], now: float) -> None:
         ids = dict(conn.execute("SELECT name, id FROM history_site").fetchall())
 
         def row(site_id: int, period: int, size_ms: int, probes: int) -> tuple[object, ...]:
-            r = Rollup(covered_ms=size_ms)
+            r = Rollup(covered_ms=size_ms - rng.randrange(60_000))  # as real: never exact
             for _ in range(probes):
                 r.add_probe(True, int(rng.lognormvariate(0, 0.3) * 80_000))
             if rng.random() < 0.01:

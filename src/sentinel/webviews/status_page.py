@@ -71,7 +71,13 @@ def attr(value: object) -> str:
 
 def when(ts: float, ctx: PageContext, *, seconds: bool = False) -> str:
     """'2026-12-01 21:03 +01:00' in the page's time zone (the offset always shown)."""
-    dt = datetime.fromtimestamp(ts, ctx.tz)
+    return _when(ts, ctx.tz, seconds)
+
+
+@functools.lru_cache(maxsize=8192)
+def _when(ts: float, tz: ZoneInfo, seconds: bool) -> str:
+    # Cached: a page shows the same incident starts and "since" times request after request.
+    dt = datetime.fromtimestamp(ts, tz)
     offset = dt.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else "+00:00"
     return dt.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " " + offset
@@ -82,7 +88,13 @@ def iso(ts: float, ctx: PageContext) -> str:
 
 
 def time_tag(ts: float, ctx: PageContext) -> str:
-    return f'<time datetime="{iso(ts, ctx)}">{when(ts, ctx)}</time>'
+    return _time_tag(ts, ctx.tz)
+
+
+@functools.lru_cache(maxsize=8192)
+def _time_tag(ts: float, tz: ZoneInfo) -> str:
+    iso_text = datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
+    return f'<time datetime="{iso_text}">{_when(ts, tz, False)}</time>'
 
 
 def duration(seconds: float) -> str:
@@ -219,59 +231,73 @@ def _date_of(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).isoformat()
 
 
-def _day_text(period: Period) -> str:
-    r = period.rollup
-    if r is None or r.covered_ms == 0:
-        return "no data"
-    down = f", down {duration(r.down_ms / 1000)}" if r.down_ms else ""
-    return f"{percent(r.uptime())} up{down}"
+def _day_facts(covered_ms: int, down_ms: int) -> tuple[str, int, str, float | None]:
+    """(bar class, bar height of 30, text, uptime) of a day: full when up, shorter the worse,
+    a stub when there is no data."""
+    if covered_ms <= 0:
+        return "b-none", 6, "no data", None
+    u = max(0.0, 1.0 - down_ms / covered_ms)
+    cls, height, text_ = _day_look(math.floor(u * 10000), down_ms // 1000)
+    return cls, height, text_, u
 
 
-def _bar_kind(period: Period) -> tuple[str, int]:
-    """(class, height of 30): full when up, shorter the worse, a stub when there is no data."""
-    u = period.uptime
-    if u is None:
-        return "b-none", 6
-    if u >= 0.999:
-        return "b-up", 30
-    if u >= 0.95:
-        return "b-part", 22
-    return "b-down", 14
+@functools.lru_cache(maxsize=4096)
+def _day_look(basis_points: int, down_s: int) -> tuple[str, int, str]:
+    # Cached on what is shown (most days of most sites are 100 % up): the page builds tens of
+    # thousands of these.
+    down = f", down {duration(down_s)}" if down_s else ""
+    shown = (
+        "100 %" if basis_points >= 10000 else f"{basis_points // 100}.{basis_points % 100:02d} %"
+    )
+    text_ = f"{shown} up{down}"
+    if basis_points >= 9990:
+        return "b-up", 30, text_
+    if basis_points >= 9500:
+        return "b-part", 22, text_
+    return "b-down", 14, text_
 
 
 def days_block(site: SiteView, ctx: PageContext) -> str:
     h = site.history
     if h is None or not h.days:
         return ""
-    width = 10 * len(h.days)
+    n = len(h.days)
     rects = []
+    rows = []
+    full = empty = 0
     for i, period in enumerate(h.days):
-        cls, height = _bar_kind(period)
+        r = period.rollup
+        cls, height, day_text, u = _day_facts(
+            0 if r is None else r.covered_ms, 0 if r is None else r.down_ms
+        )
+        label = _day_label(period, ctx)
         rects.append(
             f'<rect class="{cls}" x="{i * 10}" y="{30 - height}" width="8" height="{height}">'
-            f"<title>{_day_label(period, ctx)}: {_day_text(period)}</title></rect>"
+            f"<title>{label}: {day_text}</title></rect>"
         )
-    # The all-sites page lists the days that were not fully up (the rest in one line), to stay
-    # small at thousands of sites; a site's own page lists every day with data.
-    listed = [p for p in reversed(h.days) if p.rollup is not None]
-    if not ctx.detail:
-        listed = [p for p in listed if (p.uptime or 0.0) < 1.0]
-    rows = "".join(f"<tr><td>{_day_label(p, ctx)}</td><td>{_day_text(p)}</td></tr>" for p in listed)
-    n = len(h.days)
-    full = sum(1 for p in h.days if p.uptime is not None and p.uptime >= 1.0)
-    empty = sum(1 for p in h.days if p.uptime is None)
-    if not ctx.detail:
-        rows += f"<tr><td>{full} other days</td><td>100 % up</td></tr>" if full else ""
-    rows += f"<tr><td>{empty} days</td><td>no data</td></tr>" if empty else ""
+        # The all-sites page lists the days that were not fully up (the rest in one line), to
+        # stay small at thousands of sites; a site's own page lists every day with data.
+        if u is None:
+            empty += 1
+        elif u >= 1.0 and not ctx.detail:
+            full += 1
+        else:
+            rows.append(f"<tr><td>{label}</td><td>{day_text}</td></tr>")
+    rows.reverse()
+    if full:
+        rows.append(f"<tr><td>{full} other days</td><td>100 % up</td></tr>")
+    if empty:
+        rows.append(f"<tr><td>{empty} days</td><td>no data</td></tr>")
     return (
-        f'<figure class="days"><svg class="bars" viewBox="0 0 {width} 30" role="img"'
+        f'<figure class="days"><svg class="bars" viewBox="0 0 {10 * n} 30" role="img"'
         f' preserveAspectRatio="none" aria-label="Daily uptime, last {n} days">'
         + "".join(rects)
         + f"</svg><figcaption>Daily uptime, last {n} days (UTC days; taller is better, a stub"
         " is no data)</figcaption></figure>"
         f"<details><summary>Daily uptime as a table</summary>"
         f'<div class="scroll"><table><thead><tr><th scope="col">Day (UTC)</th>'
-        f'<th scope="col">Uptime</th></tr></thead><tbody>{rows}</tbody></table></div></details>'
+        f'<th scope="col">Uptime</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        "</details>"
     )
 
 
