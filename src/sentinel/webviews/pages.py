@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -109,12 +110,18 @@ class StatusPages:
     def index(self) -> Reply:
         ctx = self._context()
         states = self._states()
-        names = list(self._sites())
-        histories = self._reader.overview(names) if self._reader is not None else {}
-        views = [self._view(n, states.get(n), histories.get(n)) for n in names]
+        views = [self._view(n, states.get(n), None) for n in self._sites()]
+        reader = self._reader
+
+        def fill(chunk: Sequence[SiteView]) -> list[SiteView]:
+            # Each chunk's history is summarised when it is rendered, not all up front.
+            if reader is None:
+                return list(chunk)
+            histories = reader.overview([v.name for v in chunk])
+            return [replace(v, history=histories.get(v.name)) for v in chunk]
 
         def chunks() -> Iterator[bytes]:
-            for chunk in render_page(views, ctx):
+            for chunk in render_page(views, ctx, fill=fill):
                 yield chunk.encode()
 
         return Reply(200, HTML, chunks=chunks)

@@ -444,8 +444,11 @@ def render_page(
     sites: Sequence[SiteView],
     ctx: PageContext,
     extra_sections: Sequence[Callable[[PageContext], str]] = (),
+    fill: Callable[[Sequence[SiteView]], Sequence[SiteView]] | None = None,
 ) -> Iterator[str]:
-    """The all-sites page, in chunks of SITES_PER_CHUNK sites. Down sites come first."""
+    """The all-sites page, in chunks of SITES_PER_CHUNK sites. Down sites come first.
+    `fill`, if given, completes each chunk's views (their history) just before it is rendered,
+    so the work is spread over the chunks with the event loop free in between."""
     ordered = sorted(sites, key=lambda s: (s.status != "down", s.status != "unknown", s.name))
     yield (
         head(ctx.title, ctx)
@@ -453,10 +456,10 @@ def render_page(
         + "".join(section(ctx) for section in extra_sections)
     )
     for start in range(0, len(ordered), SITES_PER_CHUNK):
-        yield "".join(
-            site_block(s, ctx, start + i)
-            for i, s in enumerate(ordered[start : start + SITES_PER_CHUNK])
-        )
+        chunk = ordered[start : start + SITES_PER_CHUNK]
+        if fill is not None:
+            chunk = list(fill(chunk))
+        yield "".join(site_block(s, ctx, start + i) for i, s in enumerate(chunk))
     yield "</main>" + footer(ctx)
 
 
