@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from sentinel import USER_AGENT, __version__
@@ -25,7 +25,6 @@ from sentinel.config import (
     split_host_port,
 )
 from sentinel.fatal import report
-from sentinel.monitor import SiteState
 from sentinel.probes.result import ProbeResult
 
 # README "Exit codes". The unit's RestartPreventExitStatus= lists 69 and 78: restarting cannot fix
@@ -128,9 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command(
         "status",
-        "show every site's state from the state store",
-        "Show every site's state from the state store of the daemon (also while it runs).",
+        "show every site's live state (from the daemon, else its store)",
+        "Show every site's state: asked from the running daemon at `listen`, else read from "
+        "the state store it uses (and said so), else where it looked (exit 1).",
     )
+    report_parser = command(
+        "report",
+        "a month's uptime, downtime and incidents per site",
+        "A month's uptime, downtime and incidents per site, from the history in the store.",
+    )
+    report_parser.add_argument("--month", default=None, help="YYYY-MM (UTC; default: this month)")
+    report_parser.add_argument("--format", default="text", choices=["text", "csv", "json"])
     from sentinel import cli_silence
 
     cli_silence.add_parsers(command)
@@ -178,6 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sentinel.heartbeats import client as heartbeat_cli
 
             return heartbeat_cli.run(args, config_path)
+        if args.command == "report":
+            return cmd_report(args, config_path, sys.stdout)
     except KeyboardInterrupt:
         return 130
     parser.error(f"unknown command {args.command}")
@@ -468,61 +477,44 @@ def cmd_test_email(config_path: str) -> int:
     return EXIT_OK
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def cmd_status(config_path: str, out: TextIO) -> int:
     config = _load(config_path)
     if config is None:
         return EXIT_CONFIG
     from sentinel.operator_env import StateDirError, choose_state_dir, presence
+    from sentinel.status_cli import cmd_status as show_status
+
+    try:
+        state_dir: Path | None = choose_state_dir(
+            config.state_dir or "", os.environ, presence, config_path=config_path
+        )
+        missing = None
+    except StateDirError as exc:
+        state_dir, missing = None, str(exc)
+    return show_status(config, state_dir, out, sys.stderr, missing=missing)
+
+
+def cmd_report(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
+    config = _load(config_path)
+    if config is None:
+        return EXIT_CONFIG
+    from sentinel.history.report import build_report, write_report
+    from sentinel.operator_env import StateDirError, choose_state_dir, presence
     from sentinel.store import Store, StoreError
 
-    states: dict[str, SiteState] = {}
-    pending = dead = 0
     try:
         state_dir = choose_state_dir(
             config.state_dir or "", os.environ, presence, config_path=config_path
         )
-        store = Store.open_readonly(state_dir)
+        with Store.open_readonly(state_dir) as store:
+            label, reports = build_report(
+                store, [s.name for s in config.sites], args.month, time.time()
+            )
+    except ValueError as exc:
+        report(f"--month: {exc}")
+        return EXIT_USAGE
     except (StateDirError, StoreError) as exc:
-        # Never a table of "never probed" sites for a store that is not there.
         report(str(exc))
         return EXIT_FAILED
-    try:
-        states = store.load_states()
-        pending = store.outbox_pending()
-        dead = store.dead_letter_count()
-    finally:
-        store.close()
-    rows = [("site", "state", "since", "failures", "last result")]
-    for site in config.sites:
-        state = states.get(site.name)
-        if state is None:
-            rows.append((site.name, "unknown", "-", "0", "never probed"))
-            continue
-        last = state.last
-        last_text = (
-            "-"
-            if last is None
-            else (f"ok {last.total * 1000:.0f} ms" if last.ok else f"{last.reason}: {last.message}")
-        )
-        rows.append(
-            (
-                site.name,
-                state.status.value.upper() if state.status.value == "down" else state.status.value,
-                _when(state.since),
-                str(state.consecutive_failures),
-                last_text,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + r[4], file=out)
-    print(f"outbox: {pending} alert(s) pending", file=out)
-    if dead:
-        print(f"dead letters: {dead} alert(s) not delivered (sentinel outbox list)", file=out)
+    write_report(label, reports, args.format, out)
     return EXIT_OK

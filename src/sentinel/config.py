@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from sentinel.history.settings import HistoryConfig, StatusPageConfig
     from sentinel.notify.channel_config import ChannelConfig
 
 DEFAULT_CONFIG_PATH = "/etc/sentinel/sites.toml"
@@ -128,6 +129,8 @@ class SentinelSection(StrictSection):
     batch_window: Duration | None = None
     precise_latency: bool | None = None
     status_url: str | None = None  # the public status page, linked from alerts
+    # IANA name of the status page's times (checked by sentinel.history.settings; UTC if unset)
+    timezone: str | None = None
 
     @field_validator("batch_window")
     @classmethod
@@ -336,6 +339,9 @@ class FileSection(StrictSection):
     channels: list[dict[str, Any]] = Field(default_factory=list)
     # [[heartbeats]], validated by sentinel.heartbeats.config.
     heartbeats: list[dict[str, Any]] = Field(default_factory=list)
+    # History and status page, validated by sentinel.history.settings.
+    history: dict[str, Any] | None = None
+    status_page: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -430,6 +436,8 @@ class Config:
     fallback: str | None = None
     escalate_after: float | None = None
     heartbeats: tuple[HeartbeatConfig, ...] = ()  # [[heartbeats]]: pings from cron jobs
+    history: HistoryConfig | None = None  # [history]; None only for a Config built by hand
+    status_page: StatusPageConfig | None = None  # [status_page] and [sentinel] timezone
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -502,9 +510,21 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         sites.append(site)
 
     early = None
+    history: HistoryConfig | None = None
+    status_page: StatusPageConfig | None = None
     if file_section is not None:
         try:
             early = parse_early(file_section.watch, file_section.host)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        from sentinel.history.settings import parse_history
+
+        try:
+            history, status_page = parse_history(
+                file_section.history,
+                file_section.status_page,
+                file_section.sentinel.timezone or "UTC",
+            )
         except ConfigError as exc:
             errors.extend(exc.errors)
 
@@ -553,11 +573,13 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         early=early,
         maintenance=maintenance,
         heartbeats=heartbeats,
-        **file_section.sentinel.model_dump(exclude_none=True),
+        **file_section.sentinel.model_dump(exclude_none=True, exclude={"timezone"}),
         channels=channels,
         notify=None if defaults.notify is None else tuple(defaults.notify),
         fallback=defaults.fallback,
         escalate_after=defaults.escalate_after,
+        history=history,
+        status_page=status_page,
     )
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,17 @@ from sentinel import drift_history, trend_history
 from sentinel.config import Config, ConfigError, SiteConfig, load_config
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import early_message_kind
+from sentinel.early.page import render_early_section
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
 from sentinel.heartbeats.config import TokenError, read_tokens
+from sentinel.heartbeats.page import render_heartbeats_section
 from sentinel.heartbeats.service import HeartbeatService, alert_heartbeat
 from sentinel.heartbeats.state import Event as HeartbeatEvent
 from sentinel.heartbeats.state import HeartbeatState
+from sentinel.history.query import HistoryReader
+from sentinel.history.recorder import HistoryRecorder
+from sentinel.history.settings import StatusPageConfig
 from sentinel.listen import ListenError, listen_error, status_page_url
 from sentinel.logsetup import kv
 from sentinel.maintenance import MaintenanceClock
@@ -54,7 +59,9 @@ from sentinel.silences import Silence, active_for
 from sentinel.site_states import SiteStates, summary_line
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import iso_utc, make_routes, start_server
+from sentinel.web import dead_letter_banner, iso_utc, make_routes, start_server
+from sentinel.webviews.pages import StatusPages
+from sentinel.webviews.status_page import PageContext
 
 log = logging.getLogger("sentinel")
 
@@ -118,6 +125,8 @@ class Daemon:
         self.port: int | None = None
         self._lock_fd: int | None = None
         self._internal_error_logged: dict[str, float] = {}
+        self.history: HistoryRecorder | None = None
+        self.pages: StatusPages | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -127,6 +136,8 @@ class Daemon:
         limit = self.config.email.outbox_limit if self.config.email else 1000
         self.store = Store.open(state_dir, outbox_limit=limit)
         self._lock_state_dir(state_dir)
+        if self.config.history is not None and self.config.history.enabled:
+            self.history = HistoryRecorder(self.store, self.config.history, self._store_failed)
 
     def _lock_state_dir(self, state_dir: Path) -> None:
         """Two daemons on one state_dir would both deliver the outbox: refuse the second one.
@@ -192,9 +203,14 @@ class Daemon:
                     dead_letters=lambda: self.dispatch.dead_letters,
                     heartbeat_status=self.heartbeats.status,
                 )
+                self.pages = self._status_pages()
+                routes.update(self.pages.routes())
                 try:
                     server, self.port = await start_server(
-                        routes, self.config.listen, {"/ping/": self.heartbeats.handle}
+                        routes,
+                        self.config.listen,
+                        {"/ping/": self.heartbeats.handle},
+                        self.pages.prefixes(),
                     )
                 except OSError as exc:  # one line saying what to do, not a traceback
                     raise listen_error(self.config.listen, exc) from None
@@ -208,6 +224,8 @@ class Daemon:
             if self.store is not None:
                 self._load_silences()
                 self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
+            if self.history is not None:
+                self._tasks.append(loop.create_task(self.history.run(), name="history"))
             if self.early is not None:
                 self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
                 if self.store is not None:
@@ -254,6 +272,9 @@ class Daemon:
             if server is not None:
                 await server.close()
             if self.store is not None:
+                if self.history is not None:
+                    with contextlib.suppress(Exception):
+                        await self.history.flush()
                 if self.early is not None:
                     with contextlib.suppress(Exception):
                         await drift_history.save(
@@ -351,6 +372,8 @@ class Daemon:
             self.states[name] = SiteState(site=name)
             self.metrics.add_site(self.states[name])
         self.dispatch.configure(new, channels)
+        if self.history is not None and new.history is not None:
+            self.history.config = new.history
         if self.early is not None and new.early is not None:
             self.early.update(new.early)
             for name, site in self.sites.items():
@@ -375,6 +398,8 @@ class Daemon:
         state = self.states.pop(name, None)
         self._internal_error_logged.pop(name, None)
         self.metrics.remove_site(name)
+        if self.history is not None:
+            self.history.forget(name)
         if self.early is not None:
             self.early.remove_site(name)
         if state is not None and state.status is Status.DOWN:
@@ -435,6 +460,8 @@ class Daemon:
         if obs.events or obs.state.persistent_key() != state.persistent_key():
             self._persist(site, obs.state, obs.events)
         self.metrics.observe(site.name, result, obs.state, obs.downtime_added)
+        if self.history is not None:
+            self.history.record(site, result, state, obs.state, obs.events, now)
         if result.ok and site.latency_drift and self.early is not None:
             self.early.observe_latency(site.name, result.total, now)
         for event in obs.events:
@@ -522,7 +549,48 @@ class Daemon:
                 for x in active_for(self.silences, name, now)
             ]
             views.append(view)
+        if self.pages is not None:
+            self.pages.annotate(views)
         return views
+
+    def _status_pages(self) -> StatusPages:
+        history = self.history
+        return StatusPages(
+            sites=lambda: self.sites,
+            states=lambda: self.states,
+            settings=lambda: self.config.status_page or StatusPageConfig(),
+            recorder=history,
+            reader=None if history is None else HistoryReader(history.store, history),
+            notes=self._site_notes,
+            extra_sections=self._page_sections,
+        )
+
+    def _site_notes(self, name: str) -> tuple[str, ...]:
+        """What the status page says under a site's state besides up/down (issue 15's states)."""
+        notes: list[str] = []
+        state = self.states.get(name)
+        now = time.time()
+        if state is not None and state.state_name == "pending":
+            notes.append(f"Pending: {state.consecutive_failures} failed, being confirmed")
+        if state is not None and state.flapping:
+            notes.append("Flapping: alerts held until it is stable")
+        notes += [f"In maintenance: {w.name}" for w in self.maintenance.active_for(name, now)]
+        notes += [
+            f"Silenced until {iso_utc(x.until)}" + (f": {x.reason}" if x.reason else "")
+            for x in active_for(self.silences, name, now)
+        ]
+        return tuple(notes)
+
+    def _page_sections(self) -> list[Callable[[PageContext], str]]:
+        """Sections above the sites: undelivered alerts, early warnings, heartbeats."""
+        dead = self.dispatch.dead_letters
+        early = self.early.status_view() if self.early is not None else None
+        beats = self.heartbeats.status()
+        return [
+            lambda ctx: dead_letter_banner(dead),
+            lambda ctx: render_early_section(early) if early else "",
+            lambda ctx: render_heartbeats_section(beats) if beats else "",
+        ]
 
 
 def decode_summary(alert_json: str) -> str:

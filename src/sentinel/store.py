@@ -153,6 +153,48 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at REAL NOT NULL
         )""",
     ),
+    (
+        # History (sentinel.history): hourly and daily rollups and the incident log. Sites by a
+        # small id, times as integer hour/day numbers and milliseconds, the latency histogram as
+        # sparse bytes: ~40 bytes a row keeps a site under 64 KiB at full retention.
+        """CREATE TABLE history_site (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE
+        )""",
+        """CREATE TABLE history_hour (
+            site INTEGER NOT NULL,
+            period INTEGER NOT NULL,
+            probes INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            covered_ms INTEGER NOT NULL,
+            down_ms INTEGER NOT NULL,
+            lat_max_us INTEGER NOT NULL,
+            hist BLOB NOT NULL,
+            PRIMARY KEY (site, period)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE history_day (
+            site INTEGER NOT NULL,
+            period INTEGER NOT NULL,
+            probes INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            covered_ms INTEGER NOT NULL,
+            down_ms INTEGER NOT NULL,
+            lat_max_us INTEGER NOT NULL,
+            hist BLOB NOT NULL,
+            PRIMARY KEY (site, period)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE history_incident (
+            site INTEGER NOT NULL,
+            started_ms INTEGER NOT NULL,
+            ended_ms INTEGER,
+            first_reason TEXT NOT NULL,
+            first_message TEXT NOT NULL,
+            last_reason TEXT NOT NULL,
+            last_message TEXT NOT NULL,
+            alerts INTEGER NOT NULL,
+            PRIMARY KEY (site, started_ms)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -952,6 +994,19 @@ class Store:
         changed = self._data_version is not None and version != self._data_version
         self._data_version = int(version)
         return changed
+
+    # ------------------------------------------------------------------ other modules' tables
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction for a module that owns tables here (sentinel.history)."""
+        with self._transaction("write") as conn:
+            yield conn
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """One read for a module that owns tables here; sqlite errors -> StoreError."""
+        with self._errors("read"):
+            return [tuple(row) for row in self._conn.execute(sql, params).fetchall()]
 
     # ------------------------------------------------------------------ meta
 

@@ -72,6 +72,8 @@ Route = Callable[[], Reply]
 # A route for every path under a prefix that may read a body (the heartbeat pings):
 # (method, target, request head, reader) -> (status, one line of text).
 PrefixRoute = Callable[[str, str, bytes, asyncio.StreamReader], Awaitable[tuple[int, str]]]
+# GET/HEAD of every path under a prefix (the status pages): gets the target (path and query).
+PageRoute = Callable[[str], Reply]
 
 
 def make_routes(
@@ -154,7 +156,7 @@ def render_status_page(
         "<style>body{font-family:system-ui,sans-serif;margin:2em}"
         "table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd}"
         ".down td{background:#fdd}.up td:nth-child(2){color:#070}</style></head><body>"
-        f"<h1>sentinel</h1>{_dead_letter_banner(dead_letters)}"
+        f"<h1>sentinel</h1>{dead_letter_banner(dead_letters)}"
         f"<p>{len(sites)} sites, {down} down</p>"
         "<table><tr><th>site</th><th>status</th><th>since</th><th>last latency</th>"
         "<th>last result</th></tr>"
@@ -166,7 +168,7 @@ def render_status_page(
     )
 
 
-def _dead_letter_banner(count: int) -> str:
+def dead_letter_banner(count: int) -> str:
     if count <= 0:
         return ""
     alerts = "alert was" if count == 1 else "alerts were"
@@ -189,9 +191,11 @@ class WebServer:
         request_timeout: float = REQUEST_TIMEOUT,
         response_timeout: float = RESPONSE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        prefixes: Mapping[str, PageRoute] | None = None,
     ) -> None:
         self._routes = dict(routes)
         self._prefixed = dict(prefixed or {})
+        self._prefixes = dict(prefixes or {})
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
         self._max_connections = max_connections
@@ -258,8 +262,13 @@ class WebServer:
         elif method not in ("GET", "HEAD"):
             reply = _plain(405, "only GET and HEAD")
         else:
-            route = self._routes.get(target.split("?", 1)[0])
-            reply = route() if route is not None else _plain(404, "not found")
+            path = target.split("?", 1)[0]
+            route = self._routes.get(path)
+            if route is not None:
+                reply = route()
+            else:
+                under = next((r for p, r in self._prefixes.items() if path.startswith(p)), None)
+                reply = under(target) if under is not None else _plain(404, "not found")
         async with asyncio.timeout(self._response_timeout):
             await _write(writer, reply, head_only=method == "HEAD", http10=version == "HTTP/1.0")
 
@@ -302,9 +311,13 @@ async def _write(
 
 
 async def start_server(
-    routes: Mapping[str, Route], listen: str, prefixed: Mapping[str, PrefixRoute] | None = None
+    routes: Mapping[str, Route],
+    listen: str,
+    prefixed: Mapping[str, PrefixRoute] | None = None,
+    prefixes: Mapping[str, PageRoute] | None = None,
 ) -> tuple[WebServer, int]:
-    """Serve `routes` on listen ("host:port"); returns the server and the bound port."""
-    server = WebServer(routes, prefixed=prefixed)
+    """Serve `routes` on listen ("host:port"); returns the server and the bound port.
+    `prefixed`: handlers that read a body (pings); `prefixes`: pages under a path prefix."""
+    server = WebServer(routes, prefixed=prefixed, prefixes=prefixes)
     port = await server.start(listen)
     return server, port

@@ -1,0 +1,298 @@
+"""Wires the status page, the per-site pages, the history API and the badges to the daemon.
+
+Routes: `/` (all sites), `/sites/<name>`, `/api/sites/<name>/history?resolution=hour|day&days=N`,
+`/api/incidents?site=&limit=`, `/badge/<name>/status.svg`, `/badge/<name>/uptime.svg?period=30d`;
+`annotate` adds the history figures to /api/status. Reads the daemon's live state through the
+callables it is given and owns nothing but a reader of the store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+from sentinel.config import SiteConfig
+from sentinel.history.query import HistoryReader, Period
+from sentinel.history.recorder import HistoryRecorder
+from sentinel.history.settings import StatusPageConfig
+from sentinel.monitor import SiteState
+from sentinel.web import Reply
+from sentinel.webviews import badges
+from sentinel.webviews.status_page import (
+    PageContext,
+    SiteView,
+    render_page,
+    render_site_page,
+)
+
+HTML = "text/html; charset=utf-8"
+JSON = "application/json; charset=utf-8"
+MAX_DAYS = {"hour": 35, "day": 400}
+MAX_LIMIT = 1000
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _json(status: int, body: object) -> Reply:
+    text = json.dumps(body, ensure_ascii=False, indent=1)
+    return Reply(status, JSON, text.encode())
+
+
+def _error(status: int, message: str) -> Reply:
+    return _json(status, {"error": message})
+
+
+class StatusPages:
+    def __init__(
+        self,
+        *,
+        sites: Callable[[], Mapping[str, SiteConfig]],
+        states: Callable[[], Mapping[str, SiteState]],
+        settings: Callable[[], StatusPageConfig],
+        recorder: HistoryRecorder | None,
+        reader: HistoryReader | None,
+        clock: Callable[[], float] = time.time,
+        notes: Callable[[str], tuple[str, ...]] | None = None,
+        extra_sections: Callable[[], Sequence[Callable[[PageContext], str]]] | None = None,
+    ) -> None:
+        """`notes(site)`: short facts under a site's state (pending, maintenance, ...);
+        `extra_sections()`: whole sections above the sites (dead letters, early warnings,
+        heartbeats), each rendered with the page's context."""
+        self._notes = notes
+        self._extra = extra_sections
+        self._sites = sites
+        self._states = states
+        self._settings = settings
+        self._recorder = recorder
+        self._reader = reader
+        self._clock = clock
+
+    # ------------------------------------------------------------------ wiring
+
+    def routes(self) -> dict[str, Callable[[], Reply]]:
+        return {"/": self.index}
+
+    def prefixes(self) -> dict[str, Callable[[str], Reply]]:
+        return {
+            "/sites/": self.site_page,
+            "/api/sites/": self.api_history,
+            "/api/incidents": self.api_incidents,
+            "/badge/": self.badge,
+        }
+
+    def _context(self) -> PageContext:
+        s = self._settings()
+        return PageContext(
+            s.title, self._clock(), ZoneInfo(s.timezone), s.show_targets, s.public_url
+        )
+
+    def _view(self, name: str, state: SiteState | None, history: Any) -> SiteView:
+        site = self._sites().get(name)
+        last = state.last if state is not None else None
+        return SiteView(
+            name=name,
+            status=state.status.value if state is not None else "unknown",
+            since=state.since if state is not None else None,
+            last_at=last.at if last is not None else None,
+            last_ok=last.ok if last is not None else None,
+            last_reason=last.reason if last is not None else "",
+            last_message=last.message if last is not None else "",
+            target=site.target if site is not None else None,
+            cert_expiry=None if self._recorder is None else self._recorder.cert_expiry.get(name),
+            incident_started=state.incident_started if state is not None else None,
+            history=history,
+            notes=self._notes(name) if self._notes is not None else (),
+        )
+
+    # ------------------------------------------------------------------ pages
+
+    def index(self) -> Reply:
+        ctx = self._context()
+        states = self._states()
+        views = [self._view(n, states.get(n), None) for n in self._sites()]
+        reader = self._reader
+
+        def fill(chunk: Sequence[SiteView]) -> list[SiteView]:
+            # Each chunk's history is summarised when it is rendered, not all up front.
+            if reader is None:
+                return list(chunk)
+            histories = reader.overview([v.name for v in chunk])
+            return [replace(v, history=histories.get(v.name)) for v in chunk]
+
+        def chunks() -> Iterator[bytes]:
+            extra = self._extra() if self._extra is not None else ()
+            for chunk in render_page(views, ctx, extra, fill=fill):
+                yield chunk.encode()
+
+        return Reply(200, HTML, chunks=chunks)
+
+    def _site_name(self, target: str, prefix: str, suffix: str = "") -> str | None:
+        path = urlsplit(target).path
+        rest = path[len(prefix) :]
+        if suffix:
+            if not rest.endswith(suffix):
+                return None
+            rest = rest[: -len(suffix)]
+        name = unquote(rest, errors="strict") if "/" not in rest else None
+        return name if name is not None and name in self._sites() else None
+
+    def site_page(self, target: str) -> Reply:
+        try:
+            name = self._site_name(target, "/sites/")
+        except UnicodeDecodeError:
+            name = None
+        if name is None:
+            return Reply(404, "text/plain; charset=utf-8", b"404 no such site\n")
+        history = self._reader.site(name) if self._reader is not None else None
+        view = self._view(name, self._states().get(name), history)
+        return Reply(200, HTML, render_site_page(view, self._context()).encode())
+
+    # ------------------------------------------------------------------ API
+
+    def annotate(self, statuses: list[dict[str, Any]]) -> None:
+        """Add the last check's age, the uptime figures and the certificate's expiry to the
+        /api/status entries."""
+        now = self._clock()
+        names = [str(s.get("site")) for s in statuses]
+        uptimes = self._reader.uptimes(names) if self._reader is not None else {}
+        states = self._states()
+        for entry in statuses:
+            name = str(entry.get("site"))
+            state = states.get(name)
+            last = state.last if state is not None else None
+            entry["last_check_age_seconds"] = (
+                None if last is None else round(max(0.0, now - last.at), 1)
+            )
+            figures = uptimes.get(name)
+            entry["uptime"] = (
+                None
+                if figures is None
+                else {k: None if v is None else round(v, 6) for k, v in figures.items()}
+            )
+            expiry = None if self._recorder is None else self._recorder.cert_expiry.get(name)
+            entry["cert_expires_at"] = None if expiry is None else _iso(int(expiry * 1000))
+            entry["cert_days_left"] = None if expiry is None else int((expiry - now) // 86400)
+
+    def api_history(self, target: str) -> Reply:
+        try:
+            name = self._site_name(target, "/api/sites/", "/history")
+        except UnicodeDecodeError:
+            name = None
+        if name is None:
+            return _error(404, "no such site")
+        if self._reader is None:
+            return _error(404, "history is off ([history] enabled = false)")
+        query = parse_qs(urlsplit(target).query)
+        resolution = query.get("resolution", ["hour"])[0]
+        if resolution not in MAX_DAYS:
+            return _error(400, "resolution: must be hour or day")
+        try:
+            days = int(query.get("days", ["1" if resolution == "hour" else "30"])[0])
+        except ValueError:
+            return _error(400, "days: must be a whole number")
+        if not 1 <= days <= MAX_DAYS[resolution]:
+            return _error(400, f"days: must be 1..{MAX_DAYS[resolution]} for {resolution}")
+        periods = self._reader.rollups(name, resolution, days)
+        return _json(
+            200,
+            {
+                "site": name,
+                "resolution": resolution,
+                "periods": [_period_json(p) for p in periods],
+            },
+        )
+
+    def api_incidents(self, target: str) -> Reply:
+        if self._reader is None:
+            return _error(404, "history is off ([history] enabled = false)")
+        if urlsplit(target).path != "/api/incidents":
+            return _error(404, "not found")
+        query = parse_qs(urlsplit(target).query)
+        site = query.get("site", [None])[0]
+        if site is not None and site not in self._sites():
+            return _error(404, "no such site")
+        try:
+            limit = int(query.get("limit", ["50"])[0])
+        except ValueError:
+            return _error(400, "limit: must be a whole number")
+        if not 1 <= limit <= MAX_LIMIT:
+            return _error(400, f"limit: must be 1..{MAX_LIMIT}")
+        from sentinel.history import db
+        from sentinel.store import StoreError
+
+        try:
+            incidents = db.read_incidents(self._reader.store, site=site, limit=limit)
+        except StoreError as exc:
+            return _error(503, str(exc))
+        show = self._settings().show_targets
+        now_ms = int(self._clock() * 1000)
+        return _json(
+            200,
+            {
+                "incidents": [
+                    {
+                        "site": i.site,
+                        "start": _iso(i.started_ms),
+                        "end": _iso(i.ended_ms),
+                        "duration_seconds": round(i.duration_ms(now_ms) / 1000, 3),
+                        "first_reason": i.first_reason,
+                        "first_message": i.first_message if show else None,
+                        "last_reason": i.last_reason,
+                        "last_message": i.last_message if show else None,
+                        "alerts": i.alerts,
+                    }
+                    for i in incidents
+                ]
+            },
+        )
+
+    # ------------------------------------------------------------------ badges
+
+    def badge(self, target: str) -> Reply:
+        parts = urlsplit(target)
+        rest = parts.path[len("/badge/") :]
+        name_part, _, kind = rest.rpartition("/")
+        try:
+            name = unquote(name_part, errors="strict")
+        except UnicodeDecodeError:
+            name = ""
+        if name not in self._sites() or kind not in ("status.svg", "uptime.svg"):
+            return Reply(404, "text/plain; charset=utf-8", b"404 no such badge\n")
+        state = self._states().get(name)
+        if kind == "status.svg":
+            status = state.status.value if state is not None else "unknown"
+            return Reply(200, badges.CONTENT_TYPE, badges.status_badge(status).encode())
+        period = parse_qs(parts.query).get("period", ["30d"])[0]
+        if period not in ("24h", "7d", "30d", "90d"):
+            return Reply(400, "text/plain; charset=utf-8", b"400 period: 24h, 7d, 30d or 90d\n")
+        figures = self._reader.uptimes([name]).get(name) if self._reader is not None else None
+        share = None if figures is None else figures.get(period)
+        return Reply(200, badges.CONTENT_TYPE, badges.uptime_badge(period, share).encode())
+
+
+def _period_json(p: Period) -> dict[str, Any]:
+    r = p.rollup
+    base: dict[str, Any] = {"start": _iso(p.start_ms)}
+    if r is None:
+        return {**base, "probes": 0, "uptime": None}
+    p50, p95 = r.percentile_us(0.5), r.percentile_us(0.95)
+    return {
+        **base,
+        "probes": r.probes,
+        "failures": r.failures,
+        "watched_seconds": r.covered_ms / 1000,
+        "down_seconds": r.down_ms / 1000,
+        "uptime": None if r.uptime() is None else round(r.uptime() or 0.0, 6),
+        "latency_p50_ms": None if p50 is None else p50 / 1000,
+        "latency_p95_ms": None if p95 is None else p95 / 1000,
+        "latency_max_ms": r.lat_max_us / 1000 if r.good else None,
+    }

@@ -1,0 +1,484 @@
+"""The status page as HTML: pure, server-rendered, inline SVG and CSS, no JavaScript.
+
+Every piece of text that comes from a config or a remote server goes through `text()`: escaped,
+control characters replaced, and wrapped in <bdi> so a right-to-left name cannot reorder the
+line around it. State is a word and a shape, never a colour alone; charts have a <title> per
+bar and a table with the same figures. The page is rendered in pieces (`render_page` yields
+chunks) so the server can stream a page of thousands of sites with the loop free in between.
+
+Composable: the banner and each block of a site are separate functions (`SITE_SECTIONS`), and
+`render_page` takes extra page sections, so other features add theirs without editing these.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from sentinel.history.db import Incident
+from sentinel.history.query import Period, SiteHistory
+
+SITES_PER_CHUNK = 20
+_EPOCH = date(1970, 1, 1)
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+WINDOW_LABELS = (("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"))
+STATE_WORDS = {"up": "Up", "down": "Down", "unknown": "Unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class SiteView:
+    name: str
+    status: str  # "up", "down", "unknown"
+    since: float | None = None
+    last_at: float | None = None
+    last_ok: bool | None = None
+    last_reason: str = ""
+    last_message: str = ""
+    target: str | None = None
+    cert_expiry: float | None = None
+    incident_started: float | None = None
+    history: SiteHistory | None = None
+    # Short facts shown under the state (pending, flapping, maintenance, silenced), as text.
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    title: str
+    now: float
+    tz: ZoneInfo
+    show_targets: bool = False
+    public_url: str = ""
+    detail: bool = False  # a site's own page: every day in the table, every incident
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def text(value: object) -> str:
+    """Site-supplied text -> safe HTML: escaped, no control characters, direction isolated."""
+    return "<bdi>" + html.escape(_CONTROL_RE.sub("\ufffd", str(value))) + "</bdi>"
+
+
+def attr(value: object) -> str:
+    return html.escape(_CONTROL_RE.sub("\ufffd", str(value)), quote=True)
+
+
+def when(ts: float, ctx: PageContext, *, seconds: bool = False) -> str:
+    """'2026-12-01 21:03 +01:00' in the page's time zone (the offset always shown)."""
+    return _when(ts, ctx.tz, seconds)
+
+
+@functools.lru_cache(maxsize=8192)
+def _when(ts: float, tz: ZoneInfo, seconds: bool) -> str:
+    # Cached: a page shows the same incident starts and "since" times request after request.
+    dt = datetime.fromtimestamp(ts, tz)
+    offset = dt.strftime("%z")
+    offset = f"{offset[:3]}:{offset[3:]}" if offset else "+00:00"
+    return dt.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + " " + offset
+
+
+def iso(ts: float, ctx: PageContext) -> str:
+    return datetime.fromtimestamp(ts, ctx.tz).isoformat(timespec="seconds")
+
+
+def time_tag(ts: float, ctx: PageContext) -> str:
+    return _time_tag(ts, ctx.tz)
+
+
+@functools.lru_cache(maxsize=8192)
+def _time_tag(ts: float, tz: ZoneInfo) -> str:
+    iso_text = datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
+    return f'<time datetime="{iso_text}">{_when(ts, tz, False)}</time>'
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: '45 s', '12 min', '3 h 5 min', '2 d 4 h'."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d} d {h} h" if h else f"{d} d"
+
+
+def percent(share: float | None) -> str:
+    """Uptime share -> '99.95 %', rounded down so a bad minute never shows as 100 %."""
+    if share is None:
+        return "no data"
+    if share >= 1.0:
+        return "100 %"
+    return f"{math.floor(share * 10000) / 100:.2f} %"
+
+
+def ms_text(us: int | None) -> str:
+    if us is None:
+        return "-"
+    if us >= 1_000_000:
+        return f"{us / 1_000_000:.2f} s"
+    return f"{us / 1000:.0f} ms" if us >= 10_000 else f"{us / 1000:.1f} ms"
+
+
+def shape(status: str) -> str:
+    """The state's shape: a circle (up), a triangle (down), a diamond (unknown)."""
+    paths = {
+        "up": '<circle cx="8" cy="8" r="7"/>',
+        "down": '<path d="M8 1 15 15H1z"/>',
+    }
+    inner = paths.get(status, '<path d="M8 1 15 8 8 15 1 8z"/>')
+    return f'<svg class="shape {status}" viewBox="0 0 16 16" aria-hidden="true">{inner}</svg>'
+
+
+def site_href(name: str) -> str:
+    return "/sites/" + quote(name, safe="")
+
+
+# ---------------------------------------------------------------------------- the page
+
+CSS = """
+:root{color-scheme:light dark;--bg:#fff;--fg:#1f2328;--muted:#57606a;--up:#1a7f37;
+--down:#cf222e;--part:#9a6700;--none:#6e7781;--line:#d0d7de;--card:#f6f8fa}
+@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9da7b3;
+--up:#3fb950;--down:#ff7b72;--part:#d29922;--none:#8b949e;--line:#30363d;--card:#161b22}}
+*{box-sizing:border-box}
+body{margin:0 auto;max-width:62rem;padding:1rem;font:16px/1.5 system-ui,sans-serif;
+background:var(--bg);color:var(--fg);overflow-wrap:anywhere}
+h1{font-size:1.6rem;margin:.2em 0}h2{font-size:1.2rem;margin:0}
+h3{font-size:1rem;margin:.6rem 0 .2rem}
+a{color:inherit}.muted{color:var(--muted)}
+.banner{padding:.6rem 1rem;border:3px solid var(--up);border-radius:.4rem;font-weight:600}
+.banner.down{border-color:var(--down)}
+.site{border:1px solid var(--line);border-radius:.4rem;padding:.8rem 1rem;margin:1rem 0;
+background:var(--card)}
+.state{font-weight:600;margin:.2rem 0}.state.up{color:var(--up)}.state.down{color:var(--down)}
+.state.unknown{color:var(--muted)}
+svg.shape{width:1em;height:1em;vertical-align:-.15em;fill:currentColor}
+.banner svg.shape.up{fill:var(--up)}.banner svg.shape.down{fill:var(--down)}
+dl.uptime{display:flex;flex-wrap:wrap;gap:.2rem 1.2rem;margin:.4rem 0}
+dl.uptime div{display:flex;gap:.35rem}dt{color:var(--muted)}dd{margin:0;font-weight:600}
+figure{margin:.5rem 0}figcaption{font-size:.9rem;color:var(--muted)}
+svg.bars{width:100%;height:2.2rem;display:block}
+svg.chart{width:100%;height:auto;max-height:9rem;display:block}
+.b-up{fill:var(--up)}.b-part{fill:var(--part)}.b-down{fill:var(--down)}.b-none{fill:var(--none)}
+.p50{stroke:var(--fg);fill:none;stroke-width:2}.p95{stroke:var(--part);fill:none;stroke-width:2;
+stroke-dasharray:5 3}.axis{stroke:var(--line)}.lbl{fill:var(--muted);font-size:11px}
+.scroll{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;font-size:.9rem}
+td,th{padding:.2rem .5rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+summary{cursor:pointer}ul.incidents{padding-left:1.2rem;margin:.2rem 0}
+"""
+
+
+def banner(sites: Sequence[SiteView], ctx: PageContext) -> str:
+    down = [s for s in sites if s.status == "down"]
+    if not sites:
+        return '<p class="banner up" role="status">No sites are configured.</p>'
+    if down:
+        word = "sites is" if len(down) == 1 else "sites are"
+        return (
+            f'<p class="banner down" role="status">{shape("down")} '
+            f"{len(down)} of {len(sites)} {word} down</p>"
+        )
+    unknown = sum(1 for s in sites if s.status == "unknown")
+    tail = f" ({unknown} not checked yet)" if unknown else ""
+    return f'<p class="banner up" role="status">{shape("up")} All sites are up{tail}</p>'
+
+
+def state_block(site: SiteView, ctx: PageContext) -> str:
+    word = STATE_WORDS.get(site.status, "Unknown")
+    since = f" since {time_tag(site.since, ctx)}" if site.since is not None else ""
+    if site.last_at is None:
+        age = "never checked"
+    else:
+        age = f"last check {duration(ctx.now - site.last_at)} ago"
+    target = ""
+    if ctx.show_targets and site.target:
+        target = f'<p class="muted target">{text(site.target)}</p>'
+    notes = ""
+    if site.notes:
+        notes = '<p class="notes">' + " · ".join(text(n) for n in site.notes) + "</p>"
+    return (
+        f'<p class="state {site.status}" data-state="{site.status}">{shape(site.status)} '
+        f'<span class="word">{word}</span>{since} <span class="muted age">· {age}</span></p>'
+        + notes
+        + target
+    )
+
+
+def uptime_block(site: SiteView, ctx: PageContext) -> str:
+    h = site.history
+    if h is None:
+        return ""
+    cells = "".join(
+        f'<div><dt>{label}</dt><dd data-window="{key}">{percent(h.uptime.get(key))}</dd></div>'
+        for key, label in WINDOW_LABELS
+    )
+    return f'<dl class="uptime" aria-label="Uptime">{cells}</dl>'
+
+
+def _day_label(period: Period, ctx: PageContext) -> str:
+    return _date_of(period.start_ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=512)
+def _date_of(day: int) -> str:
+    """A UTC day number -> 'YYYY-MM-DD' (cached: the page names the same 90 days all day)."""
+    return (_EPOCH + timedelta(days=day)).isoformat()
+
+
+def _day_facts(covered_ms: int, down_ms: int) -> tuple[str, int, str, float | None]:
+    """(bar class, bar height of 30, text, uptime) of a day: full when up, shorter the worse,
+    a stub when there is no data."""
+    if covered_ms <= 0:
+        return "b-none", 6, "no data", None
+    u = max(0.0, 1.0 - down_ms / covered_ms)
+    cls, height, text_ = _day_look(math.floor(u * 10000), down_ms // 1000)
+    return cls, height, text_, u
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_look(basis_points: int, down_s: int) -> tuple[str, int, str]:
+    # Cached on what is shown (most days of most sites are 100 % up): the page builds tens of
+    # thousands of these.
+    down = f", down {duration(down_s)}" if down_s else ""
+    shown = (
+        "100 %" if basis_points >= 10000 else f"{basis_points // 100}.{basis_points % 100:02d} %"
+    )
+    text_ = f"{shown} up{down}"
+    if basis_points >= 9990:
+        return "b-up", 30, text_
+    if basis_points >= 9500:
+        return "b-part", 22, text_
+    return "b-down", 14, text_
+
+
+def days_block(site: SiteView, ctx: PageContext) -> str:
+    h = site.history
+    if h is None or not h.days:
+        return ""
+    n = len(h.days)
+    rects = []
+    rows = []
+    full = empty = 0
+    for i, period in enumerate(h.days):
+        r = period.rollup
+        cls, height, day_text, u = _day_facts(
+            0 if r is None else r.covered_ms, 0 if r is None else r.down_ms
+        )
+        label = _day_label(period, ctx)
+        rects.append(
+            f'<rect class="{cls}" x="{i * 10}" y="{30 - height}" width="8" height="{height}">'
+            f"<title>{label}: {day_text}</title></rect>"
+        )
+        # The all-sites page lists the days that were not fully up (the rest in one line), to
+        # stay small at thousands of sites; a site's own page lists every day with data.
+        if u is None:
+            empty += 1
+        elif u >= 1.0 and not ctx.detail:
+            full += 1
+        else:
+            rows.append(f"<tr><td>{label}</td><td>{day_text}</td></tr>")
+    rows.reverse()
+    if full:
+        rows.append(f"<tr><td>{full} other days</td><td>100 % up</td></tr>")
+    if empty:
+        rows.append(f"<tr><td>{empty} days</td><td>no data</td></tr>")
+    return (
+        f'<figure class="days"><svg class="bars" viewBox="0 0 {10 * n} 30" role="img"'
+        f' preserveAspectRatio="none" aria-label="Daily uptime, last {n} days">'
+        + "".join(rects)
+        + f"</svg><figcaption>Daily uptime, last {n} days (UTC days; taller is better, a stub"
+        " is no data)</figcaption></figure>"
+        f"<details><summary>Daily uptime as a table</summary>"
+        f'<div class="scroll"><table><thead><tr><th scope="col">Day (UTC)</th>'
+        f'<th scope="col">Uptime</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        "</details>"
+    )
+
+
+def latency_block(site: SiteView, ctx: PageContext) -> str:
+    h = site.history
+    if h is None or not h.hours:
+        return ""
+    p50 = [None if p.rollup is None else p.rollup.percentile_us(0.5) for p in h.hours]
+    p95 = [None if p.rollup is None else p.rollup.percentile_us(0.95) for p in h.hours]
+    top = max((v for v in p95 if v is not None), default=None)
+    n = len(h.hours)
+    span = f"{n // 24} days" if n > 24 else f"{n} hours"
+    if top is None:
+        return f'<p class="muted latency">Latency, last {span}: no data</p>'
+    width, height = 480, 100
+    step = width / max(1, n - 1)
+
+    def lines(values: Sequence[int | None], cls: str) -> str:
+        out: list[str] = []
+        points: list[str] = []
+        for i, v in enumerate([*values, None]):
+            if v is None:
+                if len(points) == 1:  # a lone hour between gaps: a dot
+                    x, y = points[0].split(",")
+                    out.append(f'<circle class="{cls}" cx="{x}" cy="{y}" r="2"/>')
+                elif points:
+                    out.append(f'<polyline class="{cls}" points="{" ".join(points)}"/>')
+                points = []
+                continue
+            points.append(f"{i * step:.1f},{height - 5 - (v / top) * (height - 20):.1f}")
+        return "".join(out)
+
+    last50 = next((v for v in reversed(p50) if v is not None), None)
+    last95 = next((v for v in reversed(p95) if v is not None), None)
+    return (
+        f'<figure class="latency"><svg class="chart" viewBox="0 0 {width} {height}" role="img"'
+        f' aria-label="Latency, last {span}">'
+        f"<title>Latency, last {span}: p50 {ms_text(last50)}, p95 {ms_text(last95)}"
+        f" in the latest hour; the top of the chart is {ms_text(top)}</title>"
+        f'<line class="axis" x1="0" y1="{height - 5}" x2="{width}" y2="{height - 5}"/>'
+        f'<text class="lbl" x="2" y="12">{ms_text(top)}</text>'
+        + lines(p95, "p95")
+        + lines(p50, "p50")
+        + f"</svg><figcaption>Latency per hour, last {span}: median (p50, solid)"
+        f' <span data-latency="p50">{ms_text(last50)}</span>, p95 (dashed)'
+        f' <span data-latency="p95">{ms_text(last95)}</span> in the latest hour'
+        "</figcaption></figure>"
+    )
+
+
+def cert_block(site: SiteView, ctx: PageContext) -> str:
+    if site.cert_expiry is None:
+        return ""
+    days = int((site.cert_expiry - ctx.now) // 86400)
+    left = f"{days} days left" if days >= 0 else f"expired {-days} days ago"
+    return (
+        f'<p class="cert">Certificate: <span data-cert-days="{days}">{left}</span>'
+        f" (expires {time_tag(site.cert_expiry, ctx)})</p>"
+    )
+
+
+def _reason(reason: str, message: str, ctx: PageContext) -> str:
+    # A failure message may name internal hosts and addresses: only with show_targets.
+    if ctx.show_targets and message:
+        return f"{text(reason)}: {text(message)}"
+    return text(reason)
+
+
+def current_incident_block(site: SiteView, ctx: PageContext) -> str:
+    if site.status != "down" or site.incident_started is None:
+        return ""
+    lasted = duration(ctx.now - site.incident_started)
+    return (
+        f'<p class="incident-now"><strong>Current incident</strong>: down since'
+        f" {time_tag(site.incident_started, ctx)} ({lasted}),"
+        f" {_reason(site.last_reason, site.last_message, ctx)}</p>"
+    )
+
+
+def incident_item(incident: Incident, ctx: PageContext) -> str:
+    start = incident.started_ms / 1000
+    lasted = duration(incident.duration_ms(int(ctx.now * 1000)) / 1000)
+    state = "ongoing" if incident.ended_ms is None else "lasted"
+    reason = _reason(incident.first_reason, incident.first_message, ctx)
+    if (incident.last_reason, incident.last_message) != (
+        incident.first_reason,
+        incident.first_message,
+    ):
+        reason += ", then " + _reason(incident.last_reason, incident.last_message, ctx)
+    alerts = f", {incident.alerts} alert{'s' if incident.alerts != 1 else ''}"
+    return f"<li>{time_tag(start, ctx)}, {state} {lasted}: {reason}{alerts}</li>"
+
+
+def incidents_block(site: SiteView, ctx: PageContext) -> str:
+    h = site.history
+    if h is None:
+        return ""
+    if not h.incidents:
+        return '<p class="muted">No incidents recorded.</p>'
+    items = "".join(incident_item(i, ctx) for i in h.incidents)
+    return f'<h3>Incidents (latest {len(h.incidents)})</h3><ul class="incidents">{items}</ul>'
+
+
+SiteSection = Callable[[SiteView, PageContext], str]
+SITE_SECTIONS: tuple[SiteSection, ...] = (
+    state_block,
+    uptime_block,
+    days_block,
+    latency_block,
+    cert_block,
+    current_incident_block,
+    incidents_block,
+)
+
+
+def site_block(site: SiteView, ctx: PageContext, index: int, *, link: bool = True) -> str:
+    name = f'<a href="{site_href(site.name)}">{text(site.name)}</a>' if link else text(site.name)
+    body = "".join(section(site, ctx) for section in SITE_SECTIONS)
+    return (
+        f'<section class="site" aria-labelledby="s{index}" data-site="{attr(site.name)}">'
+        f'<h2 id="s{index}">{name}</h2>{body}</section>'
+    )
+
+
+def head(title: str, ctx: PageContext) -> str:
+    # No <meta http-equiv="refresh">: a page that reloads itself fails WCAG 2.2.1 (axe-core
+    # rates it critical); a reader reloads when they want.
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{attr(title)}</title><style>{CSS}</style></head><body>"
+    )
+
+
+def footer(ctx: PageContext) -> str:
+    return (
+        f'<footer class="muted"><p>Updated {when(ctx.now, ctx, seconds=True)}'
+        f" ({text(ctx.tz.key)}). Times carry their UTC offset. Served by sentinel.</p>"
+        "</footer></body></html>"
+    )
+
+
+def render_page(
+    sites: Sequence[SiteView],
+    ctx: PageContext,
+    extra_sections: Sequence[Callable[[PageContext], str]] = (),
+    fill: Callable[[Sequence[SiteView]], Sequence[SiteView]] | None = None,
+) -> Iterator[str]:
+    """The all-sites page, in chunks of SITES_PER_CHUNK sites. Down sites come first.
+    `fill`, if given, completes each chunk's views (their history) just before it is rendered,
+    so the work is spread over the chunks with the event loop free in between."""
+    ordered = sorted(sites, key=lambda s: (s.status != "down", s.status != "unknown", s.name))
+    yield (
+        head(ctx.title, ctx)
+        + f"<header><h1>{html.escape(ctx.title)}</h1>{banner(ordered, ctx)}</header><main>"
+        + "".join(section(ctx) for section in extra_sections)
+    )
+    for start in range(0, len(ordered), SITES_PER_CHUNK):
+        chunk = ordered[start : start + SITES_PER_CHUNK]
+        if fill is not None:
+            chunk = list(fill(chunk))
+        yield "".join(site_block(s, ctx, start + i) for i, s in enumerate(chunk))
+    yield "</main>" + footer(ctx)
+
+
+def render_site_page(site: SiteView, ctx: PageContext) -> str:
+    """One site: 90 days, 7 days of hourly latency, every incident kept."""
+    ctx = replace(ctx, detail=True)
+    title = f"{site.name} · {ctx.title}"
+    return (
+        head(title, ctx)
+        + f'<header><p><a href="/">← {html.escape(ctx.title)}</a></p></header><main>'
+        + site_block(site, ctx, 0, link=False)
+        .replace('<h2 id="s0">', '<h1 id="s0">', 1)
+        .replace("</h2>", "</h1>", 1)
+        + "</main>"
+        + footer(ctx)
+    )

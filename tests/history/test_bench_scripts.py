@@ -1,0 +1,31 @@
+"""Keeps the history benchmarks working: tiny runs, only the result's shape is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run(*args: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, *args, "--json"], capture_output=True, text=True, timeout=300, check=True
+    )
+    data = json.loads(out.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_history_size_reports_bytes_per_site() -> None:
+    data = run(str(BENCH / "history_size.py"), "--sites", "2", "--days", "3")
+    assert {"history_bytes_per_site", "goal_met", "rows", "table_bytes"} <= data.keys()
+    assert data["rows"]["history_day"] == 6  # type: ignore[index]
+
+
+def test_status_page_reports_render_times() -> None:
+    data = run(str(BENCH / "status_page.py"), "--sites", "3")
+    assert {"cold", "warm", "max_rss_mib"} <= data.keys()
+    assert data["cold"]["bytes"] > 0  # type: ignore[index]
