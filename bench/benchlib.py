@@ -147,7 +147,10 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(
             ["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout.strip()
     mem_total = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -274,12 +277,29 @@ def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> floa
 class FleetProc:
     """`bench/fleet.py` as a child process on a free loopback port."""
 
-    def __init__(self, sites: int, *, python: str = sys.executable, hang: float = 20.0,
-                 stamp_requests: bool = False, prefix: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        sites: int,
+        *,
+        python: str = sys.executable,
+        hang: float = 20.0,
+        stamp_requests: bool = False,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.sites = sites
         self.proc = subprocess.Popen(
-            [*prefix, python, str(BENCH_DIR / "fleet.py"), "--port", "0", "--sites", str(sites),
-             "--hang", str(hang), *(["--stamp-requests"] if stamp_requests else [])],
+            [
+                *prefix,
+                python,
+                str(BENCH_DIR / "fleet.py"),
+                "--port",
+                "0",
+                "--sites",
+                str(sites),
+                "--hang",
+                str(hang),
+                *(["--stamp-requests"] if stamp_requests else []),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -373,8 +393,9 @@ def sentinel_config(
 
 
 def fleet_sites(n: int, fleet_port: int, start: int = 0) -> list[str]:
-    return [site_block(f"t{i}", f"http://127.0.0.1:{fleet_port}/t/{i}") for i in
-            range(start, start + n)]
+    return [
+        site_block(f"t{i}", f"http://127.0.0.1:{fleet_port}/t/{i}") for i in range(start, start + n)
+    ]
 
 
 def _dur(seconds: float) -> str:
@@ -401,14 +422,25 @@ class SentinelProc:
         self.config_path = workdir / "sites.toml"
         self.config_path.write_text(config_text)
         self.log_path = workdir / "sentinel.log"
-        environ = {k: v for k, v in os.environ.items()
-                   if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC")}
+        environ = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_USEC")
+        }
         environ.update(env or {})
         self._log: IO[bytes] = self.log_path.open("ab")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
-            [python, "-m", "sentinel", "--log-level", log_level, "run", "-c",
-             str(self.config_path)],
+            [
+                python,
+                "-m",
+                "sentinel",
+                "--log-level",
+                log_level,
+                "run",
+                "-c",
+                str(self.config_path),
+            ],
             stdout=self._log,
             stderr=self._log,
             env=environ,
@@ -439,8 +471,9 @@ class SentinelProc:
                     return time.monotonic() - self.started
             time.sleep(0.1)
         self.stop()
-        raise DaemonUnavailableError(f"sentinel did not become healthy in {timeout}s:\n"
-                                f"{self.log_tail()}")
+        raise DaemonUnavailableError(
+            f"sentinel did not become healthy in {timeout}s:\n{self.log_tail()}"
+        )
 
     def scrape(self) -> Scrape:
         return scrape(self.url("/metrics"))
@@ -503,8 +536,9 @@ class Sampler:
         return max((s[2] for s in self.samples), default=0)
 
 
-def sleep_sampling(sampler: Sampler | Sequence[Sampler], seconds: float, every: float = 1.0,
-                   alive: Any = None) -> None:
+def sleep_sampling(
+    sampler: Sampler | Sequence[Sampler], seconds: float, every: float = 1.0, alive: Any = None
+) -> None:
     """Sleep `seconds`, sampling every `every` s; stops early if `alive()` returns False."""
     samplers = [sampler] if isinstance(sampler, Sampler) else list(sampler)
     deadline = time.monotonic() + seconds

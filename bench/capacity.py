@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--steps", default="5000,10000,20000,30000,40000,50000")
     p.add_argument("--interval", type=float, default=60.0)
-    p.add_argument("--window", type=float, default=180.0,
-                   help="long enough for >= 2 probes per site after the settle (see below)")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=180.0,
+        help="long enough for >= 2 probes per site after the settle (see below)",
+    )
     p.add_argument("--warmup", type=float, default=None, help="default: interval + 5 s")
     p.add_argument("--max-lag", type=float, default=1.0, help="p99 lag bound, seconds")
     p.add_argument("--min-probes-ratio", type=float, default=0.97)
@@ -73,22 +77,34 @@ def main(argv: list[str] | None = None) -> int:
                 break
             try:
                 run = run_sentinel.measure(
-                    fleet, sites=n, interval=args.interval, window=args.window, warmup=warm,
-                    max_concurrency=args.max_concurrency, env=env,
+                    fleet,
+                    sites=n,
+                    interval=args.interval,
+                    window=args.window,
+                    warmup=warm,
+                    max_concurrency=args.max_concurrency,
+                    env=env,
                 )
             except DaemonUnavailableError as exc:
                 print(f"sentinel cannot start: {exc}", file=sys.stderr)
                 return 3
             lag99 = run["fleet_lag_p99_s"]
-            ok = (lag99 is not None and lag99 < args.max_lag
-                  and (run["probes_ratio"] or 0) >= args.min_probes_ratio)
+            ok = (
+                lag99 is not None
+                and lag99 < args.max_lag
+                and (run["probes_ratio"] or 0) >= args.min_probes_ratio
+            )
             run["passed"] = ok
             run["passed_including_scrape"] = ok and (run["lag_p99_s"] or 0) < args.max_lag
             rows.append(run)
-            print(f"{n} sites: lag p99 {lag99} s (with the scrape {run['lag_p99_s']} s), "
-                  f"probes {run['probes']}/{run['expected_probes']},"
-                  f" core {run['cpu_core_fraction']}, scrape {run['scrape_s']} s -> "
-                  f"{'pass' if ok else 'FAIL'}", file=sys.stderr, flush=True)
+            print(
+                f"{n} sites: lag p99 {lag99} s (with the scrape {run['lag_p99_s']} s), "
+                f"probes {run['probes']}/{run['expected_probes']},"
+                f" core {run['cpu_core_fraction']}, scrape {run['scrape_s']} s -> "
+                f"{'pass' if ok else 'FAIL'}",
+                file=sys.stderr,
+                flush=True,
+            )
             if ok:
                 passed = n
             else:
@@ -107,11 +123,25 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_save:
         result["path"] = str(write_result("capacity", result, args.results))
-    cols = ("sites", "probes", "expected_probes", "cpu_core_fraction", "cpu_ms_per_probe",
-            "fleet_lag_p50_s", "fleet_lag_p99_s", "lag_p50_s", "lag_p99_s", "peak_rss_mib",
-            "scrape_s", "passed", "passed_including_scrape")
-    print(f"capacity at {args.interval:g}s, p99 lag < {args.max_lag:g}s: {passed} sites "
-          f"({stop_reason})")
+    cols = (
+        "sites",
+        "probes",
+        "expected_probes",
+        "cpu_core_fraction",
+        "cpu_ms_per_probe",
+        "fleet_lag_p50_s",
+        "fleet_lag_p99_s",
+        "lag_p50_s",
+        "lag_p99_s",
+        "peak_rss_mib",
+        "scrape_s",
+        "passed",
+        "passed_including_scrape",
+    )
+    print(
+        f"capacity at {args.interval:g}s, p99 lag < {args.max_lag:g}s: {passed} sites "
+        f"({stop_reason})"
+    )
     print(markdown_table(cols, [[r.get(c) for c in cols] for r in rows]))
     print(json.dumps({"capacity_sites": passed, "first_failing_sites": failed}))
     if "path" in result:

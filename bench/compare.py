@@ -53,10 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with FleetProc(args.sites) as fleet:
             for i in range(args.runs):
-                s = run_sentinel.measure(fleet, sites=args.sites, interval=args.interval,
-                                         window=args.window, warmup=args.warmup, env=env)
-                b = run_blackbox.measure(fleet, sites=args.sites, interval=args.interval,
-                                         window=args.window, warmup=args.warmup)
+                s = run_sentinel.measure(
+                    fleet,
+                    sites=args.sites,
+                    interval=args.interval,
+                    window=args.window,
+                    warmup=args.warmup,
+                    env=env,
+                )
+                b = run_blackbox.measure(
+                    fleet,
+                    sites=args.sites,
+                    interval=args.interval,
+                    window=args.window,
+                    warmup=args.warmup,
+                )
                 s_cpu, b_cpu = s["cpu_ms_per_probe"], b["exporter_cpu_ms_per_probe"]
                 p_cpu = b["prometheus_cpu_ms_per_probe"]
                 rnd_ = {
@@ -64,12 +75,16 @@ def main(argv: list[str] | None = None) -> int:
                     "blackbox": b,
                     "ratio": rnd(s_cpu / b_cpu if s_cpu and b_cpu else None, 4),
                     "ratio_with_prometheus": rnd(
-                        s_cpu / (b_cpu + p_cpu) if s_cpu and b_cpu and p_cpu else None, 4),
+                        s_cpu / (b_cpu + p_cpu) if s_cpu and b_cpu and p_cpu else None, 4
+                    ),
                 }
                 rounds.append(rnd_)
-                print(f"round {i + 1}/{args.runs}: sentinel {s_cpu} ms/probe, exporter {b_cpu} "
-                      f"(+{p_cpu} Prometheus), ratio {rnd_['ratio']}", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"round {i + 1}/{args.runs}: sentinel {s_cpu} ms/probe, exporter {b_cpu} "
+                    f"(+{p_cpu} Prometheus), ratio {rnd_['ratio']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     except DaemonUnavailableError as exc:
         print(f"sentinel cannot start: {exc}", file=sys.stderr)
         return 3
@@ -88,24 +103,56 @@ def main(argv: list[str] | None = None) -> int:
         "sentinel_success_ratio": median(r["sentinel"]["success_ratio"] for r in rounds),
         "exporter_success_ratio": median(r["blackbox"]["success_ratio"] for r in rounds),
     }
-    result: dict[str, Any] = {"kind": "compare", "label": args.label, "machine": machine,
-                              "params": {k: v for k, v in vars(args).items() if k != "results"},
-                              "summary": summary, "rounds": rounds}
+    result: dict[str, Any] = {
+        "kind": "compare",
+        "label": args.label,
+        "machine": machine,
+        "params": {k: v for k, v in vars(args).items() if k != "results"},
+        "summary": summary,
+        "rounds": rounds,
+    }
     if not args.no_save:
-        result["path"] = str(write_result(f"compare-{args.sites}x{args.interval:g}s", result,
-                                          args.results))
+        result["path"] = str(
+            write_result(f"compare-{args.sites}x{args.interval:g}s", result, args.results)
+        )
     rows = [
-        [f"round {i + 1}", r["sentinel"]["cpu_ms_per_probe"],
-         r["blackbox"]["exporter_cpu_ms_per_probe"], r["blackbox"]["prometheus_cpu_ms_per_probe"],
-         r["ratio"], r["ratio_with_prometheus"]]
+        [
+            f"round {i + 1}",
+            r["sentinel"]["cpu_ms_per_probe"],
+            r["blackbox"]["exporter_cpu_ms_per_probe"],
+            r["blackbox"]["prometheus_cpu_ms_per_probe"],
+            r["ratio"],
+            r["ratio_with_prometheus"],
+        ]
         for i, r in enumerate(rounds)
     ]
-    rows.append(["**median**", s_med, b_med, p_med, summary["ratio_median_of_rounds"],
-                 summary["ratio_with_prometheus_median"]])
-    print(f"{args.sites} sites at {args.interval:g}s, windows of {args.window:g}s "
-          f"({machine['nproc']} x {machine['cpu_model']})")
-    print(markdown_table(["", "sentinel ms/probe", "exporter ms/probe", "Prometheus ms/probe",
-                          "sentinel / exporter", "sentinel / (exporter + Prometheus)"], rows))
+    rows.append(
+        [
+            "**median**",
+            s_med,
+            b_med,
+            p_med,
+            summary["ratio_median_of_rounds"],
+            summary["ratio_with_prometheus_median"],
+        ]
+    )
+    print(
+        f"{args.sites} sites at {args.interval:g}s, windows of {args.window:g}s "
+        f"({machine['nproc']} x {machine['cpu_model']})"
+    )
+    print(
+        markdown_table(
+            [
+                "",
+                "sentinel ms/probe",
+                "exporter ms/probe",
+                "Prometheus ms/probe",
+                "sentinel / exporter",
+                "sentinel / (exporter + Prometheus)",
+            ],
+            rows,
+        )
+    )
     print(json.dumps(summary))
     if "path" in result:
         print(f"\nsaved {result['path']}")

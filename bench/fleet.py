@@ -387,8 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed)")
     parser.add_argument("--sites", type=int, default=1000, help="N, for the expected ratio")
     parser.add_argument("--hang", type=float, default=20.0, help="close hanging sites after s")
-    parser.add_argument("--stamp-requests", action="store_true",
-                        help="time /d/ delays from the kernel's receive stamp of the request")
+    parser.add_argument(
+        "--stamp-requests",
+        action="store_true",
+        help="time /d/ delays from the kernel's receive stamp of the request",
+    )
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         parser.error("the fleet serves loopback only")

@@ -54,19 +54,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--delays", default="0,5,10,20,50,100,200", help="ms, cycled over the sites")
     p.add_argument("--poll", type=float, default=0.25, help="/api/status poll period, s")
-    p.add_argument("--batch-window", default=None,
-                   help='sentinel\'s [sentinel] batch_window, e.g. "0s" (default: its default)')
+    p.add_argument(
+        "--batch-window",
+        default=None,
+        help='sentinel\'s [sentinel] batch_window, e.g. "0s" (default: its default)',
+    )
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for sentinel")
-    p.add_argument("--no-stamp-requests", action="store_true",
-                   help="the fleet times its delays from when it got to a request, not from the "
-                        "kernel's receive stamp (round 2's method)")
-    p.add_argument("--precise-latency", action="store_true",
-                   help="sentinel's [sentinel] precise_latency = true (kernel receive stamps)")
-    p.add_argument("--target-realtime", action="store_true",
-                   help="run the fleet under `chrt -f 10` (root): its timers then fire on time, "
-                        "so the injected delays are what they say; sentinel runs as usual")
-    p.add_argument("--sentinel-python", default=sys.executable,
-                   help="the interpreter (venv) whose sentinel is measured, to compare builds")
+    p.add_argument(
+        "--no-stamp-requests",
+        action="store_true",
+        help="the fleet times its delays from when it got to a request, not from the "
+        "kernel's receive stamp (round 2's method)",
+    )
+    p.add_argument(
+        "--precise-latency",
+        action="store_true",
+        help="sentinel's [sentinel] precise_latency = true (kernel receive stamps)",
+    )
+    p.add_argument(
+        "--target-realtime",
+        action="store_true",
+        help="run the fleet under `chrt -f 10` (root): its timers then fire on time, "
+        "so the injected delays are what they say; sentinel runs as usual",
+    )
+    p.add_argument(
+        "--sentinel-python",
+        default=sys.executable,
+        help="the interpreter (venv) whose sentinel is measured, to compare builds",
+    )
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
@@ -83,16 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sentinel-latency-"))
     try:
         prefix = ["chrt", "-f", "10"] if args.target_realtime else []
-        with FleetProc(args.sites, stamp_requests=not args.no_stamp_requests,
-                       prefix=prefix) as fleet:
+        with FleetProc(
+            args.sites, stamp_requests=not args.no_stamp_requests, prefix=prefix
+        ) as fleet:
             port = free_port()
-            blocks = [site_block(name, fleet.url(f"/d/{ms}/{name}"))
-                      for name, ms in site_delay.items()]
-            config = sentinel_config(listen_port=port, state_dir=work / "state",
-                                     interval=args.interval,
-                                     timeout=min(5.0, args.interval / 2), sites=blocks,
-                                     batch_window=args.batch_window,
-                                     precise_latency=args.precise_latency)
+            blocks = [
+                site_block(name, fleet.url(f"/d/{ms}/{name}")) for name, ms in site_delay.items()
+            ]
+            config = sentinel_config(
+                listen_port=port,
+                state_dir=work / "state",
+                interval=args.interval,
+                timeout=min(5.0, args.interval / 2),
+                sites=blocks,
+                batch_window=args.batch_window,
+                precise_latency=args.precise_latency,
+            )
             daemon = SentinelProc(work, config, port, env=env, python=args.sentinel_python)
             try:
                 daemon.wait_healthy()
@@ -138,11 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         errors = [abs(t - d / 1000 - baseline) * 1000 for t in by_delay[d]]
         if d:
             all_errors.extend(errors)
-        stats = {"probes": len(errors), "median_total_ms": rnd((quantile(by_delay[d], 0.5) or 0)
-                                                                * 1000, 3),
-                 "err_p50_ms": rnd(quantile(errors, 0.5), 3),
-                 "err_p99_ms": rnd(quantile(errors, 0.99), 3),
-                 "err_max_ms": rnd(max(errors) if errors else None, 3)}
+        stats = {
+            "probes": len(errors),
+            "median_total_ms": rnd((quantile(by_delay[d], 0.5) or 0) * 1000, 3),
+            "err_p50_ms": rnd(quantile(errors, 0.5), 3),
+            "err_p99_ms": rnd(quantile(errors, 0.99), 3),
+            "err_max_ms": rnd(max(errors) if errors else None, 3),
+        }
         per_delay[str(d)] = stats
         rows.append([d, *stats.values()])
     probes = sum(len(v) for v in measured.values())
@@ -163,24 +186,43 @@ def main(argv: list[str] | None = None) -> int:
         "fleet_timer_overshoot_ms": fleet_stats["delay_overshoot_ms"],
         "fleet_timer_overshoot_before_window_ms": fleet_before,
     }
-    result: dict[str, Any] = {"kind": "latency", "machine": machine, "summary": summary,
-                              "per_delay": per_delay,
-                              "params": {k: v for k, v in vars(args).items() if k != "results"}}
+    result: dict[str, Any] = {
+        "kind": "latency",
+        "machine": machine,
+        "summary": summary,
+        "per_delay": per_delay,
+        "params": {k: v for k, v in vars(args).items() if k != "results"},
+    }
     if not args.no_save:
         result["path"] = str(write_result("latency", result, args.results))
-    print(f"latency accuracy: {probes} probes ({summary['probes_per_s']}/s), baseline "
-          f"{summary['baseline_ms']} ms, abs error p50 {summary['error_p50_ms']} ms, p99 "
-          f"{summary['error_p99_ms']} ms (fleet timer overshoot p99 "
-          f"{fleet_stats['delay_overshoot_ms']['p99']} ms)")
-    print(markdown_table(["delay ms", "probes", "median total ms", "abs err p50 ms",
-                          "abs err p99 ms", "abs err max ms"], rows))
-    print(f"\ntaken apart ({own['matched']} probes matched to the target's own log): the "
-          f"target answered |late| p99 {own['target_err_p99_ms']} ms after its injected delay "
-          f"(counted from accept); sentinel's total minus the target's accept-to-response time "
-          f"is {own['client_p50_ms']} ms (median: connect + request + reading), and its "
-          f"deviation from that median, sentinel's own error, is p50 "
-          f"{own['own_err_p50_ms']} ms, p99 {own['own_err_p99_ms']} ms, max "
-          f"{own['own_err_max_ms']} ms")
+    print(
+        f"latency accuracy: {probes} probes ({summary['probes_per_s']}/s), baseline "
+        f"{summary['baseline_ms']} ms, abs error p50 {summary['error_p50_ms']} ms, p99 "
+        f"{summary['error_p99_ms']} ms (fleet timer overshoot p99 "
+        f"{fleet_stats['delay_overshoot_ms']['p99']} ms)"
+    )
+    print(
+        markdown_table(
+            [
+                "delay ms",
+                "probes",
+                "median total ms",
+                "abs err p50 ms",
+                "abs err p99 ms",
+                "abs err max ms",
+            ],
+            rows,
+        )
+    )
+    print(
+        f"\ntaken apart ({own['matched']} probes matched to the target's own log): the "
+        f"target answered |late| p99 {own['target_err_p99_ms']} ms after its injected delay "
+        f"(counted from accept); sentinel's total minus the target's accept-to-response time "
+        f"is {own['client_p50_ms']} ms (median: connect + request + reading), and its "
+        f"deviation from that median, sentinel's own error, is p50 "
+        f"{own['own_err_p50_ms']} ms, p99 {own['own_err_p99_ms']} ms, max "
+        f"{own['own_err_max_ms']} ms"
+    )
     if "path" in result:
         print(f"\nsaved {result['path']}")
     return 0

@@ -78,8 +78,9 @@ def binaries() -> tuple[str, str]:
 
 
 def version(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=20,
-                         check=False)
+    out = subprocess.run(
+        [binary, "--version"], capture_output=True, text=True, timeout=20, check=False
+    )
     text = (out.stdout or out.stderr).strip().splitlines()
     return text[0] if text else "?"
 
@@ -155,30 +156,47 @@ def measure(
     )
     log = (work / "processes.log").open("ab")
     exporter = subprocess.Popen(
-        [exporter_bin, f"--config.file={work / 'blackbox.yml'}",
-         f"--web.listen-address=127.0.0.1:{bb_port}", "--log.level=warn"],
-        stdout=log, stderr=log,
+        [
+            exporter_bin,
+            f"--config.file={work / 'blackbox.yml'}",
+            f"--web.listen-address=127.0.0.1:{bb_port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=log,
     )
     prometheus: subprocess.Popen[bytes] | None = None
     try:
         wait_http(f"http://127.0.0.1:{bb_port}/metrics", exporter)
         prometheus = subprocess.Popen(
-            [prometheus_bin, f"--config.file={work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn",
-             "--storage.tsdb.retention.time=1h"],
-            stdout=log, stderr=log, cwd=str(work),
+            [
+                prometheus_bin,
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--log.level=warn",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=str(work),
         )
         wait_http(f"http://127.0.0.1:{prom_port}/-/ready", prometheus)
         samplers = [Sampler(exporter.pid), Sampler(prometheus.pid)]
         sleep_sampling(samplers, interval + 5.0 if warmup is None else warmup)
         f0 = fleet.stats()
-        bb0, pr0, fl0 = (cpu_seconds(exporter.pid), cpu_seconds(prometheus.pid),
-                         cpu_seconds(fleet.pid))
+        bb0, pr0, fl0 = (
+            cpu_seconds(exporter.pid),
+            cpu_seconds(prometheus.pid),
+            cpu_seconds(fleet.pid),
+        )
         t0, sys0 = time.monotonic(), system_jiffies()
         sleep_sampling(samplers, window)
-        bb1, pr1, fl1 = (cpu_seconds(exporter.pid), cpu_seconds(prometheus.pid),
-                         cpu_seconds(fleet.pid))
+        bb1, pr1, fl1 = (
+            cpu_seconds(exporter.pid),
+            cpu_seconds(prometheus.pid),
+            cpu_seconds(fleet.pid),
+        )
         t1, sys1 = time.monotonic(), system_jiffies()
         f1 = fleet.stats()
         bb_mem, pr_mem = mem_kib(exporter.pid), mem_kib(prometheus.pid)
@@ -215,8 +233,9 @@ def measure(
         "truth_success_ratio": rnd(expected_success_ratio(sites), 4),
         "fleet_success_served_ratio": rnd(fw["success_served"] / probes if probes else None, 4),
         "prometheus_scrape_interval_p99_s": rnd(scrape_p99, 4),
-        "machine_busy_fraction": rnd((sys1[0] - sys0[0]) / (sys1[1] - sys0[1])
-                                     if sys1[1] > sys0[1] else None, 3),
+        "machine_busy_fraction": rnd(
+            (sys1[0] - sys0[0]) / (sys1[1] - sys0[1]) if sys1[1] > sys0[1] else None, 3
+        ),
         "fleet_cpu_s": round(fl1 - fl0, 3),
         "fleet_cpu_ms_per_request": rnd((fl1 - fl0) * 1000 / probes if probes else None, 4),
     }
@@ -244,24 +263,43 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     with FleetProc(args.sites) as fleet:
         for i in range(args.runs):
-            run = measure(fleet, sites=args.sites, interval=args.interval, window=args.window,
-                          warmup=args.warmup, timeout=args.timeout)
+            run = measure(
+                fleet,
+                sites=args.sites,
+                interval=args.interval,
+                window=args.window,
+                warmup=args.warmup,
+                timeout=args.timeout,
+            )
             runs.append(run)
             print(f"run {i + 1}/{args.runs}: {json.dumps(run)}", file=sys.stderr, flush=True)
     medians = summarize(runs)
-    result: dict[str, Any] = {"kind": "blackbox", "machine": machine, "medians": medians,
-                              "runs": runs,
-                              "params": {k: v for k, v in vars(args).items() if k != "results"}}
+    result: dict[str, Any] = {
+        "kind": "blackbox",
+        "machine": machine,
+        "medians": medians,
+        "runs": runs,
+        "params": {k: v for k, v in vars(args).items() if k != "results"},
+    }
     if not args.no_save:
-        result["path"] = str(write_result(f"blackbox-{args.sites}x{args.interval:g}s", result,
-                                          args.results))
-    cols = ("probes", "expected_probes", "exporter_cpu_ms_per_probe",
-            "prometheus_cpu_ms_per_probe", "exporter_peak_rss_mib", "success_ratio",
-            "truth_success_ratio")
+        result["path"] = str(
+            write_result(f"blackbox-{args.sites}x{args.interval:g}s", result, args.results)
+        )
+    cols = (
+        "probes",
+        "expected_probes",
+        "exporter_cpu_ms_per_probe",
+        "prometheus_cpu_ms_per_probe",
+        "exporter_peak_rss_mib",
+        "success_ratio",
+        "truth_success_ratio",
+    )
     rows = [[f"run {i + 1}", *[r.get(c) for c in cols]] for i, r in enumerate(runs)]
     rows.append(["**median**", *[medians.get(c) for c in cols]])
-    print(f"blackbox_exporter ({machine['versions']['blackbox_exporter']}), {args.sites} sites "
-          f"at {args.interval:g}s, {args.runs} runs of {args.window:g}s")
+    print(
+        f"blackbox_exporter ({machine['versions']['blackbox_exporter']}), {args.sites} sites "
+        f"at {args.interval:g}s, {args.runs} runs of {args.window:g}s"
+    )
     print(markdown_table(["", *cols], rows))
     if "path" in result:
         print(f"\nsaved {result['path']}")

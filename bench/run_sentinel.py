@@ -91,8 +91,21 @@ def profile_start(pid: int, seconds: float, out: Path, rate: int = 100) -> subpr
     if not Path(pyspy).exists():
         raise BenchError("py-spy not found: .venv/bin/pip install py-spy")
     return subprocess.Popen(
-        [pyspy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate",
-         str(rate), "--format", "raw", "--nonblocking", "--output", str(out)],
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -225,17 +238,22 @@ def measure(
         "truth_success_ratio": rnd(expected_success_ratio(sites), 4),
         "fleet_success_served_ratio": rnd(
             fleet_window["success_served"] / fleet_window["requests"]
-            if fleet_window["requests"] else None, 4),
+            if fleet_window["requests"]
+            else None,
+            4,
+        ),
         "failures_by_reason": {k: v for k, v in sorted(failures.items()) if v},
         "fleet_requests": fleet_window["requests"],
         "fleet_cpu_s": round(fcpu1 - fcpu0, 3),
         "fleet_cpu_ms_per_request": rnd(
-            (fcpu1 - fcpu0) * 1000 / fleet_window["requests"]
-            if fleet_window["requests"] else None, 4),
+            (fcpu1 - fcpu0) * 1000 / fleet_window["requests"] if fleet_window["requests"] else None,
+            4,
+        ),
         "skipped_ticks": m1.skipped - m0.skipped,
         # how busy the whole machine was (all cores, every process: other work adds noise)
-        "machine_busy_fraction": rnd((sys1[0] - sys0[0]) / (sys1[1] - sys0[1])
-                                     if sys1[1] > sys0[1] else None, 3),
+        "machine_busy_fraction": rnd(
+            (sys1[0] - sys0[0]) / (sys1[1] - sys0[1]) if sys1[1] > sys0[1] else None, 3
+        ),
         "scrape_s": round(max(m0.scrape_seconds, m1.scrape_seconds), 3),
         "scrape_mib": round(m1.scrape_bytes / 2**20, 2),
         "startup_s": round(startup_s, 2),
@@ -254,9 +272,18 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(runs: list[dict[str, Any]], medians: dict[str, Any]) -> str:
-    cols = ("probes", "expected_probes", "cpu_ms_per_probe", "cpu_core_fraction", "peak_rss_mib",
-            "lag_p50_s", "lag_p99_s", "success_ratio", "truth_success_ratio",
-            "fleet_cpu_ms_per_request")
+    cols = (
+        "probes",
+        "expected_probes",
+        "cpu_ms_per_probe",
+        "cpu_core_fraction",
+        "peak_rss_mib",
+        "lag_p50_s",
+        "lag_p99_s",
+        "success_ratio",
+        "truth_success_ratio",
+        "fleet_cpu_ms_per_request",
+    )
     rows = [[f"run {i + 1}", *[r.get(c) for c in cols]] for i, r in enumerate(runs)]
     rows.append(["**median**", *[medians.get(c) for c in cols]])
     return markdown_table(["", *cols], rows)
@@ -279,11 +306,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=float, default=60.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=None, help="default: interval + 5 s")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--timeout", type=float, default=None,
-                   help="probe timeout, seconds (default 5, at most interval / 2)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="probe timeout, seconds (default 5, at most interval / 2)",
+    )
     p.add_argument("--max-concurrency", type=int, default=None)
-    p.add_argument("--precise-latency", action="store_true",
-                   help="[sentinel] precise_latency = true (kernel receive stamps)")
+    p.add_argument(
+        "--precise-latency",
+        action="store_true",
+        help="[sentinel] precise_latency = true (kernel receive stamps)",
+    )
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the daemon")
     p.add_argument("--python", default=sys.executable, help="the interpreter for the daemon")
     p.add_argument("--profile", action="store_true", help="py-spy record each window")
@@ -335,14 +369,17 @@ def main(argv: list[str] | None = None) -> int:
         "profiles": profiles,
     }
     if not args.no_save:
-        result["path"] = str(write_result(f"sentinel-{args.sites}x{args.interval:g}s", result,
-                                          args.results))
+        result["path"] = str(
+            write_result(f"sentinel-{args.sites}x{args.interval:g}s", result, args.results)
+        )
     if args.json:
         print(json.dumps(result, default=str))
     else:
-        print(f"sentinel, {args.sites} sites at {args.interval:g}s, {args.runs} runs of "
-              f"{args.window:g}s ({machine['nproc']} x {machine['cpu_model']}, "
-              f"python {machine['versions']['python']}, aiohttp {machine['versions']['aiohttp']})")
+        print(
+            f"sentinel, {args.sites} sites at {args.interval:g}s, {args.runs} runs of "
+            f"{args.window:g}s ({machine['nproc']} x {machine['cpu_model']}, "
+            f"python {machine['versions']['python']}, aiohttp {machine['versions']['aiohttp']})"
+        )
         print(table(runs, medians))
         if "path" in result:
             print(f"\nsaved {result['path']}")

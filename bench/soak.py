@@ -105,11 +105,13 @@ def build_config(
     base = f"http://127.0.0.1:{fleet_port}"
     blocks = [site_block(f"t{i}", f"{base}/t/{i}") for i in range(sites)]
     blocks += [site_block(f"flap{k}", f"{base}/flap/5/{k}") for k in range(flap)]
-    blocks += [site_block(f"cycle{k}", f"{base}/cycle/60/90/{k}", remind_every="1m")
-               for k in range(cycle)]
+    blocks += [
+        site_block(f"cycle{k}", f"{base}/cycle/60/90/{k}", remind_every="1m") for k in range(cycle)
+    ]
     if churn_generation is not None:
-        blocks += [site_block(f"extra{churn_generation}-{j}", f"{base}/t/{j}")
-                   for j in range(churn)]
+        blocks += [
+            site_block(f"extra{churn_generation}-{j}", f"{base}/t/{j}") for j in range(churn)
+        ]
     return sentinel_config(
         listen_port=listen_port,
         state_dir=state_dir,
@@ -170,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for sentinel")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
-    warmup_min = (args.warmup_minutes if args.warmup_minutes is not None
-                  else min(3.0, args.minutes / 4))
+    warmup_min = (
+        args.warmup_minutes if args.warmup_minutes is not None else min(3.0, args.minutes / 4)
+    )
     env = dict(item.split("=", 1) for item in args.env)
     out_dir = args.results / f"{utc_stamp()}-soak"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,9 +191,16 @@ def main(argv: list[str] | None = None) -> int:
 
         def config(generation: int | None) -> str:
             return build_config(
-                listen_port=port, state_dir=work / "state", fleet_port=fleet.port,
-                sites=args.sites, interval=args.interval, flap=args.flap, cycle=args.cycle,
-                churn_generation=generation, churn=args.churn, smtp_port=smtp.port,
+                listen_port=port,
+                state_dir=work / "state",
+                fleet_port=fleet.port,
+                sites=args.sites,
+                interval=args.interval,
+                flap=args.flap,
+                cycle=args.cycle,
+                churn_generation=generation,
+                churn=args.churn,
+                smtp_port=smtp.port,
             )
 
         daemon = SentinelProc(work, config(None), port, env=env)
@@ -221,8 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                     daemon.config_path.write_text(config(generation if adding else None))
                     daemon.signal(signal.SIGHUP)
                     reloads += 1
-                    events.append({"t_min": round(t_min, 2),
-                                   "reload": "add" if adding else "remove"})
+                    events.append(
+                        {"t_min": round(t_min, 2), "reload": "add" if adding else "remove"}
+                    )
                     next_reload += args.reload_every
                 if now >= next_sample:
                     with contextlib.suppress(OSError):
@@ -230,37 +241,53 @@ def main(argv: list[str] | None = None) -> int:
                         anon = 0
                         with contextlib.suppress(OSError):
                             anon = mem_kib(daemon.pid).get("RssAnon", 0)
-                        samples.append({"t_min": round(t_min, 4), "rss_mib": rss / MIB,
-                                        "anon_mib": anon / MIB, "cpu_s": cpu,
-                                        "fds": open_fds(daemon.pid)})
+                        samples.append(
+                            {
+                                "t_min": round(t_min, 4),
+                                "rss_mib": rss / MIB,
+                                "anon_mib": anon / MIB,
+                                "cpu_s": cpu,
+                                "fds": open_fds(daemon.pid),
+                            }
+                        )
                     next_sample += args.sample_every
                 if now >= next_scrape:
                     try:
                         sc = daemon.scrape()
-                        scrapes.append({
-                            "t_min": round(t_min, 4), "probes": sc.probes_total,
-                            "emails": sum(sc.emails.values()),
-                            "pending": sc.singles.get("sentinel_outbox_pending"),
-                            "email_failures": sc.singles.get("sentinel_email_failures_total"),
-                            "reload_ok": sc.singles.get("sentinel_config_last_reload_successful"),
-                            "sites": sc.singles.get("sentinel_sites"),
-                            "scrape_mib": round(sc.scrape_bytes / 2**20, 3),
-                        })
+                        scrapes.append(
+                            {
+                                "t_min": round(t_min, 4),
+                                "probes": sc.probes_total,
+                                "emails": sum(sc.emails.values()),
+                                "pending": sc.singles.get("sentinel_outbox_pending"),
+                                "email_failures": sc.singles.get("sentinel_email_failures_total"),
+                                "reload_ok": sc.singles.get(
+                                    "sentinel_config_last_reload_successful"
+                                ),
+                                "sites": sc.singles.get("sentinel_sites"),
+                                "scrape_mib": round(sc.scrape_bytes / 2**20, 3),
+                            }
+                        )
                         if sc.singles.get("sentinel_config_last_reload_successful") == 0:
                             reload_failures += 1
                     except (OSError, http.client.HTTPException) as exc:  # e.g. a cut-off body
                         events.append({"t_min": round(t_min, 2), "scrape_error": str(exc)})
                     next_scrape += args.scrape_every
-                time.sleep(max(0.05, min(next_sample, next_scrape, next_reload, end)
-                               - time.monotonic()))
+                time.sleep(
+                    max(0.05, min(next_sample, next_scrape, next_reload, end) - time.monotonic())
+                )
             died = not daemon.alive()
             final = daemon.scrape() if not died else None
             if final is not None:
-                scrapes.append({"t_min": round((time.monotonic() - t_start) / 60, 4),
-                                "probes": final.probes_total,
-                                "emails": sum(final.emails.values()),
-                                "pending": final.singles.get("sentinel_outbox_pending"),
-                                "sites": final.singles.get("sentinel_sites")})
+                scrapes.append(
+                    {
+                        "t_min": round((time.monotonic() - t_start) / 60, 4),
+                        "probes": final.probes_total,
+                        "emails": sum(final.emails.values()),
+                        "pending": final.singles.get("sentinel_outbox_pending"),
+                        "sites": final.singles.get("sentinel_sites"),
+                    }
+                )
         finally:
             rc = daemon.stop(30)
             smtp.stop()
@@ -305,9 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         "fit_growth_over_window_mib": rnd(mib_per_hour * hours_after if mib_per_hour else None, 3),
         "fds_start": after[0]["fds"] if after else None,
         "fds_end": after[-1]["fds"] if after else None,
-        "cpu_core_fraction": rnd((samples[-1]["cpu_s"] - samples[0]["cpu_s"])
-                                 / ((samples[-1]["t_min"] - samples[0]["t_min"]) * 60), 3)
-        if len(samples) > 1 else None,
+        "cpu_core_fraction": rnd(
+            (samples[-1]["cpu_s"] - samples[0]["cpu_s"])
+            / ((samples[-1]["t_min"] - samples[0]["t_min"]) * 60),
+            3,
+        )
+        if len(samples) > 1
+        else None,
         "reloads": reloads,
         "reload_failures_seen": reload_failures,
         "emails_sent": scrapes[-1].get("emails") if scrapes else None,
@@ -321,17 +352,23 @@ def main(argv: list[str] | None = None) -> int:
         graph,
         [(s["t_min"], s["rss_mib"]) for s in samples],
         title=f"SENTINEL RSS, {summary['sites_total']} SITES AT {args.interval:g}S, "
-              f"{summary['probes_total'] or 0:,.0f} PROBES",
+        f"{summary['probes_total'] or 0:,.0f} PROBES",
         x_label="MINUTES",
         y_label="MIB",
         marks=[warmup_min],
         fit=(mib_per_hour / 60, fit_time[1]) if fit_time and mib_per_hour is not None else None,
         fit_from=warmup_min,
     )
-    result = {"kind": "soak", "machine": machine, "summary": summary,
-              "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "samples": samples, "scrapes": scrapes, "events": events,
-              "log_tail": log_tail.splitlines()}
+    result = {
+        "kind": "soak",
+        "machine": machine,
+        "summary": summary,
+        "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "samples": samples,
+        "scrapes": scrapes,
+        "events": events,
+        "log_tail": log_tail.splitlines(),
+    }
     (out_dir / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
         f"# Soak: {args.minutes:g} min, {summary['sites_total']} sites at {args.interval:g}s",
@@ -350,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     if probes_after < 1e6:
-        lines.append(f"Note: {probes_after:,.0f} probes after warm-up, fewer than the 1,000,000 "
-                     "the goal wants; MiB per million probes is an extrapolation of the fit.")
+        lines.append(
+            f"Note: {probes_after:,.0f} probes after warm-up, fewer than the 1,000,000 "
+            "the goal wants; MiB per million probes is an extrapolation of the fit."
+        )
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"saved {out_dir}")

@@ -18,9 +18,22 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 RUN_KEYS = {
-    "sites", "interval_s", "window_s", "probes", "expected_probes", "probes_ratio",
-    "cpu_ms_per_probe", "cpu_core_fraction", "peak_rss_mib", "lag_p50_s", "lag_p99_s",
-    "success_ratio", "truth_success_ratio", "fleet_requests", "skipped_ticks", "exit_code",
+    "sites",
+    "interval_s",
+    "window_s",
+    "probes",
+    "expected_probes",
+    "probes_ratio",
+    "cpu_ms_per_probe",
+    "cpu_core_fraction",
+    "peak_rss_mib",
+    "lag_p50_s",
+    "lag_p99_s",
+    "success_ratio",
+    "truth_success_ratio",
+    "fleet_requests",
+    "skipped_ticks",
+    "exit_code",
 }
 
 
@@ -35,7 +48,8 @@ def _get(url: str) -> tuple[int, bytes]:
 def test_fleet_serves_the_documented_mix() -> None:
     proc = subprocess.Popen(
         [sys.executable, str(BENCH / "fleet.py"), "--port", "0", "--sites", "100"],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -57,9 +71,20 @@ def test_fleet_serves_the_documented_mix() -> None:
 @pytest.mark.slow
 def test_run_sentinel_produces_a_result() -> None:
     cmd = [
-        sys.executable, str(BENCH / "run_sentinel.py"),
-        "--sites", "5", "--interval", "1", "--warmup", "1.5", "--window", "3",
-        "--runs", "1", "--no-save", "--json",
+        sys.executable,
+        str(BENCH / "run_sentinel.py"),
+        "--sites",
+        "5",
+        "--interval",
+        "1",
+        "--warmup",
+        "1.5",
+        "--window",
+        "3",
+        "--runs",
+        "1",
+        "--no-save",
+        "--json",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode == 3:

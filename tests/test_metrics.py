@@ -77,8 +77,17 @@ def test_per_site_series_match_what_prometheus_client_wrote() -> None:
     (checked once against the old implementation; pinned here)."""
     m = Metrics(process=False)
     ok = ProbeResult(
-        ok=True, reason="ok", message="", started_at=0.0, total=0.12, status=200,
-        dns=0.001, connect=0.002, tls=0.003, processing=0.1, transfer=0.017,
+        ok=True,
+        reason="ok",
+        message="",
+        started_at=0.0,
+        total=0.12,
+        status=200,
+        dns=0.001,
+        connect=0.002,
+        tls=0.003,
+        processing=0.1,
+        transfer=0.017,
         tls_expiry=2_000_000_000.0,
     )
     slow = ProbeResult(ok=False, reason="timeout", message="x", started_at=0.0, total=31.0)
@@ -96,9 +105,7 @@ def test_per_site_series_match_what_prometheus_client_wrote() -> None:
     # Families added since that implementation have their own test below.
     newer = ("sentinel_site_state", "sentinel_site_flapping")
     per_site = {
-        k: v
-        for k, v in s.items()
-        if any(name == "site" for name, _ in k[1]) and k[0] not in newer
+        k: v for k, v in s.items() if any(name == "site" for name, _ in k[1]) and k[0] not in newer
     }
     shop, q = (("site", "shop"),), (("site", quoted),)
     expected = {
@@ -128,12 +135,31 @@ def test_per_site_series_match_what_prometheus_client_wrote() -> None:
         ("sentinel_probe_duration_seconds_count", q): 1.0,
         ("sentinel_probe_duration_seconds_sum", q): 0.12,
     }
-    for site, phases in ((shop, (0.001, 0.002, 0.003, 0.1, 0.017)), (q, (0.001, 0.002, 0.003, 0.1, 0.017))):
-        for phase, value in zip(("dns", "connect", "tls", "processing", "transfer"), phases, strict=True):
+    for site, phases in (
+        (shop, (0.001, 0.002, 0.003, 0.1, 0.017)),
+        (q, (0.001, 0.002, 0.003, 0.1, 0.017)),
+    ):
+        for phase, value in zip(
+            ("dns", "connect", "tls", "processing", "transfer"), phases, strict=True
+        ):
             expected[("sentinel_probe_phase_seconds", (("phase", phase), *site))] = value
     # Histogram buckets are cumulative: shop saw 0.005 (in le=0.005), 0.12 (le=0.25) and 31 s
     # (past the last bound: only +Inf).
-    bounds = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "30.0", "+Inf")
+    bounds = (
+        "0.005",
+        "0.01",
+        "0.025",
+        "0.05",
+        "0.1",
+        "0.25",
+        "0.5",
+        "1.0",
+        "2.5",
+        "5.0",
+        "10.0",
+        "30.0",
+        "+Inf",
+    )
     shop_cumulative = (1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3)
     q_cumulative = (0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
     for le, a, b in zip(bounds, shop_cumulative, q_cumulative, strict=True):
@@ -158,8 +184,12 @@ def test_values_are_written_as_prometheus_client_writes_them(value: float) -> No
 def test_site_state_is_one_hot_and_pending_shows_before_down() -> None:
     m = Metrics(process=False)
     m.add_site(SiteState(site="fresh"))
-    m.observe("shop", failed(), SiteState(site="shop", status=Status.UP, consecutive_failures=1), 0.0)
-    m.observe("down", failed(), SiteState(site="down", status=Status.DOWN, consecutive_failures=3), 0.0)
+    m.observe(
+        "shop", failed(), SiteState(site="shop", status=Status.UP, consecutive_failures=1), 0.0
+    )
+    m.observe(
+        "down", failed(), SiteState(site="down", status=Status.DOWN, consecutive_failures=3), 0.0
+    )
     s = samples(m)
 
     def state_of(site: str) -> list[str]:

@@ -64,7 +64,9 @@ def unchunk(body: bytes) -> bytes:
 
 
 async def test_get_answers_and_closes(server: tuple[WebServer, int]) -> None:
-    status, fields, body = split(await exchange(server[1], b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
+    status, fields, body = split(
+        await exchange(server[1], b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    )
     assert status == "HTTP/1.1 200 OK"
     assert fields["content-length"] == "3" and body == b"ok\n"
     assert fields["connection"] == "close"

@@ -200,6 +200,7 @@ class SiteOptions(StrictSection):
         if value is not None:
             parse_connect_to(value)
         return value
+
     # Alert routing (checked against the channels by sentinel.notify.channel_config).
     notify: list[str] | None = None
     fallback: str | None = None

@@ -181,7 +181,11 @@ def test_an_unknown_event_loop_is_refused_with_a_clear_error(tmp_path: Path) -> 
     env = {**os.environ, "SENTINEL_EVENT_LOOP": "tokio"}
     done = subprocess.run(
         [sys.executable, "-m", "sentinel", "run", "-c", str(config)],
-        check=False, env=env, capture_output=True, text=True, timeout=30,
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 78
     assert "SENTINEL_EVENT_LOOP='tokio': expected one of auto, asyncio, uvloop" in done.stderr
