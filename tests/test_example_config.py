@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from sentinel.config import FileSection, SiteOptions, SiteSection, load_config, parse_config
 from sentinel.early.config import HostSection, WatchSection
 from sentinel.heartbeats.config import HeartbeatSection
+from sentinel.history.settings import HistorySection, StatusPageSection
 from sentinel.maintenance import MaintenanceSection
 from sentinel.notify.channel_config import ChannelSection
 
@@ -30,6 +31,8 @@ PASSED_THROUGH: dict[str, type[BaseModel]] = {
     "maintenance": MaintenanceSection,
     "channels": ChannelSection,
     "heartbeats": HeartbeatSection,
+    "history": HistorySection,
+    "status_page": StatusPageSection,
 }
 # [[sites]] is not in FileSection at all (each entry is validated on its own); it only has to
 # show what a site adds to [defaults].
