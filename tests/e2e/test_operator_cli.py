@@ -145,9 +145,9 @@ def test_status_without_any_state_says_so_instead_of_never_probed(tmp_path: Path
     assert run.returncode == 1
     assert "never probed" not in run.stdout
     [line] = run.stderr.splitlines()
-    assert line.startswith(
-        "sentinel: no state store: neither .sentinel/ here nor /var/lib/sentinel/"
-    )
+    # It asked the daemon first (issue 14), then looked for the store where the service keeps it.
+    assert line.startswith("sentinel: no daemon answers at http://127.0.0.1:9798/api/status, ")
+    assert "no state store: neither .sentinel/ here nor /var/lib/sentinel/" in line
 
 
 def test_test_email_without_the_service_credential_says_how_to_run_it(tmp_path: Path) -> None:
