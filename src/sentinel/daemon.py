@@ -313,6 +313,9 @@ class Daemon:
         if self.store is None:
             return
         try:
+            # The baseline of "changed elsewhere" is taken before the read: a silence the CLI
+            # commits from now on is seen by the next poll, also one right after start.
+            self.store.changed_elsewhere()
             silences = self.store.active_silences(time.time())
         except StoreError as exc:
             self._store_failed(exc)

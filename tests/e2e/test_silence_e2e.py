@@ -130,3 +130,27 @@ def test_silence_commands_answer_bad_input_in_one_line(tmp_path: Path) -> None:
     gone = sentinel("unsilence", "999", "-c", str(cfg))
     assert gone.returncode == 1 and "no silence with id 999" in gone.stderr
     parse_config(tomllib.loads(cfg.read_text()))  # the file stays a valid config
+
+
+def test_a_silence_set_right_after_start_is_not_missed(tmp_path: Path) -> None:
+    """The daemon's "changed elsewhere" baseline is taken when it loads the silences, so a
+    silence committed before its first poll is still noticed (this raced before)."""
+    from sentinel.daemon import Daemon
+
+    state = tmp_path / "state"
+    config = parse_config(
+        tomllib.loads(
+            f'[sentinel]\nlisten = ""\nstate_dir = "{state}"\n'
+            '[[sites]]\nname = "shop"\nurl = "http://127.0.0.1:9/"\n'
+        )
+    )
+    daemon = Daemon(str(tmp_path / "s.toml"), config, environ={})
+    daemon.open_store()
+    assert daemon.store is not None
+    daemon._load_silences()  # at start
+    with Store.open(state) as cli:  # the CLI, before the daemon's first poll
+        cli.add_silence("shop", 2e9, "deploy", now=1e9)
+    assert daemon.store.changed_elsewhere()
+    daemon._load_silences()
+    assert [s.site for s in daemon.silences] == ["shop"]
+    daemon.store.close()
