@@ -231,3 +231,37 @@ def test_flapping_state_is_bounded_and_expires(seq: list[bool]) -> None:
         state.last_observed is not None and state.last_observed - t < 600.0
         for t in state.state_changes
     )
+
+
+# ------------------------------------------------------------------ shown on the status page
+
+
+def test_the_status_page_says_pending_flapping_maintenance_and_silenced() -> None:
+    import tomllib
+
+    from sentinel.config import parse_config
+    from sentinel.daemon import Daemon
+    from sentinel.silences import Silence
+
+    config = parse_config(
+        tomllib.loads(
+            '[sentinel]\nlisten = ""\n'
+            '[[sites]]\nname = "shop"\nurl = "http://127.0.0.1:9/"\n'
+            '[[sites]]\nname = "blog"\nurl = "http://127.0.0.1:9/"\n'
+            '[[maintenance]]\nname = "deploy"\nsites = ["blog"]\n'
+            'start = "2000-01-01T00:00:00Z"\nend = "2999-01-01T00:00:00Z"\n'
+        )
+    )
+    daemon = Daemon("s.toml", config, environ={})
+    daemon.states["shop"] = SiteState(
+        site="shop", status=Status.UP, consecutive_failures=1, flapping=True
+    )
+    daemon.states["blog"] = SiteState(site="blog", status=Status.UP)
+    daemon.silences = [Silence(id=7, site="shop", until=4e9, reason="moving", created=0.0)]
+    reply = daemon._status_pages().index()
+    assert reply.chunks is not None
+    page = b"".join(reply.chunks()).decode()
+    assert "Pending: 1 failed, being confirmed" in page
+    assert "Flapping: alerts held until it is stable" in page
+    assert "In maintenance: deploy" in page
+    assert "Silenced until 2096-" in page and "moving" in page
