@@ -379,6 +379,28 @@ def test_the_resolver_pool_is_sized_to_max_concurrency_with_a_cap() -> None:
     assert Prober(resolver_threads=50)._resolver.threads == 50
 
 
+async def test_the_resolver_pool_follows_max_concurrency_on_reload() -> None:
+    # A reload that raises max_concurrency must not leave lookups queueing for the old size.
+    prober = Prober(resolver_threads=2)
+    resolver = prober._resolver
+    old_pool = resolver._executor()
+    in_flight = old_pool.submit(time.sleep, 0.2)  # queued work on the retired pool still runs
+    prober.set_max_concurrency(40)
+    assert resolver.threads == 40 and resolver._pool is None
+    try:
+        assert resolver._executor()._max_workers == 40
+        async with asyncio.timeout(20):
+            assert await resolver.resolve("localhost", 80, PhaseTimes())
+        prober.set_max_concurrency(100_000)
+        assert resolver.threads == 256
+        pool = resolver._executor()
+        prober.set_max_concurrency(256)  # the same size: the pool is kept
+        assert resolver._pool is pool
+    finally:
+        resolver.close()
+    in_flight.result(timeout=10)
+
+
 async def test_lookups_beyond_libuvs_threads_go_to_the_own_pool() -> None:
     # Under uvloop the first `native` lookups in flight take its C path; the rest the pool.
     resolver = Resolver(threads=4, native=2)

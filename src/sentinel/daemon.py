@@ -383,6 +383,7 @@ class Daemon:
                 if not site.latency_drift:
                     self.early.remove_site(name)
         self.scheduler.set_max_concurrency(new.max_concurrency)
+        self.prober.set_max_concurrency(new.max_concurrency)
         self.scheduler.set_batch(new.batch_window)
         self.prober.set_precise_latency(new.precise_latency)
         self.scheduler.set_sites(new.sites)

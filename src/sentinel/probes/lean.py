@@ -53,6 +53,9 @@ from sentinel.probes.rxstamp import RxStamp
 
 _NO_BODY_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"))
 _PATH_SAFE: Final = "!#$%&'()*+,/:;=?@[]~"  # keep reserved characters and existing escapes
+# A path or query made only of these is what `quote(..., safe=_PATH_SAFE)` returns unchanged:
+# the common case, checked in ~0.3 us instead of quoting in ~4 us.
+_QUOTED_ALREADY: Final = re.compile(r"[A-Za-z0-9_.\-~!#$%&'()*+,/:;=?@\[\]]*\Z")
 
 
 class _VerdictError(Exception):
@@ -344,9 +347,9 @@ class LeanHttpProber(Probe):
         extra: tuple[tuple[str, str], ...],
         auth: str | None,
     ) -> bytes:
-        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        path = _quote(parts.path or "/")
         if parts.query:
-            path += "?" + quote(parts.query, safe=_PATH_SAFE)
+            path += "?" + _quote(parts.query)
         given = {name.lower() for name, _ in extra}
         lines = [f"{method} {path} HTTP/1.1"]
         if "host" not in given:
@@ -386,6 +389,11 @@ def _clean(text: str, limit: int = MESSAGE_LIMIT) -> str:
     ):
         return text
     return clean_message(text, limit)
+
+
+def _quote(text: str) -> str:
+    """`quote(text, safe=_PATH_SAFE)`, without its cost when it would change nothing."""
+    return text if _QUOTED_ALREADY.match(text) else quote(text, safe=_PATH_SAFE)
 
 
 def _basic_auth(parts: SplitResult) -> str:
