@@ -59,7 +59,8 @@ from sentinel.silences import Silence, active_for
 from sentinel.site_states import SiteStates, summary_line
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import dead_letter_banner, iso_utc, make_routes, start_server
+from sentinel.web import WebServer, dead_letter_banner, iso_utc, make_routes, start_server
+from sentinel.webauth import WebAccess, WebConfigError, load_web_access
 from sentinel.webviews.pages import StatusPages
 from sentinel.webviews.status_page import PageContext
 
@@ -127,6 +128,7 @@ class Daemon:
         self._internal_error_logged: dict[str, float] = {}
         self.history: HistoryRecorder | None = None
         self.pages: StatusPages | None = None
+        self.web: WebServer | None = None
 
     # ------------------------------------------------------------------ start and stop
 
@@ -185,6 +187,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
         server = None
         try:
+            access = self._web_access(self.config)  # before anything starts: a bad file exits
             self._setup_channels()
             self._restore_states()
             if self.store is not None and self.early is not None:
@@ -211,11 +214,14 @@ class Daemon:
                         self.config.listen,
                         {"/ping/": self.heartbeats.handle},
                         self.pages.prefixes(),
+                        access,
                     )
                 except OSError as exc:  # one line saying what to do, not a traceback
                     raise listen_error(self.config.listen, exc) from None
+                self.web = server
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
-                log.info("status page %s", status_page_url(self.config.listen, self.port))
+                tls = access.ssl_context is not None
+                log.info("status page %s", status_page_url(self.config.listen, self.port, tls=tls))
             if self.store is not None:
                 self._tasks.append(loop.create_task(self.dispatch.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
@@ -349,6 +355,15 @@ class Daemon:
     def _on_skip(self, site: str, count: int) -> None:
         self.metrics.skipped(site, count)
 
+    def _web_access(self, config: Config) -> WebAccess:
+        """TLS and basic auth from `[sentinel] web_config` (raises WebConfigError)."""
+        if not config.web_config:
+            return WebAccess()
+        access = load_web_access(config.web_config)
+        if access.auth is not None and access.ssl_context is None:
+            log.warning("web_config: basic auth without TLS sends passwords in clear text")
+        return access
+
     # ------------------------------------------------------------------ reload
 
     def reload(self) -> bool:
@@ -358,7 +373,8 @@ class Daemon:
             new = load_config(self.config_path)
             channels = self.dispatch.build(new)
             hb_tokens = read_tokens(new.heartbeats)
-        except (ConfigError, PasswordError, SetupError, TokenError) as exc:
+            access = self._web_access(new)
+        except (ConfigError, PasswordError, SetupError, TokenError, WebConfigError) as exc:
             lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
             for line in lines:
                 log.error("reload rejected, keeping the running config: %s", line)
@@ -375,6 +391,8 @@ class Daemon:
             self.states[name] = SiteState(site=name)
             self.metrics.add_site(self.states[name])
         self.dispatch.configure(new, channels)
+        if self.web is not None:
+            self.web.access = access  # for the next connections; TLS on or off included
         if self.history is not None and new.history is not None:
             self.history.config = new.history
         if self.early is not None and new.early is not None:
@@ -640,7 +658,7 @@ async def run_daemon(config_path: str, config: Config) -> int:
         return EXIT_CONFIG
     try:
         return await daemon.run()
-    except (PasswordError, SetupError, TokenError) as exc:
+    except (PasswordError, SetupError, TokenError, WebConfigError) as exc:
         log.error("%s: %s", config_path, exc)
         return EXIT_CONFIG
     except ListenError as exc:

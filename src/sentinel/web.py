@@ -8,6 +8,10 @@ requests are bounded in size (16 KiB head) and time (10 s to send it, 60 s to ta
 and at most 64 connections are served at once, so a slow or hostile client cannot pin the daemon.
 The heartbeat pings (/ping/..., sentinel.heartbeats.endpoint) are a prefix route that reads its
 own bounded body.
+
+`[sentinel] web_config` (sentinel.webauth) adds TLS, taken per connection with the context of
+the moment (a reload swaps it for the next connections), and basic auth on every path but
+/healthz and the pings (`webauth.is_open_path`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from sentinel.config import split_host_port
 from sentinel.early.page import EarlyView, render_early_section
 from sentinel.heartbeats.page import render_heartbeats_section
 from sentinel.metrics import CONTENT_TYPE
+from sentinel.webauth import WebAccess, basic_credentials, is_open_path
 
 log = logging.getLogger("sentinel.web")
 
@@ -66,6 +71,7 @@ class Reply:
     content_type: str
     body: bytes = b""
     chunks: Callable[[], Iterable[bytes]] | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra header fields
 
 
 Route = Callable[[], Reply]
@@ -192,7 +198,10 @@ class WebServer:
         response_timeout: float = RESPONSE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         prefixes: Mapping[str, PageRoute] | None = None,
+        access: WebAccess | None = None,
     ) -> None:
+        # TLS, basic auth and extra headers; replaced whole at reload, read once per connection.
+        self.access = access or WebAccess()
         self._routes = dict(routes)
         self._prefixed = dict(prefixed or {})
         self._prefixes = dict(prefixes or {})
@@ -229,7 +238,13 @@ class WebServer:
         clean = False
         try:
             if len(self._handlers) <= self._max_connections:
-                await self._serve_one(reader, writer)
+                access = self.access
+                if access.ssl_context is not None:
+                    async with asyncio.timeout(self._request_timeout):
+                        await writer.start_tls(access.ssl_context)
+                    if not access.peer_allowed(writer.get_extra_info("peercert")):
+                        return  # client_allowed_sans: a verified certificate of someone else
+                await self._serve_one(reader, writer, access)
                 clean = True
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or was too slow: nothing to answer
@@ -242,7 +257,9 @@ class WebServer:
             else:
                 writer.transport.abort()  # a client that does not read gets no more time
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, access: WebAccess
+    ) -> None:
         try:
             async with asyncio.timeout(self._request_timeout):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -255,6 +272,20 @@ class WebServer:
             await _write(writer, _plain(400, "bad request"), head_only=False)
             return
         method, target, version = parts
+        if (
+            access.auth is not None
+            and not is_open_path(target)
+            and not await access.auth.allows(basic_credentials(head))
+        ):
+            reply = Reply(
+                401,
+                _TEXT,
+                b"401 unauthorized\n",
+                headers=(("WWW-Authenticate", 'Basic realm="sentinel", charset="UTF-8"'),),
+            )
+            async with asyncio.timeout(self._response_timeout):
+                await _write(writer, reply, head_only=method == "HEAD", extra=access.headers)
+            return
         prefixed = next((r for p, r in self._prefixed.items() if target.startswith(p)), None)
         if prefixed is not None:
             status, text = await prefixed(method, target, head, reader)
@@ -270,7 +301,13 @@ class WebServer:
                 under = next((r for p, r in self._prefixes.items() if path.startswith(p)), None)
                 reply = under(target) if under is not None else _plain(404, "not found")
         async with asyncio.timeout(self._response_timeout):
-            await _write(writer, reply, head_only=method == "HEAD", http10=version == "HTTP/1.0")
+            await _write(
+                writer,
+                reply,
+                head_only=method == "HEAD",
+                http10=version == "HTTP/1.0",
+                extra=access.headers,
+            )
 
 
 def _plain(status: int, text: str) -> Reply:
@@ -278,7 +315,12 @@ def _plain(status: int, text: str) -> Reply:
 
 
 async def _write(
-    writer: asyncio.StreamWriter, reply: Reply, *, head_only: bool, http10: bool = False
+    writer: asyncio.StreamWriter,
+    reply: Reply,
+    *,
+    head_only: bool,
+    http10: bool = False,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> None:
     fields = [
         f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}",
@@ -287,6 +329,8 @@ async def _write(
         "X-Content-Type-Options: nosniff",
         "Connection: close",
     ]
+    # http_server_config.headers; X-Content-Type-Options: nosniff is always sent already.
+    fields += [f"{k}: {v}" for k, v in (*reply.headers, *extra) if k != "X-Content-Type-Options"]
     chunks = reply.chunks
     if chunks is not None and http10:  # no chunked encoding in HTTP/1.0: the whole body
         reply, chunks = Reply(reply.status, reply.content_type, b"".join(chunks())), None
@@ -315,9 +359,11 @@ async def start_server(
     listen: str,
     prefixed: Mapping[str, PrefixRoute] | None = None,
     prefixes: Mapping[str, PageRoute] | None = None,
+    access: WebAccess | None = None,
 ) -> tuple[WebServer, int]:
     """Serve `routes` on listen ("host:port"); returns the server and the bound port.
-    `prefixed`: handlers that read a body (pings); `prefixes`: pages under a path prefix."""
-    server = WebServer(routes, prefixed=prefixed, prefixes=prefixes)
+    `prefixed`: handlers that read a body (pings); `prefixes`: pages under a path prefix;
+    `access`: TLS and basic auth (`[sentinel] web_config`)."""
+    server = WebServer(routes, prefixed=prefixed, prefixes=prefixes, access=access)
     port = await server.start(listen)
     return server, port
