@@ -129,6 +129,7 @@ class Daemon:
         self.history: HistoryRecorder | None = None
         self.pages: StatusPages | None = None
         self.web: WebServer | None = None
+        self._web_swaps: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ start and stop
 
@@ -355,6 +356,11 @@ class Daemon:
     def _on_skip(self, site: str, count: int) -> None:
         self.metrics.skipped(site, count)
 
+    def _web_swapped(self, task: asyncio.Task[None]) -> None:
+        self._web_swaps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("web_config: cannot apply the new one: %r", task.exception())
+
     def _web_access(self, config: Config) -> WebAccess:
         """TLS and basic auth from `[sentinel] web_config` (raises WebConfigError)."""
         if not config.web_config:
@@ -392,7 +398,10 @@ class Daemon:
             self.metrics.add_site(self.states[name])
         self.dispatch.configure(new, channels)
         if self.web is not None:
-            self.web.access = access  # for the next connections; TLS on or off included
+            # For the next connections, TLS on or off included (WebServer.set_access).
+            swap = asyncio.get_running_loop().create_task(self.web.set_access(access))
+            self._web_swaps.add(swap)
+            swap.add_done_callback(self._web_swapped)
         if self.history is not None and new.history is not None:
             self.history.config = new.history
         if self.early is not None and new.early is not None:

@@ -9,9 +9,9 @@ and at most 64 connections are served at once, so a slow or hostile client canno
 The heartbeat pings (/ping/..., sentinel.heartbeats.endpoint) are a prefix route that reads its
 own bounded body.
 
-`[sentinel] web_config` (sentinel.webauth) adds TLS, taken per connection with the context of
-the moment (a reload swaps it for the next connections), and basic auth on every path but
-/healthz and the pings (`webauth.is_open_path`).
+`[sentinel] web_config` (sentinel.webauth) adds TLS on the listening socket (a reload hands the
+socket to a server with the new context) and basic auth on every path but /healthz and the
+pings (`webauth.is_open_path`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import contextlib
 import html
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -208,26 +210,64 @@ class WebServer:
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
         self._max_connections = max_connections
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self._swap_lock = asyncio.Lock()
         # The connections being handled, one task each; their number is what the limit counts.
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self, listen: str) -> int:
         """Listen on "host:port"; returns the bound port (for port 0)."""
         host, port = split_host_port(listen, what="listen")
-        self._server = await asyncio.start_server(
-            self._on_connection, host or None, port, limit=HEAD_LIMIT, reuse_address=True
+        server = await asyncio.start_server(
+            self._on_connection,
+            host or None,
+            port,
+            limit=HEAD_LIMIT,
+            reuse_address=True,
+            ssl=self.access.ssl_context,
+            ssl_handshake_timeout=self._request_timeout if self.access.ssl_context else None,
         )
-        return int(self._server.sockets[0].getsockname()[1])
+        self._servers = [server]
+        return int(server.sockets[0].getsockname()[1])
+
+    async def set_access(self, access: WebAccess) -> None:
+        """Apply a new web config (a reload) to the next connections. TLS belongs to the
+        listening server, so with TLS before or after, the listening sockets are handed to a new
+        server with the new context (a duplicate of each socket: the kernel's accept queue is
+        never closed, so no connection is refused meanwhile) and the old server is closed;
+        the connections it is serving finish as they were."""
+        async with self._swap_lock:
+            old_tls, self.access = self.access.ssl_context, access
+            if (old_tls is None and access.ssl_context is None) or not self._servers:
+                return
+            fresh = []
+            for old in self._servers:
+                for sock in old.sockets:
+                    dup = socket.socket(fileno=os.dup(sock.fileno()))
+                    fresh.append(
+                        await asyncio.start_server(
+                            self._on_connection,
+                            sock=dup,
+                            limit=HEAD_LIMIT,
+                            ssl=access.ssl_context,
+                            ssl_handshake_timeout=(
+                                self._request_timeout if access.ssl_context else None
+                            ),
+                        )
+                    )
+            old_servers, self._servers = self._servers, fresh
+            for old in old_servers:
+                old.close()  # the listening sockets only; their connections carry on
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._handlers):
-                task.cancel()
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        for server in servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5.0)
-            self._server = None
+                await asyncio.wait_for(server.wait_closed(), 5.0)
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -239,11 +279,8 @@ class WebServer:
         try:
             if len(self._handlers) <= self._max_connections:
                 access = self.access
-                if access.ssl_context is not None:
-                    async with asyncio.timeout(self._request_timeout):
-                        await writer.start_tls(access.ssl_context)
-                    if not access.peer_allowed(writer.get_extra_info("peercert")):
-                        return  # client_allowed_sans: a verified certificate of someone else
+                if not access.peer_allowed(writer.get_extra_info("peercert")):
+                    return  # client_allowed_sans: a verified certificate of someone else
                 await self._serve_one(reader, writer, access)
                 clean = True
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
