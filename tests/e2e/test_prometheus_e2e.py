@@ -13,6 +13,8 @@ import os
 import re
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -313,3 +315,26 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(stack: Stack)
         for name in re.findall(r"\b((?:sentinel|process)_[a-z_]+)", expr):
             base = re.sub(r"_(bucket|sum|count)$", "", name)
             assert f"# TYPE {base} " in text or f"# TYPE {name} " in text, name
+
+
+def test_a_bad_web_config_at_start_is_one_line_and_exit_78(tmp_path: Path) -> None:
+    web_yml = tmp_path / "web.yml"
+    web_yml.write_text("basic_auth_users:\n  prometheus: not-a-hash\n")
+    proc = SentinelProcess(tmp_path, "")
+    text = proc.config_path.read_text()
+    proc.config_path.write_text(
+        text.replace("[sentinel]\n", f'[sentinel]\nweb_config = "{web_yml}"\n', 1)
+    )
+    for command in ("run", "check"):
+        result = subprocess.run(
+            [sys.executable, "-m", "sentinel", command, "-c", str(proc.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=proc.env,
+            check=False,
+        )
+        assert result.returncode == 78, (command, result.stdout, result.stderr)
+        lines = [ln for ln in result.stderr.splitlines() if "basic_auth_users" in ln]
+        assert len(lines) == 1, result.stderr
+        assert f"web_config {web_yml}: basic_auth_users.prometheus: not a bcrypt hash" in lines[0]
