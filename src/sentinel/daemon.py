@@ -56,7 +56,8 @@ from sentinel.site_states import SiteStates, summary_line
 from sentinel.status_views import decode_summary
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import make_routes, start_server
+from sentinel.web import WebServer, make_routes, start_server
+from sentinel.webauth import WebAccess, WebConfigError, load_web_access
 from sentinel.webviews.pages import StatusPages
 
 log = logging.getLogger("sentinel")
@@ -123,6 +124,8 @@ class Daemon:
         self._internal_error_logged: dict[str, float] = {}
         self.history: HistoryRecorder | None = None
         self.pages: StatusPages | None = None
+        self.web: WebServer | None = None
+        self._web_swaps: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ start and stop
 
@@ -181,6 +184,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
         server = None
         try:
+            access = self.web_access(self.config)  # before anything starts: a bad file exits
             self._setup_channels()
             self._restore_states()
             if self.store is not None and self.early is not None:
@@ -207,11 +211,14 @@ class Daemon:
                         self.config.listen,
                         {"/ping/": self.heartbeats.handle},
                         self.pages.prefixes(),
+                        access,
                     )
                 except OSError as exc:  # one line saying what to do, not a traceback
                     raise listen_error(self.config.listen, exc) from None
+                self.web = server
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
-                log.info("status page %s", status_page_url(self.config.listen, self.port))
+                tls = access.ssl_context is not None
+                log.info("status page %s", status_page_url(self.config.listen, self.port, tls=tls))
             if self.store is not None:
                 self._tasks.append(loop.create_task(self.dispatch.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
@@ -344,6 +351,28 @@ class Daemon:
 
     def _on_skip(self, site: str, count: int) -> None:
         self.metrics.skipped(site, count)
+
+    def _web_swapped(self, task: asyncio.Task[None]) -> None:
+        self._web_swaps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("web_config: cannot apply the new one: %r", task.exception())
+
+    def web_access(self, config: Config) -> WebAccess:
+        """TLS and basic auth from `[sentinel] web_config` (raises WebConfigError)."""
+        if not config.web_config:
+            return WebAccess()
+        access = load_web_access(config.web_config)
+        if access.auth is not None and access.ssl_context is None:
+            log.warning("web_config: basic auth without TLS sends passwords in clear text")
+        return access
+
+    def swap_web_access(self, access: WebAccess) -> None:
+        """Reload: TLS and basic auth for the next connections, TLS on or off included."""
+        if self.web is None:
+            return
+        swap = asyncio.get_running_loop().create_task(self.web.set_access(access))
+        self._web_swaps.add(swap)
+        swap.add_done_callback(self._web_swapped)
 
     # ---------------------------------------------------------- reload (reconcile.py)
 
@@ -506,7 +535,7 @@ async def run_daemon(config_path: str, config: Config) -> int:
         return EXIT_CONFIG
     try:
         return await daemon.run()
-    except (PasswordError, SetupError, TokenError) as exc:
+    except (PasswordError, SetupError, TokenError, WebConfigError) as exc:
         log.error("%s: %s", config_path, exc)
         return EXIT_CONFIG
     except ListenError as exc:

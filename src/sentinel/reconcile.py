@@ -21,6 +21,7 @@ from sentinel.notify.channels import SetupError
 from sentinel.notify.smtp import PasswordError
 from sentinel.site_states import summary_line
 from sentinel.store import StoreError
+from sentinel.webauth import WebConfigError
 
 if TYPE_CHECKING:
     from sentinel.daemon import Daemon
@@ -35,7 +36,8 @@ def reload(daemon: Daemon) -> bool:
         new = load_config(daemon.config_path)
         channels = daemon.dispatch.build(new)
         hb_tokens = read_tokens(new.heartbeats)
-    except (ConfigError, PasswordError, SetupError, TokenError) as exc:
+        access = daemon.web_access(new)
+    except (ConfigError, PasswordError, SetupError, TokenError, WebConfigError) as exc:
         lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
         for line in lines:
             log.error("reload rejected, keeping the running config: %s", line)
@@ -52,6 +54,7 @@ def reload(daemon: Daemon) -> bool:
         daemon.states[name] = SiteState(site=name)
         daemon.metrics.add_site(daemon.states[name])
     daemon.dispatch.configure(new, channels)
+    daemon.swap_web_access(access)
     if daemon.history is not None and new.history is not None:
         daemon.history.config = new.history
     if daemon.early is not None and new.early is not None:
