@@ -20,12 +20,13 @@ from typing import Any
 
 from sentinel import drift_history, trend_history
 from sentinel.config import Config, ConfigError, SiteConfig, load_config
+from sentinel.deadman import DeadmanSwitch
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import early_message_kind
 from sentinel.early.page import render_early_section
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
-from sentinel.heartbeats.config import TokenError, read_tokens
+from sentinel.heartbeats.config import HeartbeatConfig, TokenError, read_tokens
 from sentinel.heartbeats.page import render_heartbeats_section
 from sentinel.heartbeats.service import HeartbeatService, alert_heartbeat
 from sentinel.heartbeats.state import Event as HeartbeatEvent
@@ -89,7 +90,7 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.environ = environ
-        self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
+        self.sites: dict[str, SiteConfig] = owned_sites(config)
         self.states = SiteStates()  # counts by status: the STATUS line costs O(1) a change
         self.metrics = Metrics()
         self.maintenance = MaintenanceClock(config.maintenance)
@@ -119,6 +120,13 @@ class Daemon:
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
         self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
+        self.deadman = DeadmanSwitch(
+            self.metrics.deadman_pings,
+            progress=lambda: self.scheduler.loops,
+            healthy=self.healthy,
+            undeliverable=lambda: self.dispatch.health.undeliverable(time.time()),
+            summary=lambda: summary_line(self.states),
+        )
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -191,9 +199,17 @@ class Daemon:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
                 trend_history.restore(self.store, self.early)
-            hb_tokens = read_tokens(self.config.heartbeats)
-            self.heartbeats.start(self.config.heartbeats, hb_tokens, self.store)
+            heartbeats = owned_heartbeats(self.config)
+            hb_tokens = read_tokens(heartbeats)
+            self.heartbeats.start(heartbeats, hb_tokens, self.store)
             await self.prober.start()
+            if self.config.shard is not None:
+                log.info(
+                    "shard %s: %d of %d sites",
+                    self.config.shard,
+                    len(self.sites),
+                    len(self.config.sites),
+                )
             if self.config.listen:
                 routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
@@ -221,6 +237,8 @@ class Daemon:
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
+            self.deadman.configure(self.config.deadman)
+            self._tasks.append(loop.create_task(self.deadman.run(), name="deadman"))
             if self.store is not None:
                 self._load_silences()
                 self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
@@ -357,7 +375,7 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             channels = self.dispatch.build(new)
-            hb_tokens = read_tokens(new.heartbeats)
+            hb_tokens = read_tokens(owned_heartbeats(new))
         except (ConfigError, PasswordError, SetupError, TokenError) as exc:
             lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
             for line in lines:
@@ -367,7 +385,7 @@ class Daemon:
             return False
         old_names = set(self.sites)
         self.config = new
-        self.sites = {s.name: s for s in new.sites}
+        self.sites = owned_sites(new)
         self.maintenance = MaintenanceClock(new.maintenance)
         for name in old_names - self.sites.keys():
             self._forget_site(name)
@@ -385,8 +403,9 @@ class Daemon:
         self.scheduler.set_max_concurrency(new.max_concurrency)
         self.scheduler.set_batch(new.batch_window)
         self.prober.set_precise_latency(new.precise_latency)
-        self.scheduler.set_sites(new.sites)
-        self.heartbeats.reload(new.heartbeats, hb_tokens, self.store)
+        self.scheduler.set_sites(self.sites.values())
+        self.heartbeats.reload(owned_heartbeats(new), hb_tokens, self.store)
+        self.deadman.configure(new.deadman)
         self.metrics.sites.set(len(self.sites))
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
@@ -394,6 +413,8 @@ class Daemon:
         log.info(
             "config reloaded %s", kv(sites=len(self.sites), added=len(added), removed=len(removed))
         )
+        if new.shard is not None:
+            log.info("shard %s: %d of %d sites", new.shard, len(self.sites), len(new.sites))
         self.notifier.ready(summary_line(self.states))
         return True
 
@@ -594,6 +615,20 @@ class Daemon:
             lambda ctx: render_early_section(early) if early else "",
             lambda ctx: render_heartbeats_section(beats) if beats else "",
         ]
+
+
+def owned_sites(config: Config) -> dict[str, SiteConfig]:
+    """The sites this sentinel probes: all, or with `[sentinel] shard` those of its shard. The
+    others are not probed and appear nowhere (metrics, status page, API): another shard has them."""
+    shard = config.shard
+    return {s.name: s for s in config.sites if shard is None or shard.owns(s.name)}
+
+
+def owned_heartbeats(config: Config) -> tuple[HeartbeatConfig, ...]:
+    """Heartbeats are pushed to one sentinel, not probed: with shards, shard 1 watches them all."""
+    if config.shard is None or config.shard.owns_heartbeats:
+        return config.heartbeats
+    return ()
 
 
 def decode_summary(alert_json: str) -> str:
