@@ -20,6 +20,7 @@ from typing import Any
 
 from sentinel import drift_history, reconcile, status_views, trend_history
 from sentinel.config import Config, SiteConfig
+from sentinel.deadman import DeadmanSwitch
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import early_message_kind
 from sentinel.early.service import EarlyWarnings
@@ -86,7 +87,7 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.environ = environ
-        self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
+        self.sites: dict[str, SiteConfig] = reconcile.owned_sites(config)
         self.states = SiteStates()  # counts by status: the STATUS line costs O(1) a change
         self.metrics = Metrics()
         self.maintenance = MaintenanceClock(config.maintenance)
@@ -116,6 +117,13 @@ class Daemon:
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
         self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
+        self.deadman = DeadmanSwitch(
+            self.metrics.deadman_pings,
+            progress=lambda: self.scheduler.loops,
+            healthy=self.healthy,
+            undeliverable=lambda: self.dispatch.health.undeliverable(time.time()),
+            summary=lambda: summary_line(self.states),
+        )
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -191,9 +199,17 @@ class Daemon:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
                 trend_history.restore(self.store, self.early)
-            hb_tokens = read_tokens(self.config.heartbeats)
-            self.heartbeats.start(self.config.heartbeats, hb_tokens, self.store)
+            heartbeats = reconcile.owned_heartbeats(self.config)
+            hb_tokens = read_tokens(heartbeats)
+            self.heartbeats.start(heartbeats, hb_tokens, self.store)
             await self.prober.start()
+            if self.config.shard is not None:
+                log.info(
+                    "shard %s: %d of %d sites",
+                    self.config.shard,
+                    len(self.sites),
+                    len(self.config.sites),
+                )
             if self.config.listen:
                 routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
@@ -224,6 +240,8 @@ class Daemon:
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
+            self.deadman.configure(self.config.deadman)
+            self._tasks.append(loop.create_task(self.deadman.run(), name="deadman"))
             if self.store is not None:
                 self._load_silences()
                 self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))

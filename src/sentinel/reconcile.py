@@ -12,8 +12,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from sentinel.config import ConfigError, load_config
-from sentinel.heartbeats.config import TokenError, read_tokens
+from sentinel.config import Config, ConfigError, SiteConfig, load_config
+from sentinel.heartbeats.config import HeartbeatConfig, TokenError, read_tokens
 from sentinel.logsetup import kv
 from sentinel.maintenance import MaintenanceClock
 from sentinel.monitor import SiteState, Status
@@ -35,7 +35,7 @@ def reload(daemon: Daemon) -> bool:
     try:
         new = load_config(daemon.config_path)
         channels = daemon.dispatch.build(new)
-        hb_tokens = read_tokens(new.heartbeats)
+        hb_tokens = read_tokens(owned_heartbeats(new))
         access = daemon.web_access(new)
     except (ConfigError, PasswordError, SetupError, TokenError, WebConfigError) as exc:
         lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
@@ -46,7 +46,7 @@ def reload(daemon: Daemon) -> bool:
         return False
     old_names = set(daemon.sites)
     daemon.config = new
-    daemon.sites = {s.name: s for s in new.sites}
+    daemon.sites = owned_sites(new)
     daemon.maintenance = MaintenanceClock(new.maintenance)
     for name in old_names - daemon.sites.keys():
         forget_site(daemon, name)
@@ -65,8 +65,9 @@ def reload(daemon: Daemon) -> bool:
     daemon.scheduler.set_max_concurrency(new.max_concurrency)
     daemon.scheduler.set_batch(new.batch_window)
     daemon.prober.set_precise_latency(new.precise_latency)
-    daemon.scheduler.set_sites(new.sites)
-    daemon.heartbeats.reload(new.heartbeats, hb_tokens, daemon.store)
+    daemon.scheduler.set_sites(daemon.sites.values())
+    daemon.heartbeats.reload(owned_heartbeats(new), hb_tokens, daemon.store)
+    daemon.deadman.configure(new.deadman)
     daemon.metrics.sites.set(len(daemon.sites))
     daemon.metrics.reload_ok.set(1)
     daemon.metrics.reload_time.set(time.time())
@@ -74,8 +75,24 @@ def reload(daemon: Daemon) -> bool:
     log.info(
         "config reloaded %s", kv(sites=len(daemon.sites), added=len(added), removed=len(removed))
     )
+    if new.shard is not None:
+        log.info("shard %s: %d of %d sites", new.shard, len(daemon.sites), len(new.sites))
     daemon.notifier.ready(summary_line(daemon.states))
     return True
+
+
+def owned_sites(config: Config) -> dict[str, SiteConfig]:
+    """The sites this sentinel probes: all, or with `[sentinel] shard` those of its shard. The
+    others are not probed and appear nowhere (metrics, status page, API): another shard has them."""
+    shard = config.shard
+    return {s.name: s for s in config.sites if shard is None or shard.owns(s.name)}
+
+
+def owned_heartbeats(config: Config) -> tuple[HeartbeatConfig, ...]:
+    """Heartbeats are pushed to one sentinel, not probed: with shards, shard 1 watches them all."""
+    if config.shard is None or config.shard.owns_heartbeats:
+        return config.heartbeats
+    return ()
 
 
 def forget_site(daemon: Daemon, name: str) -> None:
