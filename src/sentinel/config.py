@@ -29,11 +29,13 @@ from sentinel.config_units import (
     parse_size,
     pydantic_errors,
 )
+from sentinel.deadman import DeadmanConfig, DeadmanSection
 from sentinel.early.config import EarlyConfig, parse_early
 from sentinel.heartbeats.config import HeartbeatConfig, parse_heartbeats
 from sentinel.hostnames import ascii_host, parse_connect_to
 from sentinel.maintenance import MaintenanceWindow, parse_maintenance
 from sentinel.sanitize import has_control, quote
+from sentinel.shard import Shard, parse_shard
 from sentinel.tlsfiles import check_ca_file, check_client_pair, check_readable
 
 # The building blocks from sentinel.config_units are re-exported: `from sentinel.config import
@@ -142,6 +144,9 @@ class SentinelSection(StrictSection):
         if value is not None and not os.path.isabs(value):
             raise ValueError("must be an absolute path")
         return value
+
+    # "k/n": probe only this shard's sites (sentinel.shard); written back as "k/n"
+    shard: Annotated[str, BeforeValidator(lambda v: str(parse_shard(v)))] | None = None
 
     @field_validator("batch_window")
     @classmethod
@@ -354,6 +359,7 @@ class FileSection(StrictSection):
     # History and status page, validated by sentinel.history.settings.
     history: dict[str, Any] | None = None
     status_page: dict[str, Any] | None = None
+    deadman: DeadmanSection | None = None  # an outside dead man's switch (sentinel.deadman)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -451,6 +457,8 @@ class Config:
     history: HistoryConfig | None = None  # [history]; None only for a Config built by hand
     status_page: StatusPageConfig | None = None  # [status_page] and [sentinel] timezone
     web_config: str | None = None  # [sentinel] web_config: TLS and basic auth (sentinel.webauth)
+    shard: Shard | None = None  # [sentinel] shard: None = probe every site
+    deadman: DeadmanConfig | None = None  # [deadman]: pings to an outside dead man's switch
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -586,7 +594,9 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         early=early,
         maintenance=maintenance,
         heartbeats=heartbeats,
-        **file_section.sentinel.model_dump(exclude_none=True, exclude={"timezone"}),
+        **file_section.sentinel.model_dump(exclude_none=True, exclude={"timezone", "shard"}),
+        shard=None if (shard := file_section.sentinel.shard) is None else parse_shard(shard),
+        deadman=None if file_section.deadman is None else file_section.deadman.resolve(),
         channels=channels,
         notify=None if defaults.notify is None else tuple(defaults.notify),
         fallback=defaults.fallback,

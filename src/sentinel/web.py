@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
 import logging
 import os
@@ -30,8 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sentinel.config import split_host_port
-from sentinel.early.page import EarlyView, render_early_section
-from sentinel.heartbeats.page import render_heartbeats_section
+from sentinel.early.page import EarlyView
 from sentinel.metrics import CONTENT_TYPE
 from sentinel.webauth import WebAccess, basic_credentials, is_open_path
 
@@ -122,61 +120,11 @@ def make_routes(
         text = json.dumps(body, ensure_ascii=False, indent=1)
         return Reply(200, "application/json; charset=utf-8", text.encode())
 
-    def index() -> Reply:
-        page = render_status_page(
-            site_status(),
-            early_status() if early_status else None,
-            heartbeat_status() if heartbeat_status else (),
-            dead_letters=dead(),
-        )
-        return Reply(200, "text/html; charset=utf-8", page.encode())
-
-    return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status, "/": index}
-
-
-def render_status_page(
-    sites: Sequence[Mapping[str, Any]],
-    early: EarlyView | None = None,
-    heartbeats: Sequence[Mapping[str, Any]] = (),
-    *,
-    dead_letters: int = 0,
-) -> str:
-    down = sum(1 for s in sites if s.get("status") == "down")
-    rows = []
-    for s in sorted(sites, key=lambda s: (s.get("status") != "down", str(s.get("site")))):
-        status = str(s.get("status", "unknown"))
-        last = s.get("last") or {}
-        latency = last.get("total")
-        rows.append(
-            "<tr class='{cls}'><td>{site}</td><td>{status}</td><td>{since}</td>"
-            "<td>{latency}</td><td>{reason}</td></tr>".format(
-                cls=html.escape(status),
-                site=html.escape(str(s.get("site"))),
-                status=html.escape(status.upper()),
-                since=html.escape(str(s.get("since") or "")),
-                latency="" if latency is None else f"{latency * 1000:.0f} ms",
-                reason=html.escape(str(last.get("message") or "")),
-            )
-        )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>sentinel</title>"
-        "<meta http-equiv='refresh' content='30'>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}"
-        "table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd}"
-        ".down td{background:#fdd}.up td:nth-child(2){color:#070}</style></head><body>"
-        f"<h1>sentinel</h1>{dead_letter_banner(dead_letters)}"
-        f"<p>{len(sites)} sites, {down} down</p>"
-        "<table><tr><th>site</th><th>status</th><th>since</th><th>last latency</th>"
-        "<th>last result</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        + (render_early_section(early) if early else "")
-        + render_heartbeats_section(heartbeats)
-        + "</body></html>"
-    )
+    return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status}
 
 
 def dead_letter_banner(count: int) -> str:
+    """The status page's warning that `count` alerts were given up on (empty when none)."""
     if count <= 0:
         return ""
     alerts = "alert was" if count == 1 else "alerts were"

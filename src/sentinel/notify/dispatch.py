@@ -32,6 +32,7 @@ from sentinel.notify.channel_config import EMAIL
 from sentinel.notify.channels import Channel, build_channels
 from sentinel.notify.channels.base import Delivery
 from sentinel.notify.errors import SendError
+from sentinel.notify.health import ChannelHealth
 from sentinel.notify.message import build_message, message_kind
 from sentinel.notify.outbox import OutboxSender
 from sentinel.notify.payload import (
@@ -90,6 +91,7 @@ class Dispatcher:
         self.dead_letters = 0
         self._dropped_seen = 0
         self._retired: list[Channel] = []  # replaced by a reload; closed by run()
+        self.health = ChannelHealth()  # can alerts still go out? (the dead man's switch asks)
         r = metrics.registry
         self.sent = Counter(
             "sentinel_notifications_sent",
@@ -133,6 +135,10 @@ class Dispatcher:
         self.channels = channels
         self._types = [(EMAIL, "email")] if config.email is not None else []
         self._types += [(c.name, c.type) for c in config.channels]
+        settings: dict[str, object] = {c.name: c for c in config.channels}
+        if config.email is not None:
+            settings = {EMAIL: config.email, **settings}
+        self.health.configure(settings)
         self._retired.extend(c for name, c in old.items() if channels.get(name) is not c)
         self._changed.set()
 
@@ -352,11 +358,15 @@ class Dispatcher:
 
     def _on_sent(self, channel: str, kind: str) -> None:
         self.sent.labels(channel, kind).inc()
+        self.health.sent(channel)
         if channel == EMAIL:
             self._metrics.emails_sent.labels(kind).inc()
 
     def _on_failure(self, channel: str, kind: str, error: SendError) -> None:
         self.failures.labels(channel).inc()
+        self.health.failed(
+            channel, permanent=error.permanent, detail=error.detail, now=self._clock()
+        )
         if channel == EMAIL:
             self._metrics.email_failures.inc()
         level = logging.ERROR if error.permanent else logging.WARNING
