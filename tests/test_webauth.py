@@ -25,6 +25,7 @@ from sentinel.webauth import (
     basic_credentials,
     is_open_path,
     load_web_access,
+    local_client_context,
     parse_web_config,
 )
 
@@ -377,3 +378,30 @@ async def test_a_client_certificate_can_be_required(tls_dir: Path, ca: trustme.C
             await get(port, "/metrics", context=other)
     finally:
         await srv.close()
+
+
+async def test_sentinel_ping_trusts_the_served_certificate_whatever_its_name(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    # A certificate for a public name only; the ping goes to 127.0.0.1. The job's user can read
+    # the certificate but need not read the key: only cert_file is opened.
+    ca.issue_cert("sentinel.example.org").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "both.pem")
+    )
+    path = write(
+        tmp_path / "web.yml",
+        "tls_server_config:\n  cert_file: both.pem\n  key_file: both.pem\n",
+    )
+    srv = WebServer(ROUTES, access=load_web_access(path), request_timeout=5.0)  # type: ignore[arg-type]
+    port = await srv.start("127.0.0.1:0")
+    try:
+        context = local_client_context(path)
+        assert context is not None
+        assert (await get(port, "/healthz", context=context))[0] == 200
+        with pytest.raises(ssl.SSLError):  # the system trust store does not know this CA
+            await get(port, "/healthz", context=ssl.create_default_context())
+    finally:
+        await srv.close()
+    assert local_client_context(write(tmp_path / "plain.yml", "basic_auth_users: {}\n")) is None
+    with pytest.raises(WebConfigError, match=r"plain\.yml"):
+        local_client_context(write(tmp_path / "plain.yml", "tls_server_config: [\n"))

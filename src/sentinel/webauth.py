@@ -354,6 +354,30 @@ def load_web_access(path: str) -> WebAccess:
     )
 
 
+def local_client_context(path: str) -> ssl.SSLContext | None:
+    """For `sentinel ping` / `wrap` on this machine: None when the web config at `path` has no
+    TLS, else a client context that trusts exactly the certificates of its cert_file (what the
+    daemon serves), whatever name they are issued for: the ping goes to the loopback address, not
+    to that name. Needs the certificate readable, not the key. Raises WebConfigError."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            document = yaml.safe_load(f)
+        settings = parse_web_config(document, os.path.dirname(os.path.abspath(path)))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, WebConfigError) as exc:
+        raise WebConfigError(f"web_config {path}: {_reason(exc)}") from None
+    if settings.tls is None:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=settings.tls.cert_file)
+    except (OSError, ValueError) as exc:
+        raise WebConfigError(f"web_config {path}: cert_file: {_reason(exc)}") from None
+    ctx.check_hostname = False
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the served certificate is the anchor
+    return ctx
+
+
 # ---------------------------------------------------------------- basic auth
 
 

@@ -233,6 +233,16 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_wrong_password_gets_4
         assert sentinel.status_of(path, (USER, "wrong")) == 401, path
         assert sentinel.status_of(path, (USER, PASSWORD)) == 200, path
     assert "status page https://127.0.0.1:" in sentinel.log()
+    # `sentinel ping` on this machine follows web_config: https, trusting the served certificate.
+    result = subprocess.run(
+        [sys.executable, "-m", "sentinel", "ping", "backup", "-c", str(sentinel.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=sentinel.env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_bad_web_config_at_reload_is_one_line_and_the_old_one_keeps_serving(
