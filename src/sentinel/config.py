@@ -6,6 +6,7 @@ Pure apart from `load_config` reading the file. Every error names the place it c
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -28,11 +29,13 @@ from sentinel.config_units import (
     parse_size,
     pydantic_errors,
 )
+from sentinel.deadman import DeadmanConfig, DeadmanSection
 from sentinel.early.config import EarlyConfig, parse_early
 from sentinel.heartbeats.config import HeartbeatConfig, parse_heartbeats
 from sentinel.hostnames import ascii_host, parse_connect_to
 from sentinel.maintenance import MaintenanceWindow, parse_maintenance
 from sentinel.sanitize import has_control, quote
+from sentinel.shard import Shard, parse_shard
 from sentinel.tlsfiles import check_ca_file, check_client_pair, check_readable
 
 # The building blocks from sentinel.config_units are re-exported: `from sentinel.config import
@@ -157,6 +160,20 @@ class SentinelSection(StrictSection):
                 first = exc.errors()[0]["msg"].removeprefix("Value error, ")
                 raise ValueError(first) from None
         return value
+
+    # TLS and basic auth of the web server: an exporter-toolkit web config (sentinel.webauth,
+    # read at start and at each reload)
+    web_config: str | None = None
+
+    @field_validator("web_config")
+    @classmethod
+    def _check_web_config(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isabs(value):
+            raise ValueError("must be an absolute path")
+        return value
+
+    # "k/n": probe only this shard's sites (sentinel.shard); written back as "k/n"
+    shard: Annotated[str, BeforeValidator(lambda v: str(parse_shard(v)))] | None = None
 
     @field_validator("batch_window")
     @classmethod
@@ -369,6 +386,7 @@ class FileSection(StrictSection):
     # History and status page, validated by sentinel.history.settings.
     history: dict[str, Any] | None = None
     status_page: dict[str, Any] | None = None
+    deadman: DeadmanSection | None = None  # an outside dead man's switch (sentinel.deadman)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -468,6 +486,9 @@ class Config:
     group_wait: float = DEFAULT_GROUP_WAIT  # DOWNs/RECOVEREDs this close together: one alert
     group_min: int = DEFAULT_GROUP_MIN  # ... when at least this many (checks of one host: any)
     canaries: tuple[str, ...] = ()  # all failing = sentinel's own network is down
+    web_config: str | None = None  # [sentinel] web_config: TLS and basic auth (sentinel.webauth)
+    shard: Shard | None = None  # [sentinel] shard: None = probe every site
+    deadman: DeadmanConfig | None = None  # [deadman]: pings to an outside dead man's switch
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -603,8 +624,12 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         early=early,
         maintenance=maintenance,
         heartbeats=heartbeats,
-        **file_section.sentinel.model_dump(exclude_none=True, exclude={"timezone", "canaries"}),
+        **file_section.sentinel.model_dump(
+            exclude_none=True, exclude={"timezone", "shard", "canaries"}
+        ),
         canaries=tuple(file_section.sentinel.canaries or ()),
+        shard=None if (shard := file_section.sentinel.shard) is None else parse_shard(shard),
+        deadman=None if file_section.deadman is None else file_section.deadman.resolve(),
         channels=channels,
         notify=None if defaults.notify is None else tuple(defaults.notify),
         fallback=defaults.fallback,

@@ -43,6 +43,7 @@ from sentinel.notify.group_message import (
     rethread,
 )
 from sentinel.notify.grouping import GROUPED_KINDS, Held, decide, host_key
+from sentinel.notify.health import ChannelHealth
 from sentinel.notify.message import (
     build_message,
     incident_message_id,
@@ -106,6 +107,7 @@ class Dispatcher:
         self.dead_letters = 0
         self._dropped_seen = 0
         self._retired: list[Channel] = []  # replaced by a reload; closed by run()
+        self.health = ChannelHealth()  # can alerts still go out? (the dead man's switch asks)
         r = metrics.registry
         self.sent = Counter(
             "sentinel_notifications_sent",
@@ -149,6 +151,10 @@ class Dispatcher:
         self.channels = channels
         self._types = [(EMAIL, "email")] if config.email is not None else []
         self._types += [(c.name, c.type) for c in config.channels]
+        settings: dict[str, object] = {c.name: c for c in config.channels}
+        if config.email is not None:
+            settings = {EMAIL: config.email, **settings}
+        self.health.configure(settings)
         self._retired.extend(c for name, c in old.items() if channels.get(name) is not c)
         self._changed.set()
 
@@ -457,11 +463,15 @@ class Dispatcher:
 
     def _on_sent(self, channel: str, kind: str) -> None:
         self.sent.labels(channel, kind).inc()
+        self.health.sent(channel)
         if channel == EMAIL:
             self._metrics.emails_sent.labels(kind).inc()
 
     def _on_failure(self, channel: str, kind: str, error: SendError) -> None:
         self.failures.labels(channel).inc()
+        self.health.failed(
+            channel, permanent=error.permanent, detail=error.detail, now=self._clock()
+        )
         if channel == EMAIL:
             self._metrics.email_failures.inc()
         level = logging.ERROR if error.permanent else logging.WARNING
