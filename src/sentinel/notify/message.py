@@ -499,3 +499,8 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     )
     msg.set_content(text + "\n", charset="utf-8", cte="quoted-printable")
     return msg
+
+
+# Hooks for sentinel.notify.group_message (grouped alerts and the network canary's emails).
+text_header = _text_header
+format_time = _fmt_time
