@@ -274,6 +274,11 @@ class WebAccess:
     headers: tuple[tuple[str, str], ...] = ()
     allowed_sans: tuple[str, ...] = ()
 
+    def summary(self) -> str:
+        """'TLS, basic auth' / 'plain HTTP, no password' (for `sentinel check`)."""
+        tls = "TLS" if self.ssl_context is not None else "plain HTTP"
+        return f"{tls}, {'basic auth' if self.auth is not None else 'no password'}"
+
     def peer_allowed(self, peercert: Any) -> bool:
         """With client_allowed_sans: does the verified client certificate name one of them?"""
         if not self.allowed_sans:

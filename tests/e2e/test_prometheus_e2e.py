@@ -243,6 +243,16 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_wrong_password_gets_4
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "sentinel", "check", "-c", str(sentinel.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=sentinel.env,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+    assert f"web_config: {stack.web_yml} (TLS, basic auth)" in check.stdout
 
 
 def test_a_bad_web_config_at_reload_is_one_line_and_the_old_one_keeps_serving(
