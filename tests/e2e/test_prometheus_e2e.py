@@ -3,7 +3,7 @@ web_config), and every query of deploy/grafana/sentinel.json answered by that Pr
 
 One stack for the module: an http target (one path up, one down), an https target (a trustme
 certificate, so the expiry metric exists), a sentinel with a heartbeat and early warnings sampled
-fast, serving over TLS with a bcrypt user; Prometheus scrapes it every second with the right
+fast, serving over TLS with a bcrypt user; Prometheus scrapes it every 2 s with the right
 password (job "sentinel") and with a wrong one (job "wrong-password")."""
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ cpu_steal_sample_every = "100ms"
         )
         prometheus = PrometheusProcess(
             tmp,
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+            # 2s: a scrape that waits for a bcrypt check on a loaded machine still fits in its timeout.
+            "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 2s\n"
             "scrape_configs:" + scrape,
         )
         try:
@@ -272,7 +273,10 @@ def test_a_bad_web_config_at_reload_is_one_line_and_the_old_one_keeps_serving(
             timeout=30,
         )[0]
         assert "missing.pem" in line
-        assert sentinel.metric("sentinel_config_last_reload_successful") == 0
+        # The line is logged just before the gauge is set: wait for the gauge too.
+        wait_until(
+            lambda: sentinel.metric("sentinel_config_last_reload_successful") == 0, timeout=30
+        )
         assert sentinel.status_of("/metrics", (USER, PASSWORD)) == 200
         assert sentinel.status_of("/metrics", None) == 401
     finally:
