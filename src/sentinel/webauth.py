@@ -329,9 +329,8 @@ def ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     return ctx
 
 
-def load_web_access(path: str) -> WebAccess:
-    """Read the web config at `path` and everything it names; raises WebConfigError (one line
-    starting with the path)."""
+def _read_settings(path: str) -> WebSettings:
+    """The settings of the file at `path` (no file it names is read yet)."""
     import yaml  # only when a web config is set: PyYAML costs memory for nothing otherwise
 
     try:
@@ -341,13 +340,22 @@ def load_web_access(path: str) -> WebAccess:
         raise WebConfigError(f"web_config {path}: cannot read it: {_reason(exc)}") from None
     try:
         document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # its str() is several lines: the problem and its line only
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise WebConfigError(f"web_config {path}: {problem}{at}") from None
     try:
-        settings = parse_web_config(document, os.path.dirname(os.path.abspath(path)))
+        return parse_web_config(document, os.path.dirname(os.path.abspath(path)))
+    except WebConfigError as exc:
+        raise WebConfigError(f"web_config {path}: {exc}") from None
+
+
+def load_web_access(path: str) -> WebAccess:
+    """Read the web config at `path` and everything it names; raises WebConfigError (one line
+    starting with the path)."""
+    settings = _read_settings(path)
+    try:
         context = ssl_context(settings.tls) if settings.tls is not None else None
     except WebConfigError as exc:
         raise WebConfigError(f"web_config {path}: {exc}") from None
@@ -364,14 +372,7 @@ def local_client_context(path: str) -> ssl.SSLContext | None:
     TLS, else a client context that trusts exactly the certificates of its cert_file (what the
     daemon serves), whatever name they are issued for: the ping goes to the loopback address, not
     to that name. Needs the certificate readable, not the key. Raises WebConfigError."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            document = yaml.safe_load(f)
-        settings = parse_web_config(document, os.path.dirname(os.path.abspath(path)))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, WebConfigError) as exc:
-        raise WebConfigError(f"web_config {path}: {_reason(exc)}") from None
+    settings = _read_settings(path)
     if settings.tls is None:
         return None
     try:
