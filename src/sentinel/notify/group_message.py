@@ -25,8 +25,8 @@ from sentinel.notify.message import (
     format_time,
     human_duration,
     message_domain,
-    text_header,
 )
+from sentinel.notify.mime import text_header
 from sentinel.notify.outbox import parse_message
 from sentinel.notify.payload import Alert
 from sentinel.sanitize import one_line
