@@ -134,6 +134,18 @@ def _path(value: Any, where: str, base_dir: str) -> str:
     return os.path.join(base_dir, _string(value, where))  # an absolute path stays as it is
 
 
+def _choice(raw: Mapping[str, Any], key: str, choices: Mapping[str, Any], default: str) -> str:
+    """The value of `key` (a string naming one of `choices`; `default` when unset)."""
+    value = raw.get(key)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value not in choices:
+        raise WebConfigError(
+            f"tls_server_config.{key}: {value!r} is not one of {', '.join(choices)}"
+        )
+    return value
+
+
 def _unknown(section: Mapping[str, Any], known: set[str], where: str) -> None:
     for key in section:
         if key not in known:
@@ -163,17 +175,14 @@ def _parse_tls(raw: dict[str, Any], base_dir: str) -> TLSSettings | None:
         return None  # exporter-toolkit: TLS is on when one of these is set
     if not raw.get("cert_file") or not raw.get("key_file"):
         raise WebConfigError(f"{where}: cert_file and key_file are both required for TLS")
-    auth_name = raw.get("client_auth_type") or "NoClientCert"
+    auth_name = raw.get("client_auth_type")
     if auth_name in ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert"):
         raise WebConfigError(
             f"{where}.client_auth_type: {auth_name} (a client certificate that is not verified) "
             "is not supported by sentinel; use RequireAndVerifyClientCert"
         )
-    if auth_name not in _CLIENT_AUTH:
-        raise WebConfigError(
-            f"{where}.client_auth_type: {auth_name!r} is not one of {', '.join(_CLIENT_AUTH)}"
-        )
-    verify_mode = _CLIENT_AUTH[str(auth_name)]
+    auth_name = _choice(raw, "client_auth_type", _CLIENT_AUTH, "NoClientCert")
+    verify_mode = _CLIENT_AUTH[auth_name]
     ca_file = raw.get("client_ca_file")
     ca_text = raw.get("client_ca")
     if (ca_file or ca_text) and verify_mode is ssl.CERT_NONE:
@@ -188,12 +197,10 @@ def _parse_tls(raw: dict[str, Any], base_dir: str) -> TLSSettings | None:
         raise WebConfigError(f"{where}.client_allowed_sans: must be a list of strings")
     if sans and verify_mode is ssl.CERT_NONE:
         raise WebConfigError(f"{where}.client_allowed_sans: needs a verifying client_auth_type")
-    versions = {}
-    for key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        name = raw.get(key) or default
-        if name not in _VERSIONS:
-            raise WebConfigError(f"{where}.{key}: {name!r} is not one of {', '.join(_VERSIONS)}")
-        versions[key] = _VERSIONS[str(name)]
+    versions = {
+        key: _VERSIONS[_choice(raw, key, _VERSIONS, default)]
+        for key, default in (("min_version", "TLS12"), ("max_version", "TLS13"))
+    }
     if versions["min_version"] > versions["max_version"]:
         raise WebConfigError(f"{where}: min_version is above max_version")
     prefer = raw.get("prefer_server_cipher_suites", True)
