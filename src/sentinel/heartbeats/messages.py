@@ -21,13 +21,13 @@ from sentinel.config import EmailConfig
 from sentinel.heartbeats.state import Event, Failed, Late, Recovered
 from sentinel.notify.message import (
     SUBJECT_PREFIX,
-    _base_message,
-    _fields_html,
-    _fields_text,
-    _fmt_time,
-    _text_header,
+    base_message,
+    fields_html,
+    fields_text,
+    fmt_time,
     human_duration,
     message_domain,
+    text_header,
 )
 from sentinel.sanitize import one_line as _clean
 
@@ -85,28 +85,28 @@ def _exit_text(code: int | None) -> str:
 def _content(event: Event, name: str) -> tuple[str, str, list[tuple[str, str]], str]:
     """(subject, headline, fields, output) for an event."""
     if isinstance(event, Late):
-        expected = _fmt_time(event.expected_at)
+        expected = fmt_time(event.expected_at)
         if event.started_at is not None:
-            summary = f"started {_fmt_time(event.started_at)}, no end ping (expected by {expected})"
+            summary = f"started {fmt_time(event.started_at)}, no end ping (expected by {expected})"
             headline = f"{name} started but did not report its end in time."
         elif event.last_ping is None:
             summary = f"no ping yet (expected by {expected})"
             headline = f"{name} has never pinged."
         else:
-            summary = f"no ping since {_fmt_time(event.last_ping)} (expected by {expected})"
+            summary = f"no ping since {fmt_time(event.last_ping)} (expected by {expected})"
             headline = f"{name} is LATE: no ping in time."
         fields = [
             ("Heartbeat", name),
-            ("Last ping", "never" if event.last_ping is None else _fmt_time(event.last_ping)),
+            ("Last ping", "never" if event.last_ping is None else fmt_time(event.last_ping)),
             ("Expected by", expected),
-            ("Detected", _fmt_time(event.at)),
+            ("Detected", fmt_time(event.at)),
         ]
         if event.started_at is not None:
-            fields.insert(2, ("Run started", _fmt_time(event.started_at)))
+            fields.insert(2, ("Run started", fmt_time(event.started_at)))
         return f"{SUBJECT_PREFIX} LATE: {name} — {summary}", headline, fields, ""
     if isinstance(event, Failed):
         what = _exit_text(event.exit_code)
-        fields = [("Heartbeat", name), ("Result", what), ("Reported", _fmt_time(event.at))]
+        fields = [("Heartbeat", name), ("Result", what), ("Reported", fmt_time(event.at))]
         if event.duration is not None:
             fields.append(("Run time", human_duration(event.duration)))
         return (
@@ -122,8 +122,8 @@ def _content(event: Event, name: str) -> tuple[str, str, list[tuple[str, str]], 
         f"{name} is OK again: a successful ping, {after} after it went {event.was.upper()}.",
         [
             ("Heartbeat", name),
-            ("Incident since", _fmt_time(event.since)),
-            ("Good ping", _fmt_time(event.at)),
+            ("Incident since", fmt_time(event.since)),
+            ("Good ping", fmt_time(event.at)),
             ("Duration", after),
         ],
         "",
@@ -143,14 +143,14 @@ def build_heartbeat_message(event: Event, *, email: EmailConfig) -> EmailMessage
     kind = heartbeat_message_kind(event)
     subject, headline, fields, output = _content(event, name)
     message_id, root = _ids(event, domain)
-    msg = _base_message(
+    msg = base_message(
         cfg=email, subject=subject, at=event.at, message_id=message_id, kind=kind, root=root
     )
-    _text_header(msg, "X-Sentinel-Heartbeat", name)
+    text_header(msg, "X-Sentinel-Heartbeat", name)
     footer: Sequence[str] = ["", "-- ", "sentinel"]
     if not isinstance(event, Recovered):
         footer = ["", "You will get one email when it pings successfully again.", *footer]
-    text_lines = [headline, "", *_fields_text(fields), *_output_text(output), *footer]
+    text_lines = [headline, "", *fields_text(fields), *_output_text(output), *footer]
     msg.set_content("\n".join(text_lines) + "\n", charset="utf-8", cte="quoted-printable")
     output_html = (
         f"<h3>Last output of the job</h3>\n<pre>{html.escape(output)}</pre>\n" if output else ""
@@ -158,7 +158,7 @@ def build_heartbeat_message(event: Event, *, email: EmailConfig) -> EmailMessage
     body_html = (
         "<!DOCTYPE html>\n<html><body>\n"
         f"<p><strong>{html.escape(headline)}</strong></p>\n"
-        f"{_fields_html(fields)}{output_html}"
+        f"{fields_html(fields)}{output_html}"
         "<p>&mdash; sentinel</p>\n</body></html>\n"
     )
     msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")

@@ -73,7 +73,7 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(min(max(_finite(ts), _MIN_TS), _MAX_TS), tz=UTC)
 
 
-def _fmt_time(ts: float) -> str:
+def fmt_time(ts: float) -> str:
     """'2026-11-26 23:10:05 UTC'."""
     return _utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -257,7 +257,7 @@ def _result_row(result: ResultSummary) -> tuple[str, str, str, str, str]:
     status = f"HTTP {result.status}" if result.status else "-"
     latency = f"{round(max(0.0, _finite(result.total)) * 1000)} ms"
     detail = "" if result.ok else _reason_text(result.reason, result.message, _MAX_BODY_TEXT)
-    return (_fmt_time(result.at), "ok" if result.ok else "FAILED", status, latency, detail)
+    return (fmt_time(result.at), "ok" if result.ok else "FAILED", status, latency, detail)
 
 
 def _results_text(recent: Sequence[ResultSummary]) -> list[str]:
@@ -289,12 +289,12 @@ def _results_html(recent: Sequence[ResultSummary]) -> str:
     )
 
 
-def _fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
+def fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
     width = max(len(name) for name, _ in fields) + 2
     return [f"{name + ':':<{width}}{value}" for name, value in fields]
 
 
-def _fields_html(fields: Sequence[tuple[str, str]]) -> str:
+def fields_html(fields: Sequence[tuple[str, str]]) -> str:
     rows = "".join(
         f'<tr><th align="left">{html.escape(name)}</th><td>{html.escape(value)}</td></tr>\n'
         for name, value in fields
@@ -314,8 +314,8 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
                 ("Site", site),
                 where,
                 ("Failure", _reason_text(event.reason, event.message, _MAX_BODY_TEXT)),
-                ("Down since", f"{_fmt_time(event.since)} (first failed probe)"),
-                ("Detected", _fmt_time(event.at)),
+                ("Down since", f"{fmt_time(event.since)} (first failed probe)"),
+                ("Detected", fmt_time(event.at)),
                 ("Down for", human_duration(event.at - event.since)),
             ],
         )
@@ -328,8 +328,8 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
                 ("Site", site),
                 where,
                 ("Failure", _reason_text(event.reason, event.message, _MAX_BODY_TEXT)),
-                ("Down since", _fmt_time(event.since)),
-                ("Checked", _fmt_time(event.at)),
+                ("Down since", fmt_time(event.since)),
+                ("Checked", fmt_time(event.at)),
                 ("Down for", duration),
             ],
         )
@@ -341,8 +341,8 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
             [
                 ("Site", site),
                 where,
-                ("Down since", _fmt_time(event.since)),
-                ("Up again", f"{_fmt_time(event.until)} (first good probe)"),
+                ("Down since", fmt_time(event.since)),
+                ("Up again", f"{fmt_time(event.until)} (first good probe)"),
                 ("Total downtime", downtime),
             ],
         )
@@ -355,7 +355,7 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
             [
                 ("Site", site),
                 where,
-                ("Flapping since", _fmt_time(event.since)),
+                ("Flapping since", fmt_time(event.since)),
                 ("Right now", event.status.value.upper()),
             ],
         )
@@ -363,17 +363,17 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
         now = "UP" if event.status is Status.UP else "DOWN"
         return (
             f"{SUBJECT_PREFIX} STABLE: {site} (now {now})",
-            f"{site} has stopped flapping and is {now} since {_fmt_time(event.stable_since)}.",
+            f"{site} has stopped flapping and is {now} since {fmt_time(event.stable_since)}.",
             [
                 ("Site", site),
                 where,
-                ("Flapping since", _fmt_time(event.since)),
-                (f"{now} since", _fmt_time(event.stable_since)),
+                ("Flapping since", fmt_time(event.since)),
+                (f"{now} since", fmt_time(event.stable_since)),
             ],
         )
     days = event.days_left
     unit = "day" if days == 1 else "days"
-    rows = [("Site", site), where, ("Expires", _fmt_time(event.expires_at))]
+    rows = [("Site", site), where, ("Expires", fmt_time(event.expires_at))]
     # The earliest expiry in the served chain: maybe an intermediate, not the site's own. The
     # subject comes from the server: cleaned like any text from outside.
     cert = one_line(event.subject or "", 200)
@@ -384,7 +384,7 @@ def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple
         f"A TLS certificate served by {site} expires in {days} {unit}: {cert}."
         if cert
         else f"The TLS certificate of {site} expires in {days} {unit}.",
-        [*rows, ("Checked", _fmt_time(event.at))],
+        [*rows, ("Checked", fmt_time(event.at))],
     )
 
 
@@ -399,7 +399,7 @@ def _footer(kind: str) -> list[str]:
 # ---------------------------------------------------------------- assembling
 
 
-def _text_header(msg: EmailMessage, name: str, value: str) -> None:
+def text_header(msg: EmailMessage, name: str, value: str) -> None:
     encoded = _wire_header(name, value)
     if encoded is None:
         msg[name] = value
@@ -409,7 +409,7 @@ def _text_header(msg: EmailMessage, name: str, value: str) -> None:
         msg.set_raw(name, encoded)
 
 
-def _base_message(
+def base_message(
     *,
     cfg: EmailConfig,
     subject: str,
@@ -420,7 +420,7 @@ def _base_message(
     site: str | None = None,
 ) -> EmailMessage:
     msg = EmailMessage(policy=POLICY)
-    _text_header(msg, "Subject", subject)
+    text_header(msg, "Subject", subject)
     msg["From"] = one_line(cfg.sender, 998)
     msg["To"] = ", ".join(one_line(r, 998) for r in cfg.recipients)
     msg["Date"] = email.utils.format_datetime(_utc(at))
@@ -431,7 +431,7 @@ def _base_message(
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to alerts
     msg["X-Sentinel-Kind"] = kind
     if site is not None:
-        _text_header(msg, "X-Sentinel-Site", site)
+        text_header(msg, "X-Sentinel-Site", site)
     return msg
 
 
@@ -443,7 +443,7 @@ def build_message(event: Event, *, email: EmailConfig, target: str) -> EmailMess
     subject, headline, fields = _content(event, site, target)
     message_id, root = _event_message_id(event, domain)
 
-    msg = _base_message(
+    msg = base_message(
         cfg=email,
         subject=subject,
         at=event.at,
@@ -454,12 +454,12 @@ def build_message(event: Event, *, email: EmailConfig, target: str) -> EmailMess
     )
 
     recent: Sequence[ResultSummary] = () if isinstance(event, CertExpiring) else event.recent
-    text_lines = [headline, "", *_fields_text(fields), *_results_text(recent), *_footer(kind)]
+    text_lines = [headline, "", *fields_text(fields), *_results_text(recent), *_footer(kind)]
     msg.set_content("\n".join(text_lines) + "\n", charset="utf-8", cte="quoted-printable")
     body_html = (
         "<!DOCTYPE html>\n<html><body>\n"
         f"<p><strong>{html.escape(headline)}</strong></p>\n"
-        f"{_fields_html(fields)}{_results_html(recent)}"
+        f"{fields_html(fields)}{_results_html(recent)}"
         "<p>&mdash; sentinel</p>\n</body></html>\n"
     )
     msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
@@ -474,7 +474,7 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     """`sentinel test-email`: proves the SMTP settings work end to end."""
     domain = message_domain(email.sender)
     millis = int(min(max(_finite(now), _MIN_TS), _MAX_TS) * 1000)
-    msg = _base_message(
+    msg = base_message(
         cfg=email,
         subject=f"{SUBJECT_PREFIX} test email",
         at=now,
@@ -482,7 +482,7 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
         kind="test",
     )
     fields = [
-        ("Sent", _fmt_time(now)),
+        ("Sent", fmt_time(now)),
         ("SMTP server", f"{email.smtp_host}:{email.smtp_port} (security: {email.security})"),
         ("Recipients", ", ".join(email.recipients)),
     ]
@@ -491,7 +491,7 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
             "This is a test email from sentinel.",
             "If you can read it, sentinel's alert emails will reach you.",
             "",
-            *_fields_text(fields),
+            *fields_text(fields),
             "",
             "-- ",
             "sentinel",
