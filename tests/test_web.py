@@ -182,6 +182,6 @@ async def test_an_unreadable_watch_shows_as_such_on_the_page_and_in_the_api() ->
         await srv.close()
     (watch,) = json.loads(api)["watches"]
     assert watch["state"] == "unreadable" and watch["growth_bytes_per_second"] is None
-    # The status page's early-warning section (status_views puts it above the sites).
-    page = render_early_section(view)
-    assert "<td>ghost</td><td>UNREADABLE</td><td>cannot read /run/ghost.pid" in page
+    # The status page's early-warning section (the page itself is served by StatusPages).
+    page = render_early_section(view).encode()
+    assert b"<td>ghost</td><td>UNREADABLE</td><td>cannot read /run/ghost.pid" in page

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from sentinel import drift_history, reconcile, status_views, trend_history
+from sentinel.canary import Canaries, canary_interval
 from sentinel.config import Config, SiteConfig
+from sentinel.deadman import DeadmanSwitch
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import early_message_kind
 from sentinel.early.service import EarlyWarnings
@@ -47,6 +49,7 @@ from sentinel.monitor import (
 )
 from sentinel.notify.channels import SetupError
 from sentinel.notify.dispatch import Dispatcher
+from sentinel.notify.group_message import NetworkNews
 from sentinel.notify.smtp import PasswordError
 from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
@@ -56,7 +59,8 @@ from sentinel.site_states import SiteStates, summary_line
 from sentinel.status_views import decode_summary
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import make_routes, start_server
+from sentinel.web import WebServer, make_routes, start_server
+from sentinel.webauth import WebAccess, WebConfigError, load_web_access
 from sentinel.webviews.pages import StatusPages
 
 log = logging.getLogger("sentinel")
@@ -85,7 +89,7 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.environ = environ
-        self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
+        self.sites: dict[str, SiteConfig] = reconcile.owned_sites(config)
         self.states = SiteStates()  # counts by status: the STATUS line costs O(1) a change
         self.metrics = Metrics()
         self.maintenance = MaintenanceClock(config.maintenance)
@@ -115,6 +119,21 @@ class Daemon:
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
         self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
+        self.canaries = Canaries(
+            config.canaries,
+            self.prober.probe,
+            self._on_network,
+            lambda: any(s.consecutive_failures for s in self.states.values()),
+            self.metrics.registry,
+            interval=canary_interval(config.sites),
+        )
+        self.deadman = DeadmanSwitch(
+            self.metrics.deadman_pings,
+            progress=lambda: self.scheduler.loops,
+            healthy=self.healthy,
+            undeliverable=lambda: self.dispatch.health.undeliverable(time.time()),
+            summary=lambda: summary_line(self.states),
+        )
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -123,6 +142,8 @@ class Daemon:
         self._internal_error_logged: dict[str, float] = {}
         self.history: HistoryRecorder | None = None
         self.pages: StatusPages | None = None
+        self.web: WebServer | None = None
+        self._web_swaps: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ start and stop
 
@@ -181,15 +202,24 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
         server = None
         try:
+            access = self.web_access(self.config)  # before anything starts: a bad file exits
             self._setup_channels()
             self._restore_states()
             if self.store is not None and self.early is not None:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
                 trend_history.restore(self.store, self.early)
-            hb_tokens = read_tokens(self.config.heartbeats)
-            self.heartbeats.start(self.config.heartbeats, hb_tokens, self.store)
+            heartbeats = reconcile.owned_heartbeats(self.config)
+            hb_tokens = read_tokens(heartbeats)
+            self.heartbeats.start(heartbeats, hb_tokens, self.store)
             await self.prober.start()
+            if self.config.shard is not None:
+                log.info(
+                    "shard %s: %d of %d sites",
+                    self.config.shard,
+                    len(self.sites),
+                    len(self.config.sites),
+                )
             if self.config.listen:
                 routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
@@ -198,6 +228,7 @@ class Daemon:
                     early_status=self.early.status_view if self.early is not None else None,
                     dead_letters=lambda: self.dispatch.dead_letters,
                     heartbeat_status=self.heartbeats.status,
+                    extra_status=lambda: {"network": self.canaries.view()},
                 )
                 self.pages = self._status_pages()
                 routes.update(self.pages.routes())
@@ -207,16 +238,23 @@ class Daemon:
                         self.config.listen,
                         {"/ping/": self.heartbeats.handle},
                         self.pages.prefixes(),
+                        access,
                     )
                 except OSError as exc:  # one line saying what to do, not a traceback
                     raise listen_error(self.config.listen, exc) from None
+                self.web = server
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
-                log.info("status page %s", status_page_url(self.config.listen, self.port))
+                tls = access.ssl_context is not None
+                log.info("status page %s", status_page_url(self.config.listen, self.port, tls=tls))
             if self.store is not None:
                 self._tasks.append(loop.create_task(self.dispatch.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
+            self.canaries.restore(self.store)
+            self._tasks.append(loop.create_task(self.canaries.run(), name="canaries"))
+            self.deadman.configure(self.config.deadman)
+            self._tasks.append(loop.create_task(self.deadman.run(), name="deadman"))
             if self.store is not None:
                 self._load_silences()
                 self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
@@ -345,6 +383,28 @@ class Daemon:
     def _on_skip(self, site: str, count: int) -> None:
         self.metrics.skipped(site, count)
 
+    def _web_swapped(self, task: asyncio.Task[None]) -> None:
+        self._web_swaps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("web_config: cannot apply the new one: %r", task.exception())
+
+    def web_access(self, config: Config) -> WebAccess:
+        """TLS and basic auth from `[sentinel] web_config` (raises WebConfigError)."""
+        if not config.web_config:
+            return WebAccess()
+        access = load_web_access(config.web_config)
+        if access.auth is not None and access.ssl_context is None:
+            log.warning("web_config: basic auth without TLS sends passwords in clear text")
+        return access
+
+    def swap_web_access(self, access: WebAccess) -> None:
+        """Reload: TLS and basic auth for the next connections, TLS on or off included."""
+        if self.web is None:
+            return
+        swap = asyncio.get_running_loop().create_task(self.web.set_access(access))
+        self._web_swaps.add(swap)
+        swap.add_done_callback(self._web_swapped)
+
     # ---------------------------------------------------------- reload (reconcile.py)
 
     def reload(self) -> bool:
@@ -401,9 +461,13 @@ class Daemon:
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)
         now = time.time()
-        muted = bool(self.maintenance.active_for(site.name, now)) or bool(
-            active_for(self.silences, site.name, now)
+        muted = (
+            bool(self.maintenance.active_for(site.name, now))
+            or bool(active_for(self.silences, site.name, now))
+            or self.canaries.holding  # sentinel's own network is down (sentinel.canary)
         )
+        if not result.ok:
+            self.canaries.poke()
         obs = observe(state, result, site.policy, now, muted=muted)
         if obs.state.state_name == "pending":
             # Confirm (or clear) the failure at retry_interval instead of whole intervals.
@@ -437,6 +501,19 @@ class Daemon:
             return
         if outgoing:
             self.dispatch.wake()
+
+    def _on_network(self, news: NetworkNews) -> None:
+        """The network canary's NETWORK alert or its RECOVERED: enqueue it on every channel."""
+        outgoing = self.dispatch.outgoing_for_network(news)
+        if not outgoing or self.store is None:
+            return
+        try:
+            self.store.save_state(None, outgoing)
+        except StoreError as exc:
+            self._store_failed(exc)
+            self.dispatch.enqueue_unstored(outgoing)
+            return
+        self.dispatch.wake()
 
     def _persist_heartbeat(self, state: HeartbeatState, events: Sequence[HeartbeatEvent]) -> None:
         alert_heartbeat(
@@ -506,7 +583,7 @@ async def run_daemon(config_path: str, config: Config) -> int:
         return EXIT_CONFIG
     try:
         return await daemon.run()
-    except (PasswordError, SetupError, TokenError) as exc:
+    except (PasswordError, SetupError, TokenError, WebConfigError) as exc:
         log.error("%s: %s", config_path, exc)
         return EXIT_CONFIG
     except ListenError as exc:

@@ -19,16 +19,18 @@ from email.message import EmailMessage
 
 from sentinel.config import EmailConfig
 from sentinel.heartbeats.state import Event, Failed, Late, Recovered
-from sentinel.notify.message import (
-    SUBJECT_PREFIX,
+from sentinel.notify.message import SUBJECT_PREFIX, human_duration
+from sentinel.notify.mime import (
+    attach_bodies,
     base_message,
     fields_html,
-    fields_text,
-    fmt_time,
-    human_duration,
+    html_page,
     message_domain,
+    state_badge,
     text_header,
 )
+from sentinel.notify.wording import fmt_time as _fmt_time
+from sentinel.notify.wording import wrap_fields
 from sentinel.sanitize import one_line as _clean
 
 __all__ = ["build_heartbeat_message", "heartbeat_message_kind", "heartbeat_thread_id"]
@@ -85,28 +87,28 @@ def _exit_text(code: int | None) -> str:
 def _content(event: Event, name: str) -> tuple[str, str, list[tuple[str, str]], str]:
     """(subject, headline, fields, output) for an event."""
     if isinstance(event, Late):
-        expected = fmt_time(event.expected_at)
+        expected = _fmt_time(event.expected_at)
         if event.started_at is not None:
-            summary = f"started {fmt_time(event.started_at)}, no end ping (expected by {expected})"
+            summary = f"started {_fmt_time(event.started_at)}, no end ping (expected by {expected})"
             headline = f"{name} started but did not report its end in time."
         elif event.last_ping is None:
             summary = f"no ping yet (expected by {expected})"
             headline = f"{name} has never pinged."
         else:
-            summary = f"no ping since {fmt_time(event.last_ping)} (expected by {expected})"
+            summary = f"no ping since {_fmt_time(event.last_ping)} (expected by {expected})"
             headline = f"{name} is LATE: no ping in time."
         fields = [
             ("Heartbeat", name),
-            ("Last ping", "never" if event.last_ping is None else fmt_time(event.last_ping)),
+            ("Last ping", "never" if event.last_ping is None else _fmt_time(event.last_ping)),
             ("Expected by", expected),
-            ("Detected", fmt_time(event.at)),
+            ("Detected", _fmt_time(event.at)),
         ]
         if event.started_at is not None:
-            fields.insert(2, ("Run started", fmt_time(event.started_at)))
+            fields.insert(2, ("Run started", _fmt_time(event.started_at)))
         return f"{SUBJECT_PREFIX} LATE: {name} — {summary}", headline, fields, ""
     if isinstance(event, Failed):
         what = _exit_text(event.exit_code)
-        fields = [("Heartbeat", name), ("Result", what), ("Reported", fmt_time(event.at))]
+        fields = [("Heartbeat", name), ("Result", what), ("Reported", _fmt_time(event.at))]
         if event.duration is not None:
             fields.append(("Run time", human_duration(event.duration)))
         return (
@@ -122,8 +124,8 @@ def _content(event: Event, name: str) -> tuple[str, str, list[tuple[str, str]], 
         f"{name} is OK again: a successful ping, {after} after it went {event.was.upper()}.",
         [
             ("Heartbeat", name),
-            ("Incident since", fmt_time(event.since)),
-            ("Good ping", fmt_time(event.at)),
+            ("Incident since", _fmt_time(event.since)),
+            ("Good ping", _fmt_time(event.at)),
             ("Duration", after),
         ],
         "",
@@ -144,24 +146,28 @@ def build_heartbeat_message(event: Event, *, email: EmailConfig) -> EmailMessage
     subject, headline, fields, output = _content(event, name)
     message_id, root = _ids(event, domain)
     msg = base_message(
-        cfg=email, subject=subject, at=event.at, message_id=message_id, kind=kind, root=root
+        sender=email.sender,
+        recipients=email.recipients,
+        subject=subject,
+        at=event.at,
+        message_id=message_id,
+        kind=kind,
+        root=root,
     )
     text_header(msg, "X-Sentinel-Heartbeat", name)
     footer: Sequence[str] = ["", "-- ", "sentinel"]
     if not isinstance(event, Recovered):
         footer = ["", "You will get one email when it pings successfully again.", *footer]
-    text_lines = [headline, "", *fields_text(fields), *_output_text(output), *footer]
-    msg.set_content("\n".join(text_lines) + "\n", charset="utf-8", cte="quoted-printable")
+    text_lines = [headline, "", *wrap_fields(fields), *_output_text(output), *footer]
     output_html = (
-        f"<h3>Last output of the job</h3>\n<pre>{html.escape(output)}</pre>\n" if output else ""
+        f"<h2>Last output of the job</h2>\n<pre>{html.escape(output)}</pre>\n" if output else ""
     )
-    body_html = (
-        "<!DOCTYPE html>\n<html><body>\n"
-        f"<p><strong>{html.escape(headline)}</strong></p>\n"
-        f"{fields_html(fields)}{output_html}"
-        "<p>&mdash; sentinel</p>\n</body></html>\n"
+    badge = {"late": ("LATE", "bad"), "failed": ("FAILED", "bad")}.get(kind, ("OK", "good"))
+    body_html = html_page(
+        title=subject,
+        badge=state_badge(*badge),
+        headline=headline,
+        body=fields_html(fields) + output_html,
     )
-    msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
-    digest = hashlib.sha256("\n".join([*text_lines, body_html]).encode("utf-8")).hexdigest()
-    msg.set_boundary(f"=_sentinel_{digest[:32]}")
+    attach_bodies(msg, text_lines, body_html)
     return msg
