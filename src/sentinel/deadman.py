@@ -1,6 +1,6 @@
 """Watching the watcher: `[deadman]` pings an outside dead man's switch (healthchecks.io-style)
-every `every`, only while the scheduler makes progress, and pings `url + "/fail"` when no channel can
-deliver alerts. The outside service alerts when the pings stop (sentinel, its machine or its
+every `every`, only while the scheduler makes progress, and pings `url + "/fail"` when no channel
+can deliver alerts. The outside service alerts when the pings stop (sentinel, its machine or its
 network died) or when a /fail arrives.
 
 The section model and `plan_ping` are pure; `DeadmanSwitch` is the thin shell: one task, one
