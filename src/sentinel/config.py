@@ -6,6 +6,7 @@ Pure apart from `load_config` reading the file. Every error names the place it c
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -133,6 +134,17 @@ class SentinelSection(StrictSection):
     status_url: str | None = None  # the public status page, linked from alerts
     # IANA name of the status page's times (checked by sentinel.history.settings; UTC if unset)
     timezone: str | None = None
+    # TLS and basic auth of the web server: an exporter-toolkit web config (sentinel.webauth,
+    # read at start and at each reload)
+    web_config: str | None = None
+
+    @field_validator("web_config")
+    @classmethod
+    def _check_web_config(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isabs(value):
+            raise ValueError("must be an absolute path")
+        return value
+
     # "k/n": probe only this shard's sites (sentinel.shard); written back as "k/n"
     shard: Annotated[str, BeforeValidator(lambda v: str(parse_shard(v)))] | None = None
 
@@ -444,6 +456,7 @@ class Config:
     heartbeats: tuple[HeartbeatConfig, ...] = ()  # [[heartbeats]]: pings from cron jobs
     history: HistoryConfig | None = None  # [history]; None only for a Config built by hand
     status_page: StatusPageConfig | None = None  # [status_page] and [sentinel] timezone
+    web_config: str | None = None  # [sentinel] web_config: TLS and basic auth (sentinel.webauth)
     shard: Shard | None = None  # [sentinel] shard: None = probe every site
     deadman: DeadmanConfig | None = None  # [deadman]: pings to an outside dead man's switch
 
