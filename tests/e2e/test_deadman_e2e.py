@@ -5,6 +5,7 @@ alert is delivered. Shards: two sentinels on one file probe disjoint halves of i
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -189,4 +190,39 @@ def test_two_shards_probe_disjoint_halves_of_one_list(tmp_path: Path) -> None:
                 assert {path for agent, path in probed if agent == f"shard-{k}"} == mine
         finally:
             for proc in procs:
+                proc.stop()
+
+
+def test_two_sentinels_are_each_others_dead_mans_switch(tmp_path: Path) -> None:
+    """README's recipe: A's [deadman] pings a heartbeat of B (healthchecks-compatible URLs), so B
+    says LATE when A stops, and RECOVERED when it pings again."""
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    b = SentinelProcess(
+        tmp_path / "b", '[[heartbeats]]\nname = "sentinel-a"\nevery = "2s"\ngrace = "2s"\n'
+    )
+    a = SentinelProcess(
+        tmp_path / "a",
+        f'[deadman]\nurl = "http://127.0.0.1:{b.port}/ping/sentinel-a"\nevery = "1s"\n',
+    )
+
+    def heartbeat() -> str:
+        [beat] = json.loads(b.get("/api/status"))["heartbeats"]
+        return str(beat["status"])
+
+    try:
+        b.start()
+        a.start()
+        wait_until(lambda: heartbeat() == "up", timeout=30)
+        a.signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: heartbeat() == "late", timeout=30)
+        finally:
+            a.signal(signal.SIGCONT)
+        wait_until(lambda: heartbeat() == "up", timeout=30)
+        assert "LATE heartbeat=sentinel-a" in b.log()
+        assert "RECOVERED heartbeat=sentinel-a" in b.log()
+    finally:
+        for proc in (a, b):
+            if proc.proc is not None:
                 proc.stop()
