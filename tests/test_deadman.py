@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter
 
 from sentinel.config import ConfigError, parse_config
-from sentinel.deadman import DeadmanConfig, fail_url, plan_ping
+from sentinel.deadman import DeadmanConfig, DeadmanSwitch, fail_url, plan_ping
 from sentinel.notify.health import FAILING_AFTER, ChannelHealth
+from webhook_sink import WebhookSink
 
 URL = "https://hc-ping.com/5c4d"
 
@@ -28,7 +30,7 @@ def test_the_section_needs_a_url_and_defaults_to_a_minute() -> None:
     [
         ({"url": "ftp://x/y"}, "deadman: url: invalid URL"),
         ({"url": "hc-ping.com/x"}, "deadman: url: invalid URL"),
-        ({"url": URL, "every": "500ms"}, "deadman: every: must be between 1s and 1d"),
+        ({"url": URL, "every": "1s"}, "deadman: every: must be between 2s and 1d"),
         ({"url": URL, "every": 60}, "deadman: every: invalid duration"),
         ({"url": URL, "evry": "1m"}, "deadman: evry: unknown key"),
     ],
@@ -42,7 +44,7 @@ def test_a_bad_section_is_one_line_naming_the_key(section: dict[str, object], er
 
 def test_the_timeout_ends_a_ping_before_the_next_is_due() -> None:
     assert DeadmanConfig(URL, every=60.0).timeout == 10.0
-    assert DeadmanConfig(URL, every=1.0).timeout == 0.5
+    assert DeadmanConfig(URL, every=2.0).timeout == 1.0
 
 
 @pytest.mark.parametrize(
@@ -118,3 +120,41 @@ def test_a_reload_keeps_the_record_of_an_unchanged_channel_only() -> None:
     assert h.failing(1.0) == {"email": "550"}
     h.configure({"email": ("settings", "email")})
     assert h.undeliverable(1.0) is not None
+
+
+@pytest.mark.slow
+async def test_the_switch_pings_only_while_the_scheduler_progresses() -> None:
+    """The shell against a real loopback receiver, one tick at a time (no timing involved)."""
+    counter = Counter("pings", "", ["result"], registry=CollectorRegistry())
+    loops = [0]
+    reason: list[str | None] = [None]
+    switch = DeadmanSwitch(
+        counter,
+        progress=lambda: loops[0],
+        healthy=lambda: True,
+        undeliverable=lambda: reason[0],
+        summary=lambda: "2 sites, 0 down",
+    )
+    with WebhookSink() as sink:
+        config = DeadmanConfig(sink.url("/ping/x"), every=60.0)
+        switch.configure(config)
+        try:
+            assert await switch.tick(config) == "ok"  # the first tick: startup is progress
+            assert await switch.tick(config) == "withheld"  # the loop counter did not move
+            assert len(sink.received) == 1
+            loops[0] += 1
+            assert await switch.tick(config) == "ok"
+            loops[0] += 1
+            reason[0] = "alerts cannot be delivered"
+            assert await switch.tick(config) == "fail"
+            loops[0] += 1
+            sink.status = 503
+            assert await switch.tick(config) == "error"
+        finally:
+            await switch.aclose()
+    assert [r.path for r in sink.received] == ["/ping/x", "/ping/x", "/ping/x/fail", "/ping/x/fail"]
+    assert sink.received[0].body == b"2 sites, 0 down"
+    assert sink.received[2].body == b"alerts cannot be delivered"
+    samples = counter.collect()[0].samples
+    values = {s.labels["result"]: s.value for s in samples if s.name == "pings_total"}
+    assert values == {"ok": 2.0, "fail": 1.0, "error": 1.0, "withheld": 1.0}

@@ -26,7 +26,7 @@ PING = "/ping/3f1c-uuid"
 
 
 def deadman_section(sink: WebhookSink) -> str:
-    return f'\n[deadman]\nurl = "{sink.url(PING)}"\nevery = "1s"\n'
+    return f'\n[deadman]\nurl = "{sink.url(PING)}"\nevery = "2s"\n'
 
 
 def quiet_count(sink: WebhookSink, quiet: float, timeout: float = 60.0) -> int:
@@ -64,9 +64,9 @@ timeout = "900ms"
 
         proc.signal(signal.SIGSTOP)
         try:
-            stopped = quiet_count(sink, quiet=3.0)
+            stopped = quiet_count(sink, quiet=5.0)
             # A stopped process pings no more: whatever the wait, the count stays.
-            time.sleep(4.0)
+            time.sleep(6.0)
             assert len(sink.received) == stopped
         finally:
             proc.signal(signal.SIGCONT)
@@ -148,7 +148,7 @@ def test_a_reload_starts_and_stops_the_pings(
         proc.write_config("")
         proc.signal(signal.SIGHUP)
         wait_until(lambda: proc.log().count("config reloaded") == 2, timeout=20)
-        stopped = quiet_count(sink, quiet=3.0)
+        stopped = quiet_count(sink, quiet=5.0)
         assert stopped >= 2
         assert proc.stop() == 0
 
@@ -199,11 +199,11 @@ def test_two_sentinels_are_each_others_dead_mans_switch(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "a").mkdir()
     b = SentinelProcess(
-        tmp_path / "b", '[[heartbeats]]\nname = "sentinel-a"\nevery = "2s"\ngrace = "2s"\n'
+        tmp_path / "b", '[[heartbeats]]\nname = "sentinel-a"\nevery = "2s"\ngrace = "4s"\n'
     )
     a = SentinelProcess(
         tmp_path / "a",
-        f'[deadman]\nurl = "http://127.0.0.1:{b.port}/ping/sentinel-a"\nevery = "1s"\n',
+        f'[deadman]\nurl = "http://127.0.0.1:{b.port}/ping/sentinel-a"\nevery = "2s"\n',
     )
 
     def heartbeat() -> str:
