@@ -84,7 +84,7 @@ async def test_plain_delivery_arrives_with_subject_sender_and_all_recipients(
     cfg = email_cfg(plain_server.port)
     await send_message(alert(cfg), cfg, password=None)
     [mail] = await plain_server.wait_for(1)
-    assert mail.message["Subject"] == "[sentinel] DOWN: blog — status (HTTP 500)"
+    assert mail.message["Subject"] == "[sentinel] DOWN: blog — HTTP 500"
     assert mail.mail_from == "sentinel@example.org"
     assert mail.rcpt_tos == ("owner@example.org", "ops@example.net")
     assert mail.login is None

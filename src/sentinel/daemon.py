@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel import drift_history, reconcile, status_views, trend_history
+from sentinel.canary import Canaries, canary_interval
 from sentinel.config import Config, SiteConfig
 from sentinel.deadman import DeadmanSwitch
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
@@ -48,6 +49,7 @@ from sentinel.monitor import (
 )
 from sentinel.notify.channels import SetupError
 from sentinel.notify.dispatch import Dispatcher
+from sentinel.notify.group_message import NetworkNews
 from sentinel.notify.smtp import PasswordError
 from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
@@ -117,6 +119,14 @@ class Daemon:
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
         self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
+        self.canaries = Canaries(
+            config.canaries,
+            self.prober.probe,
+            self._on_network,
+            lambda: any(s.consecutive_failures for s in self.states.values()),
+            self.metrics.registry,
+            interval=canary_interval(config.sites),
+        )
         self.deadman = DeadmanSwitch(
             self.metrics.deadman_pings,
             progress=lambda: self.scheduler.loops,
@@ -218,6 +228,7 @@ class Daemon:
                     early_status=self.early.status_view if self.early is not None else None,
                     dead_letters=lambda: self.dispatch.dead_letters,
                     heartbeat_status=self.heartbeats.status,
+                    extra_status=lambda: {"network": self.canaries.view()},
                 )
                 self.pages = self._status_pages()
                 routes.update(self.pages.routes())
@@ -240,6 +251,8 @@ class Daemon:
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
+            self.canaries.restore(self.store)
+            self._tasks.append(loop.create_task(self.canaries.run(), name="canaries"))
             self.deadman.configure(self.config.deadman)
             self._tasks.append(loop.create_task(self.deadman.run(), name="deadman"))
             if self.store is not None:
@@ -448,9 +461,13 @@ class Daemon:
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)
         now = time.time()
-        muted = bool(self.maintenance.active_for(site.name, now)) or bool(
-            active_for(self.silences, site.name, now)
+        muted = (
+            bool(self.maintenance.active_for(site.name, now))
+            or bool(active_for(self.silences, site.name, now))
+            or self.canaries.holding  # sentinel's own network is down (sentinel.canary)
         )
+        if not result.ok:
+            self.canaries.poke()
         obs = observe(state, result, site.policy, now, muted=muted)
         if obs.state.state_name == "pending":
             # Confirm (or clear) the failure at retry_interval instead of whole intervals.
@@ -484,6 +501,19 @@ class Daemon:
             return
         if outgoing:
             self.dispatch.wake()
+
+    def _on_network(self, news: NetworkNews) -> None:
+        """The network canary's NETWORK alert or its RECOVERED: enqueue it on every channel."""
+        outgoing = self.dispatch.outgoing_for_network(news)
+        if not outgoing or self.store is None:
+            return
+        try:
+            self.store.save_state(None, outgoing)
+        except StoreError as exc:
+            self._store_failed(exc)
+            self.dispatch.enqueue_unstored(outgoing)
+            return
+        self.dispatch.wake()
 
     def _persist_heartbeat(self, state: HeartbeatState, events: Sequence[HeartbeatEvent]) -> None:
         alert_heartbeat(

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from sentinel.canary import canary_interval
 from sentinel.config import Config, ConfigError, SiteConfig, load_config
 from sentinel.heartbeats.config import HeartbeatConfig, TokenError, read_tokens
 from sentinel.logsetup import kv
@@ -48,6 +49,7 @@ def reload(daemon: Daemon) -> bool:
     daemon.config = new
     daemon.sites = owned_sites(new)
     daemon.maintenance = MaintenanceClock(new.maintenance)
+    daemon.canaries.configure(new.canaries, canary_interval(new.sites))
     for name in old_names - daemon.sites.keys():
         forget_site(daemon, name)
     for name in daemon.sites.keys() - old_names:

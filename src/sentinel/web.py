@@ -90,6 +90,7 @@ def make_routes(
     early_status: Callable[[], EarlyView] | None = None,
     dead_letters: Callable[[], int] | None = None,
     heartbeat_status: StatusProvider | None = None,
+    extra_status: Callable[[], Mapping[str, Any]] | None = None,
 ) -> dict[str, Route]:
     def dead() -> int:
         return dead_letters() if dead_letters is not None else 0
@@ -116,6 +117,8 @@ def make_routes(
             body.update(early_status())  # "watches" and "disks", each with its "state"
         if heartbeat_status is not None:
             body["heartbeats"] = [dict(h) for h in heartbeat_status()]
+        if extra_status is not None:
+            body.update(extra_status())  # "network" (sentinel.canary)
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
         text = json.dumps(body, ensure_ascii=False, indent=1)
         return Reply(200, "application/json; charset=utf-8", text.encode())
