@@ -158,3 +158,43 @@ async def test_the_switch_pings_only_while_the_scheduler_progresses() -> None:
     samples = counter.collect()[0].samples
     values = {s.labels["result"]: s.value for s in samples if s.name == "pings_total"}
     assert values == {"ok": 2.0, "fail": 1.0, "error": 1.0, "withheld": 1.0}
+
+
+channel_events = st.lists(
+    st.tuples(
+        st.sampled_from(["email", "phone", "am"]),
+        st.sampled_from(["sent", "transient", "permanent"]),
+        st.floats(min_value=0, max_value=400),
+    ),
+    max_size=30,
+)
+
+
+@given(events=channel_events, extra=st.floats(min_value=0, max_value=600))
+def test_undeliverable_means_every_channel_failed_since_its_last_success(
+    events: list[tuple[str, str, float]], extra: float
+) -> None:
+    """Against a plain model: per channel, the failures after the last success."""
+    names = ("email", "phone")  # "am" is not configured: its events are ignored
+    h = health(*names)
+    now = 0.0
+    streaks: dict[str, list[tuple[str, float]]] = {n: [] for n in names}
+    for name, kind, step in events:
+        now += step
+        if kind == "sent":
+            h.sent(name)
+            if name in streaks:
+                streaks[name] = []
+        else:
+            h.failed(name, permanent=kind == "permanent", detail=kind, now=now)
+            if name in streaks:
+                streaks[name].append((kind, now))
+    now += extra
+
+    def failing(streak: list[tuple[str, float]]) -> bool:
+        if not streak:
+            return False
+        return any(k == "permanent" for k, _ in streak) or now - streak[0][1] >= FAILING_AFTER
+
+    expected = all(failing(streaks[n]) for n in names)
+    assert (h.undeliverable(now) is not None) == expected
