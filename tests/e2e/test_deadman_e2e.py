@@ -191,6 +191,17 @@ def test_two_shards_probe_disjoint_halves_of_one_list(tmp_path: Path) -> None:
         finally:
             for proc in procs:
                 proc.stop()
+        # Stopped, `sentinel status` reads the store: this shard's sites only, as the daemon.
+        status = subprocess.run(
+            [sys.executable, "-m", "sentinel", "status", "-c", procs[0].config_path],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            env=procs[0].env,
+        )
+        listed = {word for word in status.stdout.split() if word.startswith("site-")}
+        assert listed == owned[0], status.stdout + status.stderr
 
 
 def test_two_sentinels_are_each_others_dead_mans_switch(tmp_path: Path) -> None:
