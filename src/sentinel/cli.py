@@ -294,7 +294,14 @@ def cmd_check(config_path: str, out: TextIO) -> int:
             f"{len(channel.urls)} URL(s)" if channel.type == "apprise" else ", ".join(channel.urls)
         )
         print(f"  channel: {channel.name} ({channel.type}) {where}", file=out)
+    if config.deadman is not None:
+        # The ping URL is a secret (anyone holding it can ping): not on the screen.
+        every = format_duration(config.deadman.every)
+        print(f"  deadman: a ping every {every}", file=out)
     print(f"  sites: {len(config.sites)}", file=out)
+    if config.shard is not None:
+        owned = len(config.shard.select(s.name for s in config.sites))
+        print(f"  shard: {config.shard} (probes {owned} of these sites)", file=out)
     for site in config.sites:
         p = site.policy
         print(
