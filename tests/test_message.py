@@ -123,13 +123,16 @@ def reparse(msg: EmailMessage) -> EmailMessage:
 # ---------------------------------------------------------------- subjects
 
 
-def test_down_subject_names_the_site_and_the_reason() -> None:
-    assert build(went_down())["Subject"] == "[sentinel] DOWN: blog — status (HTTP 500)"
+def test_down_subject_names_the_site_and_the_reason_in_words() -> None:
+    msg = build(went_down(message="HTTP 404 Not Found (expected 200)"))
+    assert msg["Subject"] == "[sentinel] DOWN: blog — HTTP 404 (expected 200)"
+    assert msg["X-Sentinel-Reason"] == "status"  # the code stays machine-readable
 
 
-def test_down_subject_without_a_message_gives_just_the_reason() -> None:
+def test_down_subject_without_a_message_gives_the_reason_in_words() -> None:
     msg = build(went_down(reason="connect_refused", message=""))
-    assert msg["Subject"] == "[sentinel] DOWN: blog — connect_refused"
+    assert msg["Subject"] == "[sentinel] DOWN: blog — connection refused"
+    assert msg["X-Sentinel-Reason"] == "connect_refused"
 
 
 def test_still_down_subject_gives_how_long_it_has_been_down() -> None:
@@ -171,15 +174,16 @@ def test_message_kind_is_the_metric_label_of_each_event() -> None:
 
 def test_down_body_gives_site_url_failure_utc_times_and_recent_results() -> None:
     body = text_body(build(went_down()))
-    assert "blog is DOWN." in body
+    assert "blog is DOWN: HTTP 500." in body
     assert URL in body
-    assert "status (HTTP 500)" in body
+    assert "HTTP 500 (status)" in body
     assert "2026-11-26 23:10:05 UTC" in body  # since (first failed probe)
     assert "2026-11-26 23:12:05 UTC" in body  # detected
     rows = [line for line in body.splitlines() if line.startswith("  2026-")]
     assert len(rows) == 3
-    assert re.search(r"23:10:05\s+FAILED\s+HTTP 500\s+123 ms\s+status \(HTTP 500\)", rows[0])
-    assert re.search(r"23:11:05\s+FAILED\s+-\s+10000 ms\s+timeout \(no answer in 10s\)", rows[1])
+    # A failed probe's latency is "—", never a made-up number.
+    assert re.search(r"23:10:05\s+FAILED\s+HTTP 500\s+—\s+HTTP 500$", rows[0])
+    assert re.search(r"23:11:05\s+FAILED\s+—\s+—\s+no answer$", rows[1])
 
 
 def test_recovery_body_gives_the_total_downtime_and_the_good_probe() -> None:
@@ -211,10 +215,13 @@ def test_html_alternative_escapes_remote_text() -> None:
 
 
 def test_non_ascii_text_survives_the_round_trip() -> None:
-    msg = build(went_down(site="café", message="Dienst nicht verfügbar — 服务不可用"))
+    msg = build(
+        went_down(site="café", reason="connect", message="x:1: Dienst nicht verfügbar — 服务不可用")
+    )
     parsed = reparse(msg)
     assert (
-        parsed["Subject"] == "[sentinel] DOWN: café — status (Dienst nicht verfügbar — 服务不可用)"
+        parsed["Subject"]
+        == "[sentinel] DOWN: café — cannot connect (dienst nicht verfügbar — 服务不可用)"
     )
     assert parsed["X-Sentinel-Site"] == "café"
     assert "服务不可用" in text_body(parsed)
@@ -307,7 +314,7 @@ def test_remote_text_cannot_inject_headers_or_break_lines() -> None:
 
 
 def test_overlong_remote_text_is_capped_in_the_subject() -> None:
-    msg = build(went_down(message="x" * 5000))
+    msg = build(went_down(reason="connect", message="cannot connect to h: " + "x" * 5000))
     subject = reparse(msg)["Subject"]
     assert len(subject) < 200
     assert subject.endswith("…)")
@@ -374,6 +381,7 @@ EXPECTED_HEADERS = {
     "Auto-Submitted",
     "X-Sentinel-Kind",
     "X-Sentinel-Site",
+    "X-Sentinel-Reason",
     "MIME-Version",
     "Content-Type",
     "In-Reply-To",
