@@ -20,13 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sentinel.config import EmailConfig
-from sentinel.notify.message import (
-    POLICY,
-    format_time,
-    human_duration,
-    message_domain,
-    text_header,
-)
+from sentinel.notify.message import human_duration
+from sentinel.notify.mime import POLICY, message_domain, text_header
 from sentinel.notify.outbox import parse_message
 from sentinel.notify.payload import Alert
 from sentinel.sanitize import one_line
@@ -178,6 +173,11 @@ def rethread(raw: bytes, root: str) -> bytes:
     msg["In-Reply-To"] = root
     msg["References"] = " ".join(dict.fromkeys(references))
     return msg.as_bytes(policy=POLICY)
+
+
+def format_time(ts: float) -> str:
+    """'2026-11-26 23:10:05 UTC'."""
+    return _utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _utc(ts: float) -> datetime:
