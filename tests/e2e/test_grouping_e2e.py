@@ -205,3 +205,35 @@ url = "{target.url("/shop")}"
         assert down.startswith("[sentinel] DOWN: shop — ")
         assert smtp.messages_received[0].message["Subject"] == network["Subject"]
         assert proc.metric("sentinel_network_up") == 1
+
+
+@pytest.mark.slow
+def test_alerts_waiting_to_be_grouped_survive_kill_9(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    names = ["blog", "shop", "wiki"]
+    with target_server({f"/{n}": 200 for n in names}) as target, SmtpServer() as smtp:
+        sites = "".join(f'[[sites]]\nname = "{n}"\nurl = "{target.url("/" + n)}"\n' for n in names)
+        proc = sentinel_proc(  # the lines up to [defaults] go on in [sentinel]
+            f"""
+group_wait = "60s"
+{FAST}
+{EMAIL.format(smtp_port=smtp.port)}
+{sites}"""
+        ).start()
+        wait_until(lambda: proc.metric("sentinel_site_up", site="wiki") == 1, timeout=20)
+        target.routes.update({f"/{n}": 500 for n in names})
+        # All three DOWNs are in the outbox, waiting for others to join them ...
+        wait_until(lambda: proc.metric("sentinel_outbox_pending") == 3, timeout=30)
+        assert all(proc.status()[n]["status"] == "down" for n in names)
+        proc.kill9()  # ... when sentinel dies
+        assert smtp.messages_received == []
+        proc.write_config(proc.config_text.replace('group_wait = "60s"', 'group_wait = "2s"'))
+        proc.start()
+        wait_until(lambda: subjects(smtp, "DOWN"), timeout=30)
+        (down,) = subjects(smtp, "DOWN")
+        head, _, listed = down.partition(" — ")
+        assert head == "[sentinel] DOWN: 3 sites"  # in the order they went down
+        assert sorted(listed.split(", ")) == names
+        wait_until(lambda: proc.metric("sentinel_outbox_pending") == 0, timeout=10)
+        assert len(smtp.messages_received) == 1
