@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from sentinel.config import SiteConfig
 from sentinel.notify.group_message import NetworkNews
+from sentinel.notify.wording import failure_words
 from sentinel.probes.result import ProbeResult
 from sentinel.store import Store, StoreError
 from sentinel.web import iso_utc
@@ -111,7 +112,7 @@ def _since_of(incident: str) -> float:
 def _words(result: ProbeResult) -> str:
     if result.ok:
         return f"ok in {round(result.total * 1000)} ms"
-    return f"{result.reason}: {result.message}" if result.message else result.reason
+    return failure_words(result.reason, result.message)
 
 
 class Canaries:

@@ -13,6 +13,7 @@ import pytest
 from daemon_proc import SentinelProcess, wait_until
 from smtp_server import SmtpServer
 from targets import target_server
+from webhook_sink import WebhookSink
 
 EMAIL = """
 [email]
@@ -237,3 +238,46 @@ group_wait = "60s"
         assert sorted(listed.split(", ")) == names
         wait_until(lambda: proc.metric("sentinel_outbox_pending") == 0, timeout=10)
         assert len(smtp.messages_received) == 1
+
+
+@pytest.mark.slow
+def test_a_group_is_one_email_one_apprise_note_and_each_site_on_a_webhook(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    names = ["blog", "shop", "wiki"]
+    with (
+        target_server({f"/{n}": 200 for n in names}) as target,
+        WebhookSink() as sink,
+        SmtpServer() as smtp,
+    ):
+        sites = "".join(f'[[sites]]\nname = "{n}"\nurl = "{target.url("/" + n)}"\n' for n in names)
+        proc = sentinel_proc(  # the lines up to [defaults] go on in [sentinel]
+            f"""
+group_wait = "8s"
+{FAST}
+{EMAIL.format(smtp_port=smtp.port)}
+[[channels]]
+name = "chat"
+type = "apprise"
+urls = ["json://127.0.0.1:{sink.port}/apprise"]
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{sink.port}/hook"
+{sites}"""
+        ).start()
+        wait_until(lambda: proc.metric("sentinel_site_up", site="wiki") == 1, timeout=20)
+        target.routes.update({f"/{n}": 500 for n in names})
+        hooks = sink.wait_for(3, timeout=40, path="/hook")
+        assert sorted(h.json()["site"] for h in hooks) == names  # one payload per site
+        [note] = sink.wait_for(1, timeout=20, path="/apprise")
+        assert note.json()["title"].startswith("[sentinel] DOWN: 3 sites — ")
+        for name in names:
+            assert f"{name}: HTTP 500 (expected 2xx)" in note.json()["message"]
+        wait_until(lambda: subjects(smtp, "DOWN"), timeout=20)
+        wait_until(lambda: proc.metric("sentinel_outbox_pending") == 0, timeout=20)
+        assert [s.partition(" — ")[0] for s in subjects(smtp, "DOWN")] == [
+            "[sentinel] DOWN: 3 sites"
+        ]
+        assert len(sink.wait_for(1, timeout=1, path="/apprise")) == 1
