@@ -196,6 +196,7 @@ url = "{target.url("/shop")}"
         assert network["Subject"] == "[sentinel] NETWORK: sentinel cannot reach the internet"
         data = proc.get("/api/status")
         assert b'"up": false' in data
+        assert b"sentinel cannot reach the internet" in proc.get("/")
         assert subjects(smtp, "DOWN") == []  # held
         canary(True)  # the network is back; the site is still down
         wait_until(lambda: subjects(smtp, "RECOVERED") and subjects(smtp, "DOWN"), timeout=30)
