@@ -509,8 +509,3 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     ]
     attach_bodies(msg, lines, None)
     return msg
-
-
-# Hooks for sentinel.notify.group_message (grouped alerts and the network canary's emails).
-text_header = _text_header
-format_time = _fmt_time
