@@ -49,6 +49,7 @@ from sentinel.monitor import (
     WentDown,
     observe,
 )
+from sentinel.notify.alert_context import AlertContext
 from sentinel.notify.channels import SetupError
 from sentinel.notify.dispatch import Dispatcher
 from sentinel.notify.smtp import PasswordError
@@ -118,6 +119,10 @@ class Daemon:
         self.early: EarlyWarnings | None = None
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
+        # What a DOWN email says beyond the event: phase times against the site's normal, and
+        # the restarts / OOM kills / memory of the local services it names in `watch`.
+        self.alert_context = AlertContext(lambda: self.early)
+        self.dispatch.message_context = self.alert_context
         self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
@@ -400,6 +405,7 @@ class Daemon:
     def _forget_site(self, name: str) -> None:
         state = self.states.pop(name, None)
         self._internal_error_logged.pop(name, None)
+        self.alert_context.forget(name)
         self.metrics.remove_site(name)
         if self.history is not None:
             self.history.forget(name)
@@ -455,6 +461,7 @@ class Daemon:
         muted = bool(self.maintenance.active_for(site.name, now)) or bool(
             active_for(self.silences, site.name, now)
         )
+        self.alert_context.observe(site.name, result)
         obs = observe(state, result, site.policy, now, muted=muted)
         if obs.state.state_name == "pending":
             # Confirm (or clear) the failure at retry_interval instead of whole intervals.
