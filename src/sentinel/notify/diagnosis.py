@@ -173,7 +173,8 @@ def diagnose(
         lines.append(f"{_NAMES[name]} {fmt_latency(value)}{_usual(value, usual.get(name))}")
     where = f"Failed at {_LAYER_WORDS[layer]}"
     if worked:
-        where += f" ({', '.join(worked)} worked)"
+        shown = ", ".join(worked[:-1]) + " and " + worked[-1] if len(worked) > 1 else worked[0]
+        where += f" ({shown} worked)"
     lines.insert(0, where)
 
     usual_at_layer = usual.get(layer) if layer in PHASE_NAMES else None
@@ -244,12 +245,13 @@ def _summary(watches: Sequence[WatchFacts]) -> str:
         name = one_line(w.name, 100)
         facts = []
         if w.oom_kills:
-            facts.append(f"was OOM-killed {_times(w.oom_kills)} in {_last(w.span)}")
+            facts.append(f"was OOM-killed {_times(w.oom_kills)}")
         if w.restarts:
-            facts.append(f"restarted {_times(w.restarts)} in {_last(w.span)}")
+            facts.append(f"restarted {_times(w.restarts)}")
         growth = _growth(w)
         if facts:
-            parts.append(f"{name} {' and '.join(facts)}" + (f"; {growth}" if growth else ""))
+            text = f"{name} {' and '.join(facts)} in {_last(w.span)}"
+            parts.append(text + (f"; {growth}" if growth else ""))
         elif growth and w.limit is not None and w.memory is not None:
             parts.append(f"{name}: {growth}")
     return ("; ".join(parts) + ".") if parts else ""

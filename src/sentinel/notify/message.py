@@ -267,8 +267,9 @@ def _results_html(recent: Sequence[ResultSummary], tz: tzinfo | None) -> str:
         return ""
     items = []
     for when, outcome, status, latency, detail in (_result_row(r, tz) for r in recent):
-        parts = [f"<strong>{html.escape(outcome)}</strong>", html.escape(status)]
-        parts.append(f"{html.escape(latency)}")
+        parts = [f"<strong>{html.escape(outcome)}</strong>"]
+        # (no "—" placeholders here: a list item says only what there is)
+        parts += [html.escape(cell) for cell in (status, latency) if cell != "—"]
         if detail:
             parts.append(html.escape(detail))
         items.append(
