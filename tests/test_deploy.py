@@ -208,7 +208,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
     promtool = tool("promtool")
     result = run(promtool, "check", "rules", str(PROMETHEUS / "sentinel.rules.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_alert_rules_cover_what_users_need() -> None:
@@ -222,6 +222,8 @@ def test_alert_rules_cover_what_users_need() -> None:
         "SentinelConfigReloadFailed",
         "SentinelAbsent",
         "SentinelScheduleLagging",
+        "SentinelSiteDownQuorum",
+        "SentinelDeadLetters",
     }
 
 

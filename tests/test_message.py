@@ -473,7 +473,8 @@ def test_any_remote_text_gives_well_formed_headers_that_round_trip(
         assert parsed["Subject"] == msg["Subject"]
         assert parsed["Message-ID"] == msg["Message-ID"]
         assert parsed["X-Sentinel-Site"] == clean_site
-        assert text_body(parsed).startswith(clean_site)
+        # (the headline is wrapped to 78 columns: compare without the line breaks)
+        assert "".join(text_body(parsed).split()).startswith("".join(clean_site.split()))
 
 
 # ---------------------------------------------------------------- read on a phone at night

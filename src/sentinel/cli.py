@@ -260,6 +260,14 @@ def cmd_check(config_path: str, out: TextIO) -> int:
     except TokenError as exc:
         report(f"{config_path}: {exc}")
         return EXIT_CONFIG
+    if config.web_config:
+        from sentinel.webauth import WebConfigError, load_web_access
+
+        try:
+            load_web_access(config.web_config)  # reads the certificate and key as `run` will
+        except WebConfigError as exc:
+            report(f"{config_path}: {exc}")
+            return EXIT_CONFIG
     print(f"{config_path}: valid", file=out)
     # Part of the summary (stdout), not an error: the config itself is fine.
     warning = home_python_warning(sys.executable, os.path.realpath(sys.executable), os.geteuid())

@@ -104,8 +104,8 @@ def format_table(sites: Sequence[Mapping[str, Any]]) -> str:
 
 def from_store(config: Config, state_dir: Path, now: float) -> tuple[list[dict[str, Any]], int]:
     """The sites as /api/status would show them, from the store (read-only); and the outbox."""
-    from sentinel.daemon import status_dict
     from sentinel.history.query import HistoryReader
+    from sentinel.status_views import status_dict
     from sentinel.store import Store
 
     with Store.open_readonly(state_dir) as store:

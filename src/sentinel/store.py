@@ -47,6 +47,7 @@ log = logging.getLogger("sentinel.store")
 DB_NAME = "sentinel.db"
 DEFAULT_OUTBOX_LIMIT = 1000
 DEAD_LETTER_LIMIT = 100
+THREAD_KEEP = 90 * 86400.0  # how long a grouped DOWN's Message-ID is kept for its later emails
 BUSY_TIMEOUT_MS = 5000
 WAL_SIZE_LIMIT = 4 * 1024 * 1024
 # SQLite's page cache per connection, KiB (its default is 2,000). It fills as pages are touched
@@ -195,6 +196,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (site, started_ms)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Outage grouping (sentinel.notify.grouping): a DOWN or RECOVERED waits group_wait in the
+        # outbox with `hold` = its grouping key (the host); a group replaces its items in one
+        # transaction. outbox_threads: the email an incident's DOWN went out in (a group's), so
+        # its reminders and RECOVERED reply to that email.
+        "ALTER TABLE outbox ADD COLUMN hold TEXT",
+        """CREATE TABLE outbox_threads (
+            channel TEXT NOT NULL,
+            incident TEXT NOT NULL,
+            root TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (channel, incident)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -218,6 +233,9 @@ class Outgoing:
     channel: str = "email"
     incident: str | None = None
     alert: str | None = None  # the alert as JSON (sentinel.notify.payload), for a fallback
+    # Outage grouping: not sent before hold_until, and groupable under the key `hold` until then.
+    hold_until: float | None = None
+    hold: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +256,7 @@ class OutboxItem:
     incident: str | None = None
     alert: str | None = None
     escalated: bool = False
+    hold: str | None = None  # waiting to be grouped (sentinel.notify.grouping), under this key
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +403,7 @@ def decode_state(site: str, text: str) -> SiteState:
 
 _ITEM_COLUMNS = (
     "id, kind, site, created_at, next_attempt_at, attempts, permanent_failures, last_error,"
-    " message, channel, incident, alert, escalated"
+    " message, channel, incident, alert, escalated, hold"
 )
 
 
@@ -405,6 +424,7 @@ def _outbox_item(row: Sequence[Any], now: float) -> OutboxItem:
         incident=None if row[10] is None else str(row[10]),
         alert=None if row[11] is None else str(row[11]),
         escalated=bool(row[12]),
+        hold=None if row[13] is None else str(row[13]),
     )
 
 
@@ -638,17 +658,18 @@ class Store:
             if outgoing:
                 conn.executemany(
                     "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message,"
-                    " channel, incident, alert) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " channel, incident, alert, hold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             o.kind,
                             o.site,
                             o.created_at,
-                            o.created_at,
+                            o.created_at if o.hold_until is None else o.hold_until,
                             o.message,
                             o.channel,
                             o.incident,
                             o.alert,
+                            None if o.hold_until is None else (o.hold or ""),
                         )
                         for o in outgoing
                     ],
@@ -840,6 +861,76 @@ class Store:
                 f"SELECT {_ITEM_COLUMNS} FROM outbox ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
         return [_outbox_item(row, time.time()) for row in rows]
+
+    # ------------------------------------------------------------------ outage grouping
+
+    def outbox_held(self, channel: str, limit: int = 1000) -> list[OutboxItem]:
+        """The items of `channel` still waiting to be grouped, oldest first."""
+        with self._errors("read"):
+            rows = self._conn.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM outbox WHERE channel = ? AND hold IS NOT NULL"
+                " ORDER BY id LIMIT ?",
+                (channel, limit),
+            ).fetchall()
+        return [_outbox_item(row, time.time()) for row in rows]
+
+    def outbox_release(
+        self,
+        ids: Collection[int],
+        *,
+        merged: tuple[bytes, str | None, str] | None = None,
+        roots: Mapping[str, str] | None = None,
+        now: float,
+    ) -> None:
+        """End the wait of the items `ids` (of one channel), in one transaction. With `merged`
+        (message, alert JSON, group id) they become one item: the oldest is rewritten, the
+        others deleted. `roots` (incident -> Message-ID of the email it went out in) is kept,
+        so later emails of those incidents reply to it."""
+        ordered = sorted(ids)
+        if not ordered:
+            return
+        marks = ", ".join("?" * len(ordered))
+        with self._transaction("write") as conn:
+            channel_row = conn.execute(
+                "SELECT channel FROM outbox WHERE id = ?", (ordered[0],)
+            ).fetchone()
+            if merged is None:
+                conn.execute(f"UPDATE outbox SET hold = NULL WHERE id IN ({marks})", ordered)
+            else:
+                message, alert, group = merged
+                conn.execute(
+                    "UPDATE outbox SET hold = NULL, message = ?, alert = ?, incident = ?"
+                    " WHERE id = ?",
+                    (message, alert, group, ordered[0]),
+                )
+                rest = ordered[1:]
+                if rest:
+                    conn.execute(
+                        f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(rest))})", rest
+                    )
+            if roots and channel_row is not None:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO outbox_threads (channel, incident, root, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(channel_row[0], inc, root, now) for inc, root in roots.items()],
+                )
+                conn.execute(
+                    "DELETE FROM outbox_threads WHERE created_at < ?", (now - THREAD_KEEP,)
+                )
+
+    def outbox_thread_roots(self, channel: str, incidents: Collection[str]) -> dict[str, str]:
+        """incident -> the Message-ID of the (grouped) email its DOWN went out in."""
+        wanted = sorted(set(incidents))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        with self._errors("read"):
+            rows = self._conn.execute(
+                f"SELECT incident, root FROM outbox_threads WHERE channel = ?"
+                f" AND incident IN ({marks})",
+                (channel, *wanted),
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
 
     def data_version(self) -> int:
         """Changes when another connection (e.g. `sentinel outbox retry`) committed a write."""

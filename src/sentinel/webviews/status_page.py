@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import html
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -24,10 +23,10 @@ from zoneinfo import ZoneInfo
 
 from sentinel.history.db import Incident
 from sentinel.history.query import Period, SiteHistory
+from sentinel.sanitize import html_text
 
 SITES_PER_CHUNK = 20
 _EPOCH = date(1970, 1, 1)
-_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 WINDOW_LABELS = (("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"))
 STATE_WORDS = {"up": "Up", "down": "Down", "unknown": "Unknown"}
 
@@ -64,11 +63,11 @@ class PageContext:
 
 def text(value: object) -> str:
     """Site-supplied text -> safe HTML: escaped, no control characters, direction isolated."""
-    return "<bdi>" + html.escape(_CONTROL_RE.sub("\ufffd", str(value))) + "</bdi>"
+    return "<bdi>" + html.escape(html_text(str(value))) + "</bdi>"
 
 
 def attr(value: object) -> str:
-    return html.escape(_CONTROL_RE.sub("\ufffd", str(value)), quote=True)
+    return html.escape(html_text(str(value)), quote=True)
 
 
 def when(ts: float, ctx: PageContext, *, seconds: bool = False) -> str:
