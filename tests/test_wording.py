@@ -148,6 +148,7 @@ def test_a_missing_latency_is_a_dash_never_zero() -> None:
     assert fmt_latency(None) == "—"
     assert fmt_latency(float("nan")) == "—"
     assert fmt_latency(0.0423) == "42 ms"
+    assert fmt_latency(0.0002) == "< 1 ms"
     assert fmt_latency(1.25) == "1.25 s"
     assert fmt_latency(12.4) == "12 s"
 

@@ -170,6 +170,8 @@ def fmt_latency(seconds: float | None) -> str:
     """'42 ms', '1.25 s', '12 s'; '—' when there is no time (a failed probe, an unknown phase)."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "—"
+    if seconds < 0.0005:
+        return "< 1 ms"  # (loopback and LAN connects: "0 ms" would read as "nothing happened")
     if seconds < 1:
         return f"{round(seconds * 1000)} ms"
     if seconds < 10:
