@@ -78,7 +78,9 @@ class AlertContext:
             normals = self._normals.get(site)
             if normals is None:
                 normals = self._normals[site] = PhaseNormals()
-            normals.add(_phases(result))
+            normals.add_times(
+                result.dns, result.connect, result.tls, result.processing, result.total
+            )
 
     def forget(self, site: str) -> None:
         self._last.pop(site, None)

@@ -79,10 +79,25 @@ class PhaseNormals:
         self._count = 0
 
     def add(self, phases: Phases) -> None:
+        self.add_times(phases.dns, phases.connect, phases.tls, phases.processing, phases.total)
+
+    def add_times(
+        self,
+        dns: float | None,
+        connect: float | None,
+        tls: float | None,
+        processing: float | None,
+        total: float | None,
+    ) -> None:
+        """One good probe's times (the hot path: every good probe of every site comes here)."""
+        ring = self._ring
         base = (self._count % self.size) * 5
-        for offset, name in enumerate((*PHASE_NAMES, "total")):
-            value = phases.get(name)
-            self._ring[base + offset] = math.nan if value is None else value
+        nan = math.nan
+        ring[base] = nan if dns is None else dns
+        ring[base + 1] = nan if connect is None else connect
+        ring[base + 2] = nan if tls is None else tls
+        ring[base + 3] = nan if processing is None else processing
+        ring[base + 4] = nan if total is None else total
         self._count += 1
 
     def normal(self) -> Normal | None:
@@ -92,7 +107,7 @@ class PhaseNormals:
         medians: dict[str, float | None] = {}
         for offset, name in enumerate((*PHASE_NAMES, "total")):
             values = [self._ring[i * 5 + offset] for i in range(n)]
-            values = [v for v in values if not math.isnan(v)]
+            values = [v for v in values if math.isfinite(v) and v >= 0]
             medians[name] = float(statistics.median(values)) if values else None
         return Normal(Phases(**medians), samples=n)
 
