@@ -155,7 +155,7 @@ class _Site:
 
     def set_hour(self, period: int, r: Rollup) -> None:
         if period == self.hour:
-            self.now_hour = r
+            self.now_hour, self.lat = r, None  # (a write: the latency is worked out again)
             return
         i = period - (self.hour - PAGE_HOURS + 1)
         if 0 <= i < PAGE_HOURS - 1:

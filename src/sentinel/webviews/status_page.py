@@ -28,7 +28,7 @@ from sentinel.history.db import Incident
 from sentinel.history.query import LazyHistory, Period, SiteHistory
 from sentinel.history.rollup import uptime_of
 
-SITES_PER_CHUNK = 10  # sites completed (`fill`) at a time: the most read from the store at once
+SITES_PER_CHUNK = 4  # sites completed (`fill`) at a time: the most read from the store at once
 CHUNK_SECONDS = 0.005  # a piece of the page is sent once this much time went into it
 _EPOCH = date(1970, 1, 1)
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -180,6 +180,9 @@ svg.bars{width:100%;height:2.2rem;display:block}
 svg.chart{width:100%;height:auto;max-height:9rem;display:block}
 .b-up{fill:var(--up)}.b-part{fill:var(--part)}.b-down{fill:var(--down)}.b-none{fill:var(--none)}
 .b-maint{fill:var(--maint)}
+.bars path{fill:none;stroke-dasharray:8 2}.bars path.b-up{stroke:var(--up)}
+.bars path.b-part{stroke:var(--part)}.bars path.b-down{stroke:var(--down)}
+.bars path.b-none{stroke:var(--none)}.bars path.b-maint{stroke:var(--maint)}
 .p50{stroke:var(--fg);fill:none;stroke-width:2}.p95{stroke:var(--part);fill:none;stroke-width:2;
 stroke-dasharray:5 3}.axis{stroke:var(--line)}.lbl{fill:var(--muted);font-size:11px}
 .scroll{overflow-x:auto;max-width:100%}
@@ -310,12 +313,12 @@ def days_block(site: SiteView, ctx: PageContext) -> str:
                 f' data-days="1"><title>{label}: {day_text}</title></rect>'
             )
         elif run:
+            # One dashed stroke: 8 units of bar, 2 of gap, the bar's height thick.
             x, first, cls, height, day_text = run[0]
-            step = f"m10 0h8v{height}h-8z" * (len(run) - 1)
             bars.append(
-                f'<path class="{cls}" d="M{x} {30 - height}h8v{height}h-8z{step}"'
-                f' data-days="{len(run)}"><title>{first} to {run[-1][1]}: {day_text}'
-                f" (each of {len(run)} days)</title></path>"
+                f'<path class="{cls}" d="M{x} {30 - height / 2:g}h{10 * len(run) - 2}"'
+                f' stroke-width="{height}" data-days="{len(run)}"><title>{first} to'
+                f" {run[-1][1]}: {day_text} (each of {len(run)} days)</title></path>"
             )
         run.clear()
 
