@@ -210,6 +210,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (channel, incident)
         ) WITHOUT ROWID""",
     ),
+    (
+        # The sender looks for held items before every send: without this (partial, so tiny)
+        # index that look read the whole outbox, messages included (2 ms with 500 queued).
+        "CREATE INDEX outbox_held ON outbox (channel, id) WHERE hold IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
