@@ -22,6 +22,7 @@ from sentinel.store.facade import Store
 from sentinel.store.outbox import (
     DEAD_LETTER_LIMIT,
     DEFAULT_OUTBOX_LIMIT,
+    THREAD_KEEP,
     DeadLetter,
     OutboxItem,
     Outgoing,
@@ -37,6 +38,7 @@ __all__ = [
     "MIGRATIONS",
     "PAGE_CACHE_KIB",
     "SCHEMA_VERSION",
+    "THREAD_KEEP",
     "WAL_SIZE_LIMIT",
     "DeadLetter",
     "LatencyHistory",

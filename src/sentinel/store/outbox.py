@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ log = logging.getLogger("sentinel.store")
 
 DEFAULT_OUTBOX_LIMIT = 1000
 DEAD_LETTER_LIMIT = 100
+THREAD_KEEP = 90 * 86400.0  # how long a grouped DOWN's Message-ID is kept for its later emails
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,9 @@ class Outgoing:
     channel: str = "email"
     incident: str | None = None
     alert: str | None = None  # the alert as JSON (sentinel.notify.payload), for a fallback
+    # Outage grouping: not sent before hold_until, and groupable under the key `hold` until then.
+    hold_until: float | None = None
+    hold: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,7 @@ class OutboxItem:
     incident: str | None = None
     alert: str | None = None
     escalated: bool = False
+    hold: str | None = None  # waiting to be grouped (sentinel.notify.grouping), under this key
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,7 @@ class DeadLetter:
 
 ITEM_COLUMNS = (
     "id, kind, site, created_at, next_attempt_at, attempts, permanent_failures, last_error,"
-    " message, channel, incident, alert, escalated"
+    " message, channel, incident, alert, escalated, hold"
 )
 
 
@@ -98,6 +103,7 @@ def outbox_item(row: Sequence[Any], now: float) -> OutboxItem:
         incident=None if row[10] is None else str(row[10]),
         alert=None if row[11] is None else str(row[11]),
         escalated=bool(row[12]),
+        hold=None if row[13] is None else str(row[13]),
     )
 
 
@@ -119,17 +125,18 @@ class Outbox:
             return 0
         conn.executemany(
             "INSERT INTO outbox (kind, site, created_at, next_attempt_at, message,"
-            " channel, incident, alert) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " channel, incident, alert, hold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     o.kind,
                     o.site,
                     o.created_at,
-                    o.created_at,
+                    o.created_at if o.hold_until is None else o.hold_until,
                     o.message,
                     o.channel,
                     o.incident,
                     o.alert,
+                    None if o.hold_until is None else (o.hold or ""),
                 )
                 for o in outgoing
             ],
@@ -235,6 +242,76 @@ class Outbox:
         """Emails dropped because the outbox was full, over the store's whole life."""
         value = self._db.get_meta(META_DROPPED)
         return int(value) if value is not None else 0
+
+    # ------------------------------------------------------------------ outage grouping
+
+    def held(self, channel: str, limit: int = 1000) -> list[OutboxItem]:
+        """The items of `channel` still waiting to be grouped, oldest first."""
+        with self._db.errors("read") as conn:
+            rows = conn.execute(
+                f"SELECT {ITEM_COLUMNS} FROM outbox WHERE channel = ? AND hold IS NOT NULL"
+                " ORDER BY id LIMIT ?",
+                (channel, limit),
+            ).fetchall()
+        return [outbox_item(row, time.time()) for row in rows]
+
+    def release(
+        self,
+        ids: Collection[int],
+        *,
+        merged: tuple[bytes, str | None, str] | None = None,
+        roots: Mapping[str, str] | None = None,
+        now: float,
+    ) -> None:
+        """End the wait of the items `ids` (of one channel), in one transaction. With `merged`
+        (message, alert JSON, group id) they become one item: the oldest is rewritten, the
+        others deleted. `roots` (incident -> Message-ID of the email it went out in) is kept,
+        so later emails of those incidents reply to it."""
+        ordered = sorted(ids)
+        if not ordered:
+            return
+        marks = ", ".join("?" * len(ordered))
+        with self._db.transaction() as conn:
+            channel_row = conn.execute(
+                "SELECT channel FROM outbox WHERE id = ?", (ordered[0],)
+            ).fetchone()
+            if merged is None:
+                conn.execute(f"UPDATE outbox SET hold = NULL WHERE id IN ({marks})", ordered)
+            else:
+                message, alert, group = merged
+                conn.execute(
+                    "UPDATE outbox SET hold = NULL, message = ?, alert = ?, incident = ?"
+                    " WHERE id = ?",
+                    (message, alert, group, ordered[0]),
+                )
+                rest = ordered[1:]
+                if rest:
+                    conn.execute(
+                        f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(rest))})", rest
+                    )
+            if roots and channel_row is not None:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO outbox_threads (channel, incident, root, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(channel_row[0], inc, root, now) for inc, root in roots.items()],
+                )
+                conn.execute(
+                    "DELETE FROM outbox_threads WHERE created_at < ?", (now - THREAD_KEEP,)
+                )
+
+    def thread_roots(self, channel: str, incidents: Collection[str]) -> dict[str, str]:
+        """incident -> the Message-ID of the (grouped) email its DOWN went out in."""
+        wanted = sorted(set(incidents))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        with self._db.errors("read") as conn:
+            rows = conn.execute(
+                f"SELECT incident, root FROM outbox_threads WHERE channel = ?"
+                f" AND incident IN ({marks})",
+                (channel, *wanted),
+            ).fetchall()
+        return {str(r[0]): str(r[1]) for r in rows}
 
     # ------------------------------------------------------------------ delivery
 

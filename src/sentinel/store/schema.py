@@ -143,5 +143,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (site, started_ms)
         ) WITHOUT ROWID""",
     ),
+    (
+        # Outage grouping (sentinel.notify.grouping): a DOWN or RECOVERED waits group_wait in the
+        # outbox with `hold` = its grouping key (the host); a group replaces its items in one
+        # transaction. outbox_threads: the email an incident's DOWN went out in (a group's), so
+        # its reminders and RECOVERED reply to that email.
+        "ALTER TABLE outbox ADD COLUMN hold TEXT",
+        """CREATE TABLE outbox_threads (
+            channel TEXT NOT NULL,
+            incident TEXT NOT NULL,
+            root TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (channel, incident)
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
