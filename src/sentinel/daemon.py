@@ -47,6 +47,7 @@ from sentinel.monitor import (
     WentDown,
     observe,
 )
+from sentinel.notify.alert_context import AlertContext
 from sentinel.notify.channels import SetupError
 from sentinel.notify.dispatch import Dispatcher
 from sentinel.notify.group_message import NetworkNews
@@ -118,6 +119,10 @@ class Daemon:
         self.early: EarlyWarnings | None = None
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
+        # What a DOWN email says beyond the event: phase times against the site's normal, and
+        # the restarts / OOM kills / memory of the local services it names in `watch`.
+        self.alert_context = AlertContext(lambda: self.early)
+        self.dispatch.message_context = self.alert_context
         self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
         self.canaries = Canaries(
             config.canaries,
@@ -466,6 +471,7 @@ class Daemon:
             or bool(active_for(self.silences, site.name, now))
             or self.canaries.holding  # sentinel's own network is down (sentinel.canary)
         )
+        self.alert_context.observe(site.name, result)
         if not result.ok:
             self.canaries.poke()
         obs = observe(state, result, site.policy, now, muted=muted)
@@ -477,7 +483,7 @@ class Daemon:
             self._persist(site, obs.state, obs.events)
         self.metrics.observe(site.name, result, obs.state, obs.downtime_added)
         if self.history is not None:
-            self.history.record(site, result, state, obs.state, obs.events, now)
+            self.history.record(site, result, state, obs.state, obs.events, now, muted)
         if result.ok and site.latency_drift and self.early is not None:
             self.early.observe_latency(site.name, result.total, now)
         for event in obs.events:

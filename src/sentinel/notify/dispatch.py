@@ -28,6 +28,7 @@ from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import Event, SiteState, Status
+from sentinel.notify.alert_context import basic_context
 from sentinel.notify.channel_config import EMAIL
 from sentinel.notify.channels import Channel, build_channels
 from sentinel.notify.channels.base import Delivery
@@ -45,6 +46,7 @@ from sentinel.notify.group_message import (
 from sentinel.notify.grouping import GROUPED_KINDS, Held, decide, host_key
 from sentinel.notify.health import ChannelHealth
 from sentinel.notify.message import (
+    MessageContext,
     build_message,
     incident_message_id,
     message_domain,
@@ -67,6 +69,13 @@ log = logging.getLogger("sentinel")  # the daemon's own lines (grep "email not s
 
 # For tests and drills: the permanent-failure retry schedule, e.g. "1s,1s" (default 1m,5m,15m).
 PERMANENT_DELAYS_ENV = "SENTINEL_PERMANENT_RETRY_DELAYS"
+
+
+def _basic(event: Event, site: SiteConfig, config: Config) -> MessageContext:
+    return basic_context(config, site.name)
+
+
+MessageContextFor = Callable[[Event, SiteConfig, Config], MessageContext]
 
 
 def permanent_delays_from(environ: Mapping[str, str]) -> tuple[float, ...]:
@@ -107,6 +116,9 @@ class Dispatcher:
         self.dead_letters = 0
         self._dropped_seen = 0
         self._retired: list[Channel] = []  # replaced by a reload; closed by run()
+        # What a site's email says beyond its event (time zone, page link, DOWN diagnosis):
+        # set by the daemon to its AlertContext; without it, just the time zone and the link.
+        self.message_context: MessageContextFor = _basic
         self.health = ChannelHealth()  # can alerts still go out? (the dead man's switch asks)
         r = metrics.registry
         self.sent = Counter(
@@ -215,7 +227,8 @@ class Dispatcher:
 
         def email_bytes() -> bytes:
             assert email is not None
-            message = build_message(event, email=email, target=site.target)
+            context = self.message_context(event, site, config)
+            message = build_message(event, email=email, target=site.target, context=context)
             return message.as_bytes(policy=email_policy.SMTP)
 
         return self._items(alert, site.notify, email_bytes)
@@ -382,35 +395,52 @@ class Dispatcher:
             min_size=config.group_min,
         )
         for release in releases:
-            items = [by_id[i] for i in release.ids]
-            alerts = _alerts(items)
-            if not release.grouped or name != EMAIL or config.email is None or alerts is None:
+            alerts = _alerts([by_id[i] for i in release.ids])
+            merged = None
+            if release.grouped and alerts is not None:
+                merged = self._merge(store, name, release.kind, alerts)
+            if merged is None:
                 store.outbox_release(release.ids, now=now)
                 continue
+            message, summary, group_id, roots = merged
+            store.outbox_release(
+                release.ids, merged=(message, summary, group_id), roots=roots, now=now
+            )
+            log.info(
+                "alerts grouped %s",
+                kv(channel=name, kind=release.kind, sites=",".join(a.site for a in alerts or ())),
+            )
+
+    def _merge(
+        self, store: Store, name: str, kind: str, alerts: Sequence[Alert]
+    ) -> tuple[bytes, str, str, dict[str, str] | None] | None:
+        """(message, alert JSON, group id, incident -> thread root) of a group on channel
+        `name`, or None where alerts are not merged: webhooks keep the one-site payload they
+        parse, so each site's alert is released as it is."""
+        config = self.config
+        assert config is not None
+        if name == EMAIL and config.email is not None:
             domain = message_domain(config.email.sender)
-            group_id = group_message_id(release.kind, alerts, domain=domain)
+            group_id = group_message_id(kind, alerts, domain=domain)
             roots: list[str] = []
-            if release.kind == "recovered":
+            if kind == "recovered":
                 known = store.outbox_thread_roots(name, [_thread_key(a) for a in alerts])
                 roots = [
                     known.get(_thread_key(a))
                     or incident_message_id(a.site, a.incident_id, domain=domain)
                     for a in alerts
                 ]
-            message = group_email(release.kind, alerts, email_config=config.email, roots=roots)
-            summary = encode_alert(group_alert(release.kind, alerts, group_id=group_id))
-            store.outbox_release(
-                release.ids,
-                merged=(message, summary, group_id),
-                roots={_thread_key(a): group_id for a in alerts}
-                if release.kind == "down"
-                else None,
-                now=now,
-            )
-            log.info(
-                "alerts grouped %s",
-                kv(channel=name, kind=release.kind, sites=",".join(a.site for a in alerts)),
-            )
+            message = group_email(kind, alerts, email_config=config.email, roots=roots)
+            summary = encode_alert(group_alert(kind, alerts, group_id=group_id))
+            threads = {_thread_key(a): group_id for a in alerts} if kind == "down" else None
+            return message, summary, group_id, threads
+        channel = self.channels.get(name)
+        if channel is not None and dict(self._types).get(name) == "apprise":
+            # A push notification or a chat message: one for the group, naming every site.
+            group_id = group_message_id(kind, alerts, domain="apprise")
+            alert = group_alert(kind, alerts, group_id=group_id)
+            return channel.render(alert), encode_alert(alert), group_id, None
+        return None
 
     def _threaded(self, name: str, item: OutboxItem) -> bytes:
         """An email of an incident whose DOWN went out in a grouped email replies to that one."""

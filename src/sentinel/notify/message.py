@@ -60,11 +60,13 @@ __all__ = [
     "build_message",
     "build_test_message",
     "certificate_message_id",
+    "format_time",
     "human_duration",
     "incident_message_id",
     "message_domain",
     "message_kind",
     "site_page_url",
+    "text_header",
 ]
 
 SUBJECT_PREFIX = "[sentinel]"
@@ -268,8 +270,9 @@ def _results_html(recent: Sequence[ResultSummary], tz: tzinfo | None) -> str:
         return ""
     items = []
     for when, outcome, status, latency, detail in (_result_row(r, tz) for r in recent):
-        parts = [f"<strong>{html.escape(outcome)}</strong>", html.escape(status)]
-        parts.append(f"{html.escape(latency)}")
+        parts = [f"<strong>{html.escape(outcome)}</strong>"]
+        # (no "—" placeholders here: a list item says only what there is)
+        parts += [html.escape(cell) for cell in (status, latency) if cell != "—"]
         if detail:
             parts.append(html.escape(detail))
         items.append(
@@ -452,8 +455,9 @@ def build_message(
     fields = list(content.fields)
     if ctx.site_page:
         fields.insert(2, ("Status page", ctx.site_page))
-    diagnosis = ctx.diagnosis if kind == "down" else ()
-    local = ctx.local if kind == "down" else ()
+    # (lines that quote a server's words: cleaned like any text from outside)
+    diagnosis = tuple(one_line(x, 500) for x in ctx.diagnosis) if kind == "down" else ()
+    local = tuple(one_line(x, 500) for x in ctx.local) if kind == "down" else ()
     summary = one_line(ctx.summary, 600) if kind == "down" else ""
     recent: Sequence[ResultSummary] = () if isinstance(event, CertExpiring) else event.recent
 
@@ -512,6 +516,6 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     return msg
 
 
-# Hooks for sentinel.notify.group_message (grouped alerts and the network canary's emails).
-text_header = _text_header
+# Hooks for sentinel.notify.group_message (grouped alerts and the network canary's emails);
+# `text_header` comes from sentinel.notify.mime.
 format_time = _fmt_time

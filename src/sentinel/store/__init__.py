@@ -22,7 +22,6 @@ from sentinel.store.facade import Store
 from sentinel.store.outbox import (
     DEAD_LETTER_LIMIT,
     DEFAULT_OUTBOX_LIMIT,
-    THREAD_KEEP,
     DeadLetter,
     OutboxItem,
     Outgoing,
@@ -38,7 +37,6 @@ __all__ = [
     "MIGRATIONS",
     "PAGE_CACHE_KIB",
     "SCHEMA_VERSION",
-    "THREAD_KEEP",
     "WAL_SIZE_LIMIT",
     "DeadLetter",
     "LatencyHistory",

@@ -147,22 +147,6 @@ class Store:
     def outbox_items(self, limit: int = 1000) -> list[OutboxItem]:
         return self.outbox.items(limit)
 
-    def outbox_held(self, channel: str, limit: int = 1000) -> list[OutboxItem]:
-        return self.outbox.held(channel, limit)
-
-    def outbox_release(
-        self,
-        ids: Collection[int],
-        *,
-        merged: tuple[bytes, str | None, str] | None = None,
-        roots: Mapping[str, str] | None = None,
-        now: float,
-    ) -> None:
-        self.outbox.release(ids, merged=merged, roots=roots, now=now)
-
-    def outbox_thread_roots(self, channel: str, incidents: Collection[str]) -> dict[str, str]:
-        return self.outbox.thread_roots(channel, incidents)
-
     def outbox_done(self, item_id: int) -> None:
         self.outbox.done(item_id)
 
@@ -191,6 +175,22 @@ class Store:
 
     def dead_letters(self) -> list[DeadLetter]:
         return self.outbox.dead_letters()
+
+    def outbox_held(self, channel: str, limit: int = 1000) -> list[OutboxItem]:
+        return self.outbox.held(channel, limit)
+
+    def outbox_release(
+        self,
+        ids: Collection[int],
+        *,
+        merged: tuple[bytes, str | None, str] | None = None,
+        roots: Mapping[str, str] | None = None,
+        now: float,
+    ) -> None:
+        self.outbox.release(ids, merged=merged, roots=roots, now=now)
+
+    def outbox_thread_roots(self, channel: str, incidents: Collection[str]) -> dict[str, str]:
+        return self.outbox.thread_roots(channel, incidents)
 
     # ------------------------------------------------------------------ silences
 

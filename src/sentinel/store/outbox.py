@@ -276,13 +276,18 @@ class Outbox:
                 "SELECT channel FROM outbox WHERE id = ?", (ordered[0],)
             ).fetchone()
             if merged is None:
-                conn.execute(f"UPDATE outbox SET hold = NULL WHERE id IN ({marks})", ordered)
+                # Due now (the wait may have been shortened by a reload or a restart).
+                conn.execute(
+                    "UPDATE outbox SET hold = NULL, next_attempt_at = min(next_attempt_at, ?)"
+                    f" WHERE id IN ({marks})",
+                    (now, *ordered),
+                )
             else:
                 message, alert, group = merged
                 conn.execute(
-                    "UPDATE outbox SET hold = NULL, message = ?, alert = ?, incident = ?"
-                    " WHERE id = ?",
-                    (message, alert, group, ordered[0]),
+                    "UPDATE outbox SET hold = NULL, message = ?, alert = ?, incident = ?,"
+                    " next_attempt_at = min(next_attempt_at, ?) WHERE id = ?",
+                    (message, alert, group, now, ordered[0]),
                 )
                 rest = ordered[1:]
                 if rest:

@@ -157,5 +157,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (channel, incident)
         ) WITHOUT ROWID""",
     ),
+    (
+        # History keeps downtime during a maintenance window or a silence apart (excused_ms):
+        # uptime counts it neither up nor down (sentinel.history.rollup.uptime_of).
+        "ALTER TABLE history_hour ADD COLUMN excused_ms INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE history_day ADD COLUMN excused_ms INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE history_incident ADD COLUMN excused_ms INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
