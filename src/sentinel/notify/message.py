@@ -119,7 +119,7 @@ def _fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
     return wrap_fields(fields)
 
 
-def _base_message(
+def base_message_for(
     *,
     cfg: EmailConfig,
     subject: str,
@@ -129,6 +129,7 @@ def _base_message(
     root: str | None = None,
     site: str | None = None,
 ) -> EmailMessage:
+    """`mime.base_message` addressed as `cfg` says (the email channel's fallback uses it too)."""
     return base_message(
         sender=cfg.sender,
         recipients=cfg.recipients,
@@ -438,7 +439,7 @@ def build_message(
     content = _content(event, site, target, ctx.tz)
     message_id, root = _event_message_id(event, domain)
 
-    msg = _base_message(
+    msg = base_message_for(
         cfg=email,
         subject=content.subject,
         at=event.at,
@@ -490,7 +491,7 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     """`sentinel test-email`: proves the SMTP settings work end to end."""
     domain = message_domain(email.sender)
     millis = int(min(max(_finite(now), _MIN_TS), _MAX_TS) * 1000)
-    msg = _base_message(
+    msg = base_message_for(
         cfg=email,
         subject=f"{SUBJECT_PREFIX} test email",
         at=now,
