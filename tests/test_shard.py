@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -97,3 +98,19 @@ def test_the_config_holds_the_shard() -> None:
 def test_heartbeats_stay_with_shard_one() -> None:
     assert Shard(1, 3).owns_heartbeats
     assert not Shard(2, 3).owns_heartbeats
+
+
+def test_check_says_how_many_sites_this_shard_probes(tmp_path: Path) -> None:
+    names = ["shop", "blog", "api", "mail", "status"]
+    sites = "".join(f'[[sites]]\nname = "{n}"\nurl = "http://127.0.0.1:1/"\n' for n in names)
+    path = tmp_path / "sites.toml"
+    path.write_text(f'[sentinel]\nshard = "1/3"\n{sites}')
+    run = subprocess.run(
+        [sys.executable, "-m", "sentinel", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"shard: 1/3 (probes {PINNED.count(1)} of these sites)" in run.stdout

@@ -25,6 +25,7 @@ from sentinel.webauth import (
     basic_credentials,
     is_open_path,
     load_web_access,
+    local_client_context,
     parse_web_config,
 )
 
@@ -377,3 +378,113 @@ async def test_a_client_certificate_can_be_required(tls_dir: Path, ca: trustme.C
             await get(port, "/metrics", context=other)
     finally:
         await srv.close()
+
+
+async def test_sentinel_ping_trusts_the_served_certificate_whatever_its_name(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    # A certificate for a public name only; the ping goes to 127.0.0.1. The job's user can read
+    # the certificate but need not read the key: only cert_file is opened.
+    ca.issue_cert("sentinel.example.org").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "both.pem")
+    )
+    path = write(
+        tmp_path / "web.yml",
+        "tls_server_config:\n  cert_file: both.pem\n  key_file: both.pem\n",
+    )
+    srv = WebServer(ROUTES, access=load_web_access(path), request_timeout=5.0)  # type: ignore[arg-type]
+    port = await srv.start("127.0.0.1:0")
+    try:
+        context = local_client_context(path)
+        assert context is not None
+        assert (await get(port, "/healthz", context=context))[0] == 200
+        with pytest.raises(ssl.SSLError):  # the system trust store does not know this CA
+            await get(port, "/healthz", context=ssl.create_default_context())
+    finally:
+        await srv.close()
+    assert local_client_context(write(tmp_path / "plain.yml", "basic_auth_users: {}\n")) is None
+    with pytest.raises(WebConfigError, match=r"plain\.yml"):
+        local_client_context(write(tmp_path / "plain.yml", "tls_server_config: [\n"))
+
+
+_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+)
+_keys = st.sampled_from(
+    [
+        "tls_server_config",
+        "http_server_config",
+        "basic_auth_users",
+        "cert_file",
+        "key_file",
+        "client_auth_type",
+        "client_ca_file",
+        "client_ca",
+        "client_allowed_sans",
+        "min_version",
+        "max_version",
+        "prefer_server_cipher_suites",
+        "headers",
+        "http2",
+        "X-Frame-Options",
+        "prometheus",
+    ]
+) | st.text(max_size=5)
+_documents = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+_tls_keys = [
+    "cert_file",
+    "key_file",
+    "client_auth_type",
+    "client_ca_file",
+    "client_ca",
+    "client_allowed_sans",
+    "min_version",
+    "max_version",
+    "prefer_server_cipher_suites",
+    "cipher_suites",
+]
+_values = _documents | st.sampled_from(
+    ["TLS12", "TLS13", "RequireAndVerifyClientCert", "NoClientCert", "a.pem", HASH, "deny"]
+)
+_shaped = st.fixed_dictionaries(
+    {},
+    optional={
+        "tls_server_config": st.fixed_dictionaries({}, optional={k: _values for k in _tls_keys}),
+        "http_server_config": st.fixed_dictionaries(
+            {},
+            optional={
+                "http2": _values,
+                "headers": st.dictionaries(st.sampled_from(["X-Frame-Options", "Server"]), _values),
+            },
+        ),
+        "basic_auth_users": st.dictionaries(st.text(max_size=4), _values, max_size=2),
+    },
+)
+
+
+# TLS on (cert_file and key_file set), every other key anything, often a list or a mapping.
+_odd = st.lists(_scalars, min_size=1, max_size=2) | st.dictionaries(
+    st.text(max_size=3), _scalars, min_size=1, max_size=2
+)
+_tls_on = st.fixed_dictionaries(
+    {
+        "tls_server_config": st.fixed_dictionaries(
+            {"cert_file": st.just("a.pem"), "key_file": st.just("a.key")},
+            optional={k: _odd | _values for k in _tls_keys[2:]},
+        )
+    }
+)
+
+
+@given(_documents | _shaped | _tls_on)
+def test_any_yaml_document_is_settings_or_a_one_line_error(document: Any) -> None:
+    try:
+        parse_web_config(document, "/etc/sentinel")
+    except WebConfigError as exc:
+        assert "\n" not in str(exc)

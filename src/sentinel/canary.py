@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from sentinel.config import SiteConfig
 from sentinel.notify.group_message import NetworkNews
+from sentinel.notify.wording import failure_words
 from sentinel.probes.result import ProbeResult
 from sentinel.store import Store, StoreError
 from sentinel.web import iso_utc
@@ -111,7 +113,7 @@ def _since_of(incident: str) -> float:
 def _words(result: ProbeResult) -> str:
     if result.ok:
         return f"ok in {round(result.total * 1000)} ms"
-    return f"{result.reason}: {result.message}" if result.message else result.reason
+    return failure_words(result.reason, result.message)
 
 
 class Canaries:
@@ -170,6 +172,18 @@ class Canaries:
         """A site probe failed: probe the canaries soon."""
         if self.board.urls:
             self._poke.set()
+
+    def banner(self) -> str:
+        """The status page's warning while the network is down (empty otherwise)."""
+        if not self.board.down:
+            return ""
+        since = iso_utc(self.board.since) or ""
+        return (
+            "<p class='network' style='background:#fdd;border:2px solid #c00;padding:.6em'>"
+            f"<strong>sentinel cannot reach the internet</strong> since {html.escape(since)}: "
+            "every canary fails, so the sites' states below may be wrong and their alerts are "
+            "held.</p>"
+        )
 
     def view(self) -> dict[str, Any]:
         """/api/status's "network"."""

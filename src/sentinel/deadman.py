@@ -1,6 +1,6 @@
 """Watching the watcher: `[deadman]` pings an outside dead man's switch (healthchecks.io-style)
-every `every`, only while the scheduler makes progress, and pings `url + "/fail"` when no channel can
-deliver alerts. The outside service alerts when the pings stop (sentinel, its machine or its
+every `every`, only while the scheduler makes progress, and pings `url + "/fail"` when no channel
+can deliver alerts. The outside service alerts when the pings stop (sentinel, its machine or its
 network died) or when a /fail arrives.
 
 The section model and `plan_ping` are pure; `DeadmanSwitch` is the thin shell: one task, one
@@ -42,6 +42,7 @@ __all__ = [
 log = logging.getLogger("sentinel")
 
 DEFAULT_EVERY = 60.0
+MIN_EVERY = 2.0  # twice the scheduler's longest sleep (scheduler.HEARTBEAT)
 PING_TIMEOUT = 10.0  # healthchecks.io's own examples use curl -m 10
 ERROR_LOG_EVERY = 600.0  # seconds between log lines about a failing ping
 _BODY_CHARS = 1000  # healthchecks.io keeps the first 100 kB; a line is what a human reads
@@ -66,8 +67,9 @@ class DeadmanSection(StrictSection):
     @field_validator("every")
     @classmethod
     def _check_every(cls, value: float | None) -> float | None:
-        if value is not None and not 1.0 <= value <= 86400.0:
-            raise ValueError("must be between 1s and 1d")
+        # The scheduler proves progress at least once a second: a tick must span two of those.
+        if value is not None and not MIN_EVERY <= value <= 86400.0:
+            raise ValueError("must be between 2s and 1d")
         return value
 
     def resolve(self) -> DeadmanConfig:
@@ -206,6 +208,10 @@ class DeadmanSwitch:
             self._ping_failed(str(exc) or "timed out")
             self._counter.labels("error").inc()
             return "error"
+        except Exception as exc:  # whatever the client raised, the ping failed: count it
+            self._ping_failed(f"{type(exc).__name__}: {exc}")
+            self._counter.labels("error").inc()
+            return "error"
         if self._error_logged_at is not None:
             log.warning("dead man's switch reachable again")
             self._error_logged_at, self._errors_unlogged = None, 0
@@ -248,6 +254,11 @@ class DeadmanSwitch:
                         async with asyncio.timeout_at(deadline):
                             await self._changed.wait()
         finally:
-            if self._poster is not None:
-                with contextlib.suppress(Exception):
-                    await self._poster.close()
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (run() does it when cancelled)."""
+        if self._poster is not None:
+            with contextlib.suppress(Exception):
+                await self._poster.close()
+            self._poster = None

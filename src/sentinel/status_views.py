@@ -66,6 +66,8 @@ def site_notes(daemon: Daemon, name: str) -> tuple[str, ...]:
         notes.append(f"Pending: {state.consecutive_failures} failed, being confirmed")
     if state is not None and state.flapping:
         notes.append("Flapping: alerts held until it is stable")
+    if daemon.canaries.holding:
+        notes.append("Alerts held: sentinel's own network is down (every canary fails)")
     notes += [f"In maintenance: {w.name}" for w in daemon.maintenance.active_for(name, now)]
     notes += [
         f"Silenced until {iso_utc(x.until)}" + (f": {x.reason}" if x.reason else "")
@@ -75,11 +77,14 @@ def site_notes(daemon: Daemon, name: str) -> tuple[str, ...]:
 
 
 def page_sections(daemon: Daemon) -> list[Callable[[PageContext], str]]:
-    """Sections above the sites: undelivered alerts, early warnings, heartbeats."""
+    """Sections above the sites: the network down, undelivered alerts, early warnings,
+    heartbeats."""
     dead = daemon.dispatch.dead_letters
     early = daemon.early.status_view() if daemon.early is not None else None
     beats = daemon.heartbeats.status()
+    network = daemon.canaries.banner()
     return [
+        lambda ctx: network,
         lambda ctx: dead_letter_banner(dead),
         lambda ctx: render_early_section(early) if early else "",
         lambda ctx: render_heartbeats_section(beats) if beats else "",

@@ -134,6 +134,18 @@ def _path(value: Any, where: str, base_dir: str) -> str:
     return os.path.join(base_dir, _string(value, where))  # an absolute path stays as it is
 
 
+def _choice(raw: Mapping[str, Any], key: str, choices: Mapping[str, Any], default: str) -> str:
+    """The value of `key` (a string naming one of `choices`; `default` when unset)."""
+    value = raw.get(key)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or value not in choices:
+        raise WebConfigError(
+            f"tls_server_config.{key}: {value!r} is not one of {', '.join(choices)}"
+        )
+    return value
+
+
 def _unknown(section: Mapping[str, Any], known: set[str], where: str) -> None:
     for key in section:
         if key not in known:
@@ -163,17 +175,14 @@ def _parse_tls(raw: dict[str, Any], base_dir: str) -> TLSSettings | None:
         return None  # exporter-toolkit: TLS is on when one of these is set
     if not raw.get("cert_file") or not raw.get("key_file"):
         raise WebConfigError(f"{where}: cert_file and key_file are both required for TLS")
-    auth_name = raw.get("client_auth_type") or "NoClientCert"
+    auth_name = raw.get("client_auth_type")
     if auth_name in ("RequestClientCert", "RequireAnyClientCert", "RequireClientCert"):
         raise WebConfigError(
             f"{where}.client_auth_type: {auth_name} (a client certificate that is not verified) "
             "is not supported by sentinel; use RequireAndVerifyClientCert"
         )
-    if auth_name not in _CLIENT_AUTH:
-        raise WebConfigError(
-            f"{where}.client_auth_type: {auth_name!r} is not one of {', '.join(_CLIENT_AUTH)}"
-        )
-    verify_mode = _CLIENT_AUTH[str(auth_name)]
+    auth_name = _choice(raw, "client_auth_type", _CLIENT_AUTH, "NoClientCert")
+    verify_mode = _CLIENT_AUTH[auth_name]
     ca_file = raw.get("client_ca_file")
     ca_text = raw.get("client_ca")
     if (ca_file or ca_text) and verify_mode is ssl.CERT_NONE:
@@ -188,12 +197,10 @@ def _parse_tls(raw: dict[str, Any], base_dir: str) -> TLSSettings | None:
         raise WebConfigError(f"{where}.client_allowed_sans: must be a list of strings")
     if sans and verify_mode is ssl.CERT_NONE:
         raise WebConfigError(f"{where}.client_allowed_sans: needs a verifying client_auth_type")
-    versions = {}
-    for key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        name = raw.get(key) or default
-        if name not in _VERSIONS:
-            raise WebConfigError(f"{where}.{key}: {name!r} is not one of {', '.join(_VERSIONS)}")
-        versions[key] = _VERSIONS[str(name)]
+    versions = {
+        key: _VERSIONS[_choice(raw, key, _VERSIONS, default)]
+        for key, default in (("min_version", "TLS12"), ("max_version", "TLS13"))
+    }
     if versions["min_version"] > versions["max_version"]:
         raise WebConfigError(f"{where}: min_version is above max_version")
     prefer = raw.get("prefer_server_cipher_suites", True)
@@ -274,6 +281,11 @@ class WebAccess:
     headers: tuple[tuple[str, str], ...] = ()
     allowed_sans: tuple[str, ...] = ()
 
+    def summary(self) -> str:
+        """'TLS, basic auth' / 'plain HTTP, no password' (for `sentinel check`)."""
+        tls = "TLS" if self.ssl_context is not None else "plain HTTP"
+        return f"{tls}, {'basic auth' if self.auth is not None else 'no password'}"
+
     def peer_allowed(self, peercert: Any) -> bool:
         """With client_allowed_sans: does the verified client certificate name one of them?"""
         if not self.allowed_sans:
@@ -324,9 +336,8 @@ def ssl_context(tls: TLSSettings) -> ssl.SSLContext:
     return ctx
 
 
-def load_web_access(path: str) -> WebAccess:
-    """Read the web config at `path` and everything it names; raises WebConfigError (one line
-    starting with the path)."""
+def _read_settings(path: str) -> WebSettings:
+    """The settings of the file at `path` (no file it names is read yet)."""
     import yaml  # only when a web config is set: PyYAML costs memory for nothing otherwise
 
     try:
@@ -336,13 +347,22 @@ def load_web_access(path: str) -> WebAccess:
         raise WebConfigError(f"web_config {path}: cannot read it: {_reason(exc)}") from None
     try:
         document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # its str() is several lines: the problem and its line only
         mark = getattr(exc, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise WebConfigError(f"web_config {path}: {problem}{at}") from None
     try:
-        settings = parse_web_config(document, os.path.dirname(os.path.abspath(path)))
+        return parse_web_config(document, os.path.dirname(os.path.abspath(path)))
+    except WebConfigError as exc:
+        raise WebConfigError(f"web_config {path}: {exc}") from None
+
+
+def load_web_access(path: str) -> WebAccess:
+    """Read the web config at `path` and everything it names; raises WebConfigError (one line
+    starting with the path)."""
+    settings = _read_settings(path)
+    try:
         context = ssl_context(settings.tls) if settings.tls is not None else None
     except WebConfigError as exc:
         raise WebConfigError(f"web_config {path}: {exc}") from None
@@ -352,6 +372,23 @@ def load_web_access(path: str) -> WebAccess:
         headers=settings.headers,
         allowed_sans=settings.tls.client_allowed_sans if settings.tls is not None else (),
     )
+
+
+def local_client_context(path: str) -> ssl.SSLContext | None:
+    """For `sentinel ping` / `wrap` on this machine: None when the web config at `path` has no
+    TLS, else a client context that trusts exactly the certificates of its cert_file (what the
+    daemon serves), whatever name they are issued for: the ping goes to the loopback address, not
+    to that name. Needs the certificate readable, not the key. Raises WebConfigError."""
+    settings = _read_settings(path)
+    if settings.tls is None:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=settings.tls.cert_file)
+    except (OSError, ValueError) as exc:
+        raise WebConfigError(f"web_config {path}: cert_file: {_reason(exc)}") from None
+    ctx.check_hostname = False
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the served certificate is the anchor
+    return ctx
 
 
 # ---------------------------------------------------------------- basic auth

@@ -13,6 +13,7 @@ import pytest
 from daemon_proc import SentinelProcess, wait_until
 from smtp_server import SmtpServer
 from targets import target_server
+from webhook_sink import WebhookSink
 
 EMAIL = """
 [email]
@@ -195,6 +196,7 @@ url = "{target.url("/shop")}"
         assert network["Subject"] == "[sentinel] NETWORK: sentinel cannot reach the internet"
         data = proc.get("/api/status")
         assert b'"up": false' in data
+        assert b"sentinel cannot reach the internet" in proc.get("/")
         assert subjects(smtp, "DOWN") == []  # held
         canary(True)  # the network is back; the site is still down
         wait_until(lambda: subjects(smtp, "RECOVERED") and subjects(smtp, "DOWN"), timeout=30)
@@ -205,3 +207,78 @@ url = "{target.url("/shop")}"
         assert down.startswith("[sentinel] DOWN: shop — ")
         assert smtp.messages_received[0].message["Subject"] == network["Subject"]
         assert proc.metric("sentinel_network_up") == 1
+
+
+@pytest.mark.slow
+def test_alerts_waiting_to_be_grouped_survive_kill_9(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    names = ["blog", "shop", "wiki"]
+    with target_server({f"/{n}": 200 for n in names}) as target, SmtpServer() as smtp:
+        sites = "".join(f'[[sites]]\nname = "{n}"\nurl = "{target.url("/" + n)}"\n' for n in names)
+        proc = sentinel_proc(  # the lines up to [defaults] go on in [sentinel]
+            f"""
+group_wait = "60s"
+{FAST}
+{EMAIL.format(smtp_port=smtp.port)}
+{sites}"""
+        ).start()
+        wait_until(lambda: proc.metric("sentinel_site_up", site="wiki") == 1, timeout=20)
+        target.routes.update({f"/{n}": 500 for n in names})
+        # All three DOWNs are in the outbox, waiting for others to join them ...
+        wait_until(lambda: proc.metric("sentinel_outbox_pending") == 3, timeout=30)
+        assert all(proc.status()[n]["status"] == "down" for n in names)
+        proc.kill9()  # ... when sentinel dies
+        assert smtp.messages_received == []
+        proc.write_config(proc.config_text.replace('group_wait = "60s"', 'group_wait = "2s"'))
+        proc.start()
+        wait_until(lambda: subjects(smtp, "DOWN"), timeout=30)
+        (down,) = subjects(smtp, "DOWN")
+        head, _, listed = down.partition(" — ")
+        assert head == "[sentinel] DOWN: 3 sites"  # in the order they went down
+        assert sorted(listed.split(", ")) == names
+        wait_until(lambda: proc.metric("sentinel_outbox_pending") == 0, timeout=10)
+        assert len(smtp.messages_received) == 1
+
+
+@pytest.mark.slow
+def test_a_group_is_one_email_one_apprise_note_and_each_site_on_a_webhook(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    names = ["blog", "shop", "wiki"]
+    with (
+        target_server({f"/{n}": 200 for n in names}) as target,
+        WebhookSink() as sink,
+        SmtpServer() as smtp,
+    ):
+        sites = "".join(f'[[sites]]\nname = "{n}"\nurl = "{target.url("/" + n)}"\n' for n in names)
+        proc = sentinel_proc(  # the lines up to [defaults] go on in [sentinel]
+            f"""
+group_wait = "8s"
+{FAST}
+{EMAIL.format(smtp_port=smtp.port)}
+[[channels]]
+name = "chat"
+type = "apprise"
+urls = ["json://127.0.0.1:{sink.port}/apprise"]
+
+[[channels]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:{sink.port}/hook"
+{sites}"""
+        ).start()
+        wait_until(lambda: proc.metric("sentinel_site_up", site="wiki") == 1, timeout=20)
+        target.routes.update({f"/{n}": 500 for n in names})
+        hooks = sink.wait_for(3, timeout=40, path="/hook")
+        assert sorted(h.json()["site"] for h in hooks) == names  # one payload per site
+        [note] = sink.wait_for(1, timeout=20, path="/apprise")
+        assert note.json()["title"].startswith("[sentinel] DOWN: 3 sites — ")
+        for name in names:
+            assert f"{name}: HTTP 500 (expected 2xx)" in note.json()["message"]
+        wait_until(lambda: subjects(smtp, "DOWN"), timeout=20)
+        wait_until(lambda: proc.metric("sentinel_outbox_pending") == 0, timeout=20)
+        assert [s.partition(" — ")[0] for s in subjects(smtp, "DOWN")] == [
+            "[sentinel] DOWN: 3 sites"
+        ]
+        assert len(sink.wait_for(1, timeout=1, path="/apprise")) == 1

@@ -141,16 +141,19 @@ def read_rollups(
 # ---------------------------------------------------------------------------- incidents
 
 
-def incident_opened(store: Store, site: str, started_ms: int, reason: str, message: str) -> None:
-    """A site went DOWN (idempotent: the same incident opened again changes nothing)."""
+def incident_opened(  # noqa: PLR0917
+    store: Store, site: str, started_ms: int, reason: str, message: str, alerts: int = 1
+) -> None:
+    """A site went DOWN (idempotent: the same incident opened again changes nothing); `alerts`
+    is 0 when no DOWN alert went out (a flapping site)."""
     message = message[:MESSAGE_LIMIT]
     with store.write() as conn:
         site_id = _site_ids(conn, [site])[site]
         conn.execute(
             "INSERT OR IGNORE INTO history_incident (site, started_ms, ended_ms, first_reason,"
             " first_message, last_reason, last_message, alerts)"
-            " VALUES (?, ?, NULL, ?, ?, '', '', 1)",
-            (site_id, started_ms, reason, message),
+            " VALUES (?, ?, NULL, ?, ?, '', '', ?)",
+            (site_id, started_ms, reason, message, alerts),
         )
 
 

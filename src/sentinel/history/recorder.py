@@ -79,12 +79,16 @@ class HistoryRecorder:
         if coverage is None:
             coverage = self._coverage[name] = Coverage(cap_ms)
         coverage.cap_ms = cap_ms
+        # Incidents follow the state, not the alerts: a flapping site changes state without
+        # DOWN/RECOVERED events, and its downtime and incident log must still add up.
         went_down = next((e for e in events if isinstance(e, WentDown)), None)
+        entered_down = before.status is not Status.DOWN and after.status is Status.DOWN
+        failing_since = went_down.since if went_down is not None else after.incident_started
         watched, down = coverage.observe(
             t_ms,
             was_down=before.status is Status.DOWN,
-            went_down=went_down is not None,
-            failing_since_ms=None if went_down is None else ms(went_down.since),
+            went_down=entered_down and failing_since is not None,
+            failing_since_ms=None if failing_since is None else ms(failing_since),
         )
         self._acc(name, t_ms // HOUR_MS).add_probe(result.ok, int(result.total * 1_000_000))
         if watched is not None:
@@ -99,6 +103,27 @@ class HistoryRecorder:
             self._last_failure[name] = (ms(after.incident_started), result.reason, result.message)
         for event in events:
             self._incident_event(event)
+        if went_down is None and entered_down and after.incident_started is not None:
+            self._quiet_incident(name, ms(after.incident_started), result, ended_ms=None)
+        left_down = before.status is Status.DOWN and after.status is not Status.DOWN
+        recovered = any(isinstance(e, Recovered) for e in events)
+        if left_down and not recovered and before.incident_started is not None:
+            self._quiet_incident(name, ms(before.incident_started), result, ended_ms=t_ms)
+
+    def _quiet_incident(
+        self, name: str, started_ms: int, result: ProbeResult, *, ended_ms: int | None
+    ) -> None:
+        """Open or close an incident that sent no alert (the site is flapping)."""
+        try:
+            if ended_ms is None:
+                db.incident_opened(
+                    self.store, name, started_ms, result.reason, result.message, alerts=0
+                )
+            else:
+                self._last_failure.pop(name, None)
+                db.incident_updated(self.store, name, started_ms, ended_ms=ended_ms)
+        except StoreError as exc:
+            self._on_error(exc)
 
     def _acc(self, name: str, hour: int) -> Rollup:
         hours = self.pending.get(name)

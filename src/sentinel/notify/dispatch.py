@@ -395,35 +395,52 @@ class Dispatcher:
             min_size=config.group_min,
         )
         for release in releases:
-            items = [by_id[i] for i in release.ids]
-            alerts = _alerts(items)
-            if not release.grouped or name != EMAIL or config.email is None or alerts is None:
+            alerts = _alerts([by_id[i] for i in release.ids])
+            merged = None
+            if release.grouped and alerts is not None:
+                merged = self._merge(store, name, release.kind, alerts)
+            if merged is None:
                 store.outbox_release(release.ids, now=now)
                 continue
+            message, summary, group_id, roots = merged
+            store.outbox_release(
+                release.ids, merged=(message, summary, group_id), roots=roots, now=now
+            )
+            log.info(
+                "alerts grouped %s",
+                kv(channel=name, kind=release.kind, sites=",".join(a.site for a in alerts or ())),
+            )
+
+    def _merge(
+        self, store: Store, name: str, kind: str, alerts: Sequence[Alert]
+    ) -> tuple[bytes, str, str, dict[str, str] | None] | None:
+        """(message, alert JSON, group id, incident -> thread root) of a group on channel
+        `name`, or None where alerts are not merged: webhooks keep the one-site payload they
+        parse, so each site's alert is released as it is."""
+        config = self.config
+        assert config is not None
+        if name == EMAIL and config.email is not None:
             domain = message_domain(config.email.sender)
-            group_id = group_message_id(release.kind, alerts, domain=domain)
+            group_id = group_message_id(kind, alerts, domain=domain)
             roots: list[str] = []
-            if release.kind == "recovered":
+            if kind == "recovered":
                 known = store.outbox_thread_roots(name, [_thread_key(a) for a in alerts])
                 roots = [
                     known.get(_thread_key(a))
                     or incident_message_id(a.site, a.incident_id, domain=domain)
                     for a in alerts
                 ]
-            message = group_email(release.kind, alerts, email_config=config.email, roots=roots)
-            summary = encode_alert(group_alert(release.kind, alerts, group_id=group_id))
-            store.outbox_release(
-                release.ids,
-                merged=(message, summary, group_id),
-                roots={_thread_key(a): group_id for a in alerts}
-                if release.kind == "down"
-                else None,
-                now=now,
-            )
-            log.info(
-                "alerts grouped %s",
-                kv(channel=name, kind=release.kind, sites=",".join(a.site for a in alerts)),
-            )
+            message = group_email(kind, alerts, email_config=config.email, roots=roots)
+            summary = encode_alert(group_alert(kind, alerts, group_id=group_id))
+            threads = {_thread_key(a): group_id for a in alerts} if kind == "down" else None
+            return message, summary, group_id, threads
+        channel = self.channels.get(name)
+        if channel is not None and dict(self._types).get(name) == "apprise":
+            # A push notification or a chat message: one for the group, naming every site.
+            group_id = group_message_id(kind, alerts, domain="apprise")
+            alert = group_alert(kind, alerts, group_id=group_id)
+            return channel.render(alert), encode_alert(alert), group_id, None
+        return None
 
     def _threaded(self, name: str, item: OutboxItem) -> bytes:
         """An email of an incident whose DOWN went out in a grouped email replies to that one."""

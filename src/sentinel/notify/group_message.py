@@ -20,15 +20,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sentinel.config import EmailConfig
-from sentinel.notify.message import (
+from sentinel.notify.message import human_duration
+from sentinel.notify.mime import (
     POLICY,
-    format_time,
-    human_duration,
+    attach_bodies,
+    html_page,
     message_domain,
+    state_badge,
     text_header,
 )
 from sentinel.notify.outbox import parse_message
 from sentinel.notify.payload import Alert
+from sentinel.notify.wording import failure_words, fmt_time
 from sentinel.sanitize import one_line
 
 __all__ = [
@@ -78,9 +81,7 @@ def _subject(kind: str, alerts: Sequence[Alert]) -> str:
 def _line(kind: str, alert: Alert) -> tuple[str, str, str]:
     """(site, target, what): what failed, or how long it was down."""
     if kind == "down":
-        reason = one_line(alert.reason, 40) or "error"
-        detail = one_line(alert.message, 200)
-        what = f"{reason} ({detail})" if detail and detail != reason else reason
+        what = failure_words(alert.reason, alert.message)  # as a single DOWN's subject says it
     else:
         what = f"up again after {human_duration(alert.duration)}"
     return one_line(alert.site, 100), one_line(alert.url or "", 300), what
@@ -117,32 +118,32 @@ def group_email(
     rows = [_line(kind, a) for a in alerts]
     if kind == "down":
         headline = f"{len(alerts)} sites are DOWN."
-        footer = "Each site gets its own RECOVERED email, in this thread."
+        footer = (
+            "Each site's RECOVERED comes in this thread (together when they come back together)."
+        )
     else:
         headline = f"{len(alerts)} sites are back UP."
         footer = ""
-    width = min(30, max(len(site) for site, _, _ in rows))
     text = [headline, ""]
     for site, target, what in rows:
-        text.append(f"{site:<{width}}  {what}")
+        text.append(f"{site}: {what}")
         if target:
-            text.append(f"{'':<{width}}  {target}")
-    text += ["", f"Detected: {format_time(max(a.at for a in alerts))}"]
+            text.append(f"  {target}")
+    text += ["", f"Detected: {fmt_time(max(a.at for a in alerts))}"]
     if footer:
         text += ["", footer]
     text += ["", "-- ", "sentinel"]
-    cells = "".join(
-        f"<tr><td><strong>{html.escape(site)}</strong></td><td>{html.escape(what)}</td>"
-        f"<td>{html.escape(target)}</td></tr>\n"
+    items = "".join(
+        f"<dt>{html.escape(site)}</dt><dd>{html.escape(what)}"
+        + (f"<br>{_link(target)}" if target else "")
+        + "</dd>\n"
         for site, target, what in rows
     )
-    body_html = (
-        '<!DOCTYPE html>\n<html><head><meta name="viewport" content="width=device-width">'
-        "</head><body>\n"
-        f"<p><strong>{html.escape(headline)}</strong></p>\n"
-        f'<table cellpadding="4" style="max-width:100%">\n{cells}</table>\n'
-        + (f"<p>{html.escape(footer)}</p>\n" if footer else "")
-        + "<p>&mdash; sentinel</p>\n</body></html>\n"
+    body_html = html_page(
+        title=_subject(kind, alerts),
+        badge=state_badge("DOWN", "bad") if kind == "down" else state_badge("RECOVERED", "good"),
+        headline=headline,
+        body=f"<dl>\n{items}</dl>\n" + (f"<p>{html.escape(footer)}</p>\n" if footer else ""),
     )
     msg = email.message.EmailMessage(policy=POLICY)
     text_header(msg, "Subject", _subject(kind, alerts))
@@ -157,11 +158,15 @@ def group_email(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Sentinel-Kind"] = kind
     msg["X-Sentinel-Group"] = str(len(alerts))
-    msg.set_content("\n".join(text) + "\n", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
-    digest = hashlib.sha256(("\n".join(text) + body_html).encode("utf-8")).hexdigest()
-    msg.set_boundary(f"=_sentinel_{digest[:32]}")
+    attach_bodies(msg, text, body_html)
     return msg.as_bytes(policy=POLICY)
+
+
+def _link(url: str) -> str:
+    shown = html.escape(url)
+    if url.startswith(("http://", "https://")) and " " not in url:
+        return f'<a href="{html.escape(url, quote=True)}">{shown}</a>'
+    return shown
 
 
 def rethread(raw: bytes, root: str) -> bytes:
@@ -239,8 +244,8 @@ def network_email(news: NetworkNews, *, email_config: EmailConfig) -> bytes:
     text = [
         headline,
         "",
-        f"Since: {format_time(news.since)}",
-        f"Checked: {format_time(news.at)}",
+        f"Since: {fmt_time(news.since)}",
+        f"Checked: {fmt_time(news.at)}",
         "",
         "Canaries:",
         *(f"  {one_line(c, 200)}  {one_line(what, 200)}" for c, what in news.canaries),
@@ -261,5 +266,5 @@ def network_email(news: NetworkNews, *, email_config: EmailConfig) -> bytes:
         msg["Message-ID"] = root
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Sentinel-Kind"] = alert.kind
-    msg.set_content("\n".join(text) + "\n", charset="utf-8", cte="quoted-printable")
+    attach_bodies(msg, text, None)
     return msg.as_bytes(policy=POLICY)
