@@ -483,7 +483,7 @@ class Daemon:
             self._persist(site, obs.state, obs.events)
         self.metrics.observe(site.name, result, obs.state, obs.downtime_added)
         if self.history is not None:
-            self.history.record(site, result, state, obs.state, obs.events, now)
+            self.history.record(site, result, state, obs.state, obs.events, now, muted)
         if result.ok and site.latency_drift and self.early is not None:
             self.early.observe_latency(site.name, result.total, now)
         for event in obs.events:
