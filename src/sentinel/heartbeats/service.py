@@ -30,6 +30,7 @@ from sentinel.heartbeats.messages import (
 )
 from sentinel.heartbeats.metrics import HeartbeatMetrics
 from sentinel.logsetup import kv
+from sentinel.notify.alert_context import display_tz
 from sentinel.notify.payload import Alert
 from sentinel.store import Outgoing, StoreError, decode_dataclass, encode_dataclass
 
@@ -100,7 +101,10 @@ def alert_heartbeat(
 
         def email_bytes(event: hb.Event = event) -> bytes:
             assert email is not None
-            message = build_heartbeat_message(event, email=email)
+            config = dispatch.config
+            page = config.status_page if config is not None else None
+            tz = display_tz(page.timezone) if page is not None else None
+            message = build_heartbeat_message(event, email=email, tz=tz)
             return message.as_bytes(policy=email_policy.SMTP)
 
         alert = heartbeat_alert(event, status_page=dispatch.status_page)
