@@ -42,6 +42,7 @@ BOTH_LOOPS_MODULES = (
     "test_probe_lean.py",
     "test_hostile_targets.py",
     "test_probe_connect.py",
+    "test_webauth.py",  # TLS is taken per connection with StreamWriter.start_tls
 )
 
 

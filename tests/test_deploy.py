@@ -3,6 +3,7 @@ promtool). Each test skips, saying why, when its tool is not installed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "systemd" / "sentinel.service"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
+DASHBOARD = ROOT / "deploy" / "grafana" / "sentinel.json"
 EXEC_START_BINARY = "/opt/sentinel/.venv/bin/sentinel"
 TOOL_TIMEOUT = 60
 
@@ -208,7 +210,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
     promtool = tool("promtool")
     result = run(promtool, "check", "rules", str(PROMETHEUS / "sentinel.rules.yml"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_alert_rules_cover_what_users_need() -> None:
@@ -222,6 +224,8 @@ def test_alert_rules_cover_what_users_need() -> None:
         "SentinelConfigReloadFailed",
         "SentinelAbsent",
         "SentinelScheduleLagging",
+        "SentinelSiteDownQuorum",
+        "SentinelDeadLetters",
     }
 
 
@@ -258,3 +262,19 @@ def test_ci_fails_when_a_tool_the_tests_need_is_missing() -> None:
 def test_ci_run_checks_the_tools_under_ci_true() -> None:
     text = (ROOT / ".ci" / "run").read_text()
     assert 'if [ "${CI:-}" = true ]; then' in text and "  .ci/require-tools\n" in text
+
+
+# --- Grafana (its queries run against a real Prometheus: tests/e2e/test_prometheus_e2e.py) ---
+
+
+def test_the_dashboard_is_importable_grafana_json() -> None:
+    board = json.loads(DASHBOARD.read_text())
+    assert board["title"] and board["uid"] and board["schemaVersion"] >= 36
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in board["panels"]:
+        assert {"x", "y", "w", "h"} <= panel["gridPos"].keys(), panel["title"]
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+    variables = {v["name"] for v in board["templating"]["list"]}
+    assert {"datasource", "job", "instance", "site"} <= variables

@@ -16,7 +16,7 @@ from sentinel.notify.channels.base import Delivery, SetupError
 from sentinel.notify.channels.email import EmailChannel
 from sentinel.notify.errors import SendError
 from smtp_server import SmtpServer
-from test_smtp import _ordinary_reply, alert, raw_smtp_server
+from test_smtp import alert, ordinary_reply, raw_smtp_server
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ async def test_helo_name_is_the_ehlo_name() -> None:
     async def record(line: bytes) -> bytes | None:
         if line[:4].upper() in (b"EHLO", b"HELO"):
             greetings.append(line.strip())
-        return _ordinary_reply(line)
+        return ordinary_reply(line)
 
     async with raw_smtp_server(record) as port:
         config = cfg(port, helo_name="vps.example.org")

@@ -77,7 +77,7 @@ def test_a_failure_short_of_the_threshold_is_pending_then_down() -> None:
     assert state.state_name == "pending"
     state, events = run([False], policy, state=state, start=6000.0)
     assert state.state_name == "down"
-    assert subjects(events) == ["[sentinel] DOWN: blog — status (HTTP 500)"]
+    assert subjects(events) == ["[sentinel] DOWN: blog — HTTP 500"]
 
 
 def test_a_pending_site_that_passes_is_up_without_any_email() -> None:
@@ -96,9 +96,9 @@ def test_a_flapping_site_gets_one_flapping_email_then_one_stable() -> None:
     seq = [True] + [False, True] * 5 + [True] * 40
     state, events = run(seq, FLAPPY)
     assert subjects(events) == [
-        "[sentinel] DOWN: blog — status (HTTP 500)",
+        "[sentinel] DOWN: blog — HTTP 500",
         "[sentinel] RECOVERED: blog after 1m",
-        "[sentinel] DOWN: blog — status (HTTP 500)",
+        "[sentinel] DOWN: blog — HTTP 500",
         "[sentinel] FLAPPING: blog",
         "[sentinel] STABLE: blog (now UP)",
     ]
@@ -143,7 +143,7 @@ def test_a_site_down_during_maintenance_is_alerted_when_the_window_ends() -> Non
     seq = [True] + [False] * 10
     muted = [False] + [True] * 6 + [False] * 4
     state, events = run(seq, policy, muted=muted)
-    assert subjects(events) == ["[sentinel] DOWN: blog — status (HTTP 500)"]
+    assert subjects(events) == ["[sentinel] DOWN: blog — HTTP 500"]
     down = events[0]
     assert isinstance(down, WentDown)
     assert down.at == 1000.0 + 7 * STEP  # the first probe after the window

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from http_reference import HttpProber
 from sentinel.probes.common import clean_message
-from sentinel.probes.lean import LeanHttpProber, _clean
+from sentinel.probes.lean import LeanHttpProber, clean_fast
 from sentinel.probes.response import HEAD_LIMIT, MAX_INTERIM, ResponseProtocol
 from sentinel.probes.result import ProbeResult
 from test_probe_http import (  # fixtures, resolved by name in this module
@@ -825,7 +825,7 @@ async def test_parser_gives_the_same_result_however_the_bytes_are_split(response
 @given(st.text(max_size=300) | st.from_regex(r"[ -~]{0,250}", fullmatch=True))
 def test_the_fast_clean_is_clean_message(text: str) -> None:
     for limit in (60, 200):
-        assert _clean(text, limit) == clean_message(text, limit)
+        assert clean_fast(text, limit) == clean_message(text, limit)
 
 
 # ------------------------------------------------------------------ the kernel's receive time

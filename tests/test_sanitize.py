@@ -13,8 +13,16 @@ from sentinel.config import ConfigError, parse_config
 from sentinel.early.config import parse_early
 from sentinel.logsetup import defuse, kv
 from sentinel.probes.common import clean_message
-from sentinel.sanitize import escape_controls, has_control, mark_controls, one_line, quote
+from sentinel.sanitize import (
+    escape_controls,
+    has_control,
+    html_text,
+    mark_controls,
+    one_line,
+    quote,
+)
 from sentinel.systemd import sanitize_status
+from sentinel.webviews.status_page import attr, text
 
 LINE_BREAKERS = {"Cc", "Zl", "Zp", "Cs"}
 TEXT = st.text(alphabet=st.characters(codec=None), max_size=80)
@@ -29,6 +37,19 @@ def test_has_control_is_exactly_the_line_breaking_categories(text: str) -> None:
     assert has_control(text) == any(breaks_lines(ch) for ch in text)
     assert not has_control(mark_controls(text))
     assert not has_control(quote(text)[1:-1].replace('\\"', '"'))
+
+
+@given(TEXT)
+def test_the_status_page_keeps_tab_and_newline_and_replaces_every_other_line_breaker(
+    value: str,
+) -> None:
+    safe = html_text(value)
+    assert len(safe) == len(value)
+    for before, after in zip(value, safe, strict=True):
+        kept = before in "\t\n" or not breaks_lines(before)
+        assert after == (before if kept else "\ufffd")
+    assert text(value) == text(safe) and attr(value) == attr(safe)
+    attr(value).encode()  # a lone surrogate can no longer fail the page
 
 
 @given(TEXT, st.integers(min_value=1, max_value=100))

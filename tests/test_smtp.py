@@ -84,7 +84,7 @@ async def test_plain_delivery_arrives_with_subject_sender_and_all_recipients(
     cfg = email_cfg(plain_server.port)
     await send_message(alert(cfg), cfg, password=None)
     [mail] = await plain_server.wait_for(1)
-    assert mail.message["Subject"] == "[sentinel] DOWN: blog — status (HTTP 500)"
+    assert mail.message["Subject"] == "[sentinel] DOWN: blog — HTTP 500"
     assert mail.mail_from == "sentinel@example.org"
     assert mail.rcpt_tos == ("owner@example.org", "ops@example.net")
     assert mail.login is None
@@ -211,7 +211,7 @@ async def test_the_deadline_covers_the_whole_conversation_not_each_reply() -> No
     # conversation (greeting, EHLO, MAIL, RCPT x2, DATA, ...) would take over a second.
     async def slowly(line: bytes) -> bytes | None:
         await asyncio.sleep(0.2)  # the server's behaviour under test, not synchronisation
-        return _ordinary_reply(line)
+        return ordinary_reply(line)
 
     async with raw_smtp_server(slowly) as port:
         cfg = email_cfg(port, timeout=0.6)
@@ -225,7 +225,7 @@ async def test_the_deadline_covers_the_whole_conversation_not_each_reply() -> No
 
 async def test_a_server_that_hangs_up_mid_conversation_is_transient() -> None:
     async def hang_up_at_mail(line: bytes) -> bytes | None:
-        return None if line.upper().startswith(b"MAIL") else _ordinary_reply(line)
+        return None if line.upper().startswith(b"MAIL") else ordinary_reply(line)
 
     async with raw_smtp_server(hang_up_at_mail) as port:
         error = await send_expecting_error(email_cfg(port))
@@ -244,7 +244,7 @@ async def test_an_accepted_message_is_delivered_even_if_quit_is_never_answered()
             await release.wait()
             return None
         data_commands += line.upper().startswith(b"DATA")
-        return _ordinary_reply(line)
+        return ordinary_reply(line)
 
     async with raw_smtp_server(mute_at_quit) as port:
         cfg = email_cfg(port, timeout=0.5)
@@ -321,7 +321,7 @@ async def test_a_password_echoed_back_by_the_server_is_redacted() -> None:
             return b"535 5.7.8 bad credentials: " + line + b" (" + PASSWORD.encode() + b")"
         if line.upper().startswith(b"EHLO"):
             return b"250-localhost\r\n250 AUTH PLAIN"
-        return _ordinary_reply(line)
+        return ordinary_reply(line)
 
     async with raw_smtp_server(echo_credentials) as port:
         cfg = email_cfg(port, username=USER)
@@ -389,7 +389,7 @@ def test_an_unreadable_password_file_error_never_quotes_its_content(tmp_path: Pa
 Reply = Callable[[bytes], Awaitable[bytes | None]]
 
 
-def _ordinary_reply(line: bytes) -> bytes | None:
+def ordinary_reply(line: bytes) -> bytes | None:
     command = line[:4].upper()
     if command == b"EHLO":
         return b"250 localhost"

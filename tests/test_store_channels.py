@@ -92,3 +92,25 @@ def test_dead_letters_retry_and_drop_from_a_second_connection(tmp_path: Path) ->
             assert cli.dead_letter_retry(None, now=40.0) == [dead[2].id]
         assert daemon.dead_letter_count() == 0
         assert sorted(i.site for i in daemon.outbox_items()) == ["a", "c"]
+
+
+def test_a_heartbeats_alerts_keep_their_channel_incident_and_alert(tmp_path: Path) -> None:
+    # save_heartbeat once wrote only the email columns: a webhook's copy became an "email".
+    with Store.open(tmp_path) as store:
+        store.save_heartbeat("backup", '{"name":"backup"}', [out("backup", "hook"), out("backup")])
+        heads = {h.channel: h for h in store.outbox_items()}
+        assert sorted(heads) == ["email", "hook"]
+        assert heads["hook"].message == b"hook:backup:down"
+        assert (heads["hook"].incident, heads["hook"].alert) == ("i1", '{"version":1}')
+        assert store.load_heartbeats() == {"backup": '{"name":"backup"}'}
+
+
+def test_escalating_marks_the_item_and_enqueues_the_copy_in_one_transaction(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path) as store:
+        store.save_state(None, [out("a")])
+        [item] = store.outbox_items()
+        store.outbox_escalate(item.id, [out("a", "phone")])
+        items = store.outbox_items()
+        assert [(i.channel, i.escalated) for i in items] == [("email", True), ("phone", False)]

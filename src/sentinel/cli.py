@@ -260,12 +260,23 @@ def cmd_check(config_path: str, out: TextIO) -> int:
     except TokenError as exc:
         report(f"{config_path}: {exc}")
         return EXIT_CONFIG
+    web = ""
+    if config.web_config:
+        from sentinel.webauth import WebConfigError, load_web_access
+
+        try:
+            web = load_web_access(config.web_config).summary()  # reads the files as `run` will
+        except WebConfigError as exc:
+            report(f"{config_path}: {exc}")
+            return EXIT_CONFIG
     print(f"{config_path}: valid", file=out)
     # Part of the summary (stdout), not an error: the config itself is fine.
     warning = home_python_warning(sys.executable, os.path.realpath(sys.executable), os.geteuid())
     if warning is not None:
         print(f"  python: {warning}", file=out)
     print(f"  listen: {config.listen or '(off)'}", file=out)
+    if config.web_config:
+        print(f"  web_config: {config.web_config} ({web})", file=out)
     print(f"  max_concurrency: {config.max_concurrency}", file=out)
     if config.email is not None:
         e = config.email
@@ -283,7 +294,14 @@ def cmd_check(config_path: str, out: TextIO) -> int:
             f"{len(channel.urls)} URL(s)" if channel.type == "apprise" else ", ".join(channel.urls)
         )
         print(f"  channel: {channel.name} ({channel.type}) {where}", file=out)
+    if config.deadman is not None:
+        # The ping URL is a secret (anyone holding it can ping): not on the screen.
+        every = format_duration(config.deadman.every)
+        print(f"  deadman: a ping every {every}", file=out)
     print(f"  sites: {len(config.sites)}", file=out)
+    if config.shard is not None:
+        owned = len(config.shard.select(s.name for s in config.sites))
+        print(f"  shard: {config.shard} (probes {owned} of these sites)", file=out)
     for site in config.sites:
         p = site.policy
         print(

@@ -6,6 +6,8 @@ Pure apart from `load_config` reading the file. Every error names the place it c
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -28,11 +30,13 @@ from sentinel.config_units import (
     parse_size,
     pydantic_errors,
 )
+from sentinel.deadman import DeadmanConfig, DeadmanSection
 from sentinel.early.config import EarlyConfig, parse_early
 from sentinel.heartbeats.config import HeartbeatConfig, parse_heartbeats
 from sentinel.hostnames import ascii_host, parse_connect_to
 from sentinel.maintenance import MaintenanceWindow, parse_maintenance
 from sentinel.sanitize import has_control, quote
+from sentinel.shard import Shard, parse_shard
 from sentinel.tlsfiles import check_ca_file, check_client_pair, check_readable
 
 # The building blocks from sentinel.config_units are re-exported: `from sentinel.config import
@@ -77,6 +81,11 @@ DEFAULT_LISTEN = "127.0.0.1:9798"
 # process costs about as much CPU as a probe's own work (bench/README.md: 0.97 -> 0.43 ms per
 # probe at 1,000 sites / 10 s), and a start up to 50 ms late changes nothing for uptime.
 DEFAULT_BATCH_WINDOW = 0.05
+# Outage grouping is off by default: it delays every DOWN by group_wait, and a delay shorter than
+# the probe interval (sites' probes are spread over it) would group little. README "Quiet alarms".
+DEFAULT_GROUP_WAIT = 0.0
+DEFAULT_GROUP_MIN = 3
+MAX_GROUP_WAIT = 300.0  # an alarm is never held longer (the outbox's clock-jump guard allows it)
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # A failure is confirmed (or cleared) this soon instead of waiting whole intervals: 3 failures at
 # a 60 s interval took 2-3 minutes to alert, with retries they take ~20 s.
@@ -128,9 +137,45 @@ class SentinelSection(StrictSection):
     user_agent: str | None = None
     batch_window: Duration | None = None
     precise_latency: bool | None = None
-    status_url: str | None = None  # the public status page, linked from alerts
+    # Deprecated: [status_page] public_url is the one (this one is still read: logged once).
+    status_url: str | None = None
     # IANA name of the status page's times (checked by sentinel.history.settings; UTC if unset)
     timezone: str | None = None
+    group_wait: Duration | None = None  # outage grouping (sentinel.notify.grouping); 0 = off
+    group_min: int | None = Field(default=None, ge=2, le=10_000)
+    canaries: list[str] | None = None  # network canaries (sentinel.canary)
+
+    @field_validator("group_wait")
+    @classmethod
+    def _check_group_wait(cls, value: float | None) -> float | None:
+        if value is not None and not 0 <= value <= MAX_GROUP_WAIT:
+            raise ValueError(f"must be between 0s (off) and {MAX_GROUP_WAIT:g}s")
+        return value
+
+    @field_validator("canaries")
+    @classmethod
+    def _check_canaries(cls, value: list[str] | None) -> list[str] | None:
+        for url in value or ():
+            try:  # the same URLs a site takes (http, https, tcp)
+                SiteSection(name="canary", url=url)
+            except ValidationError as exc:
+                first = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(first) from None
+        return value
+
+    # TLS and basic auth of the web server: an exporter-toolkit web config (sentinel.webauth,
+    # read at start and at each reload)
+    web_config: str | None = None
+
+    @field_validator("web_config")
+    @classmethod
+    def _check_web_config(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isabs(value):
+            raise ValueError("must be an absolute path")
+        return value
+
+    # "k/n": probe only this shard's sites (sentinel.shard); written back as "k/n"
+    shard: Annotated[str, BeforeValidator(lambda v: str(parse_shard(v)))] | None = None
 
     @field_validator("batch_window")
     @classmethod
@@ -223,6 +268,9 @@ class SiteSection(SiteOptions):
     tcp: str | None = None
     body_contains: str | None = None
     body_regex: str | None = None
+    # Local services the site depends on: names of [[watch]] entries (checked in parse_config);
+    # its DOWN email then tells their restarts, OOM kills and memory trend.
+    watch: list[str] | None = None
 
     @field_validator("name")
     @classmethod
@@ -343,6 +391,7 @@ class FileSection(StrictSection):
     # History and status page, validated by sentinel.history.settings.
     history: dict[str, Any] | None = None
     status_page: dict[str, Any] | None = None
+    deadman: DeadmanSection | None = None  # an outside dead man's switch (sentinel.deadman)
 
 
 # ---------------------------------------------------------------- resolved, immutable values
@@ -391,6 +440,7 @@ class SiteConfig:
     notify: tuple[str, ...] | None = None  # channel names; None = every channel
     fallback: str | None = None
     escalate_after: float | None = None
+    watch: tuple[str, ...] = ()  # [[watch]] names of the local services it depends on
 
     def accepts_status(self, status: int) -> bool:
         if self.expect_status is None:
@@ -432,13 +482,21 @@ class Config:
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
     maintenance: tuple[MaintenanceWindow, ...] = ()  # [[maintenance]]: alerts held meanwhile
     channels: tuple[ChannelConfig, ...] = ()  # [[channels]]: webhook, apprise, alertmanager
-    status_url: str | None = None  # [sentinel] status_url: linked from alerts
+    # The status page's address as users reach it, linked from every alert: [status_page]
+    # public_url, else the deprecated [sentinel] status_url.
+    status_url: str | None = None
     notify: tuple[str, ...] | None = None  # [defaults] routing, for alerts not tied to a site
     fallback: str | None = None
     escalate_after: float | None = None
     heartbeats: tuple[HeartbeatConfig, ...] = ()  # [[heartbeats]]: pings from cron jobs
     history: HistoryConfig | None = None  # [history]; None only for a Config built by hand
     status_page: StatusPageConfig | None = None  # [status_page] and [sentinel] timezone
+    group_wait: float = DEFAULT_GROUP_WAIT  # DOWNs/RECOVEREDs this close together: one alert
+    group_min: int = DEFAULT_GROUP_MIN  # ... when at least this many (checks of one host: any)
+    canaries: tuple[str, ...] = ()  # all failing = sentinel's own network is down
+    web_config: str | None = None  # [sentinel] web_config: TLS and basic auth (sentinel.webauth)
+    shard: Shard | None = None  # [sentinel] shard: None = probe every site
+    deadman: DeadmanConfig | None = None  # [deadman]: pings to an outside dead man's switch
 
     def site(self, name: str) -> SiteConfig:
         for site in self.sites:
@@ -529,6 +587,16 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    watch_names = {w.name for w in early.watches} if early is not None else set()
+    for index, site in enumerate(sites):
+        for name in site.watch:
+            if name not in watch_names:
+                known = ", ".join(sorted(watch_names)) or "none"
+                errors.append(
+                    f"sites[{seen.get(site.name, index)}] {quote(site.name)}: watch: "
+                    f"{quote(name)} is not a [[watch]] name (known: {known})"
+                )
+
     maintenance: tuple[MaintenanceWindow, ...] = ()
     if file_section is not None and file_section.maintenance:
         try:
@@ -559,6 +627,17 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
 
+    status_url = file_section.sentinel.status_url
+    if status_url is not None:
+        _deprecated(
+            "[sentinel] status_url is deprecated: set [status_page] public_url instead"
+            + (" (public_url is set and wins)" if status_page and status_page.public_url else "")
+        )
+        if status_page is not None and not status_page.public_url:
+            status_page = replace(status_page, public_url=status_url)
+    if status_page is not None and status_page.public_url:
+        status_url = status_page.public_url
+
     email = None
     if file_section.email is not None:
         e = file_section.email
@@ -574,7 +653,13 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         early=early,
         maintenance=maintenance,
         heartbeats=heartbeats,
-        **file_section.sentinel.model_dump(exclude_none=True, exclude={"timezone"}),
+        **file_section.sentinel.model_dump(
+            exclude_none=True, exclude={"timezone", "shard", "canaries", "status_url"}
+        ),
+        status_url=status_url,
+        canaries=tuple(file_section.sentinel.canaries or ()),
+        shard=None if (shard := file_section.sentinel.shard) is None else parse_shard(shard),
+        deadman=None if file_section.deadman is None else file_section.deadman.resolve(),
         channels=channels,
         notify=None if defaults.notify is None else tuple(defaults.notify),
         fallback=defaults.fallback,
@@ -582,6 +667,17 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         history=history,
         status_page=status_page,
     )
+
+
+_log = logging.getLogger("sentinel")
+_DEPRECATIONS_LOGGED: set[str] = set()  # bounded: one entry per deprecated key
+
+
+def _deprecated(text: str) -> None:
+    """A deprecated key still read: said once per process, not at every reload."""
+    if text not in _DEPRECATIONS_LOGGED:
+        _DEPRECATIONS_LOGGED.add(text)
+        _log.warning("%s", text)
 
 
 def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None, list[str]]:
@@ -633,6 +729,7 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         policy=policy,
         headers=tuple(sorted((values.get("headers") or {}).items())),
         notify=None if values.get("notify") is None else tuple(values["notify"]),
+        watch=tuple(values.get("watch") or ()),
     )
     return site, []
 
@@ -646,6 +743,7 @@ _SITE_FIELDS = frozenset(f.name for f in fields(SiteConfig)) - {
     "policy",
     "headers",
     "notify",  # a tuple, from the file's list
+    "watch",  # a tuple, from the file's list
 }
 
 

@@ -14,25 +14,23 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sentinel import drift_history, trend_history
-from sentinel.config import Config, ConfigError, SiteConfig, load_config
+from sentinel import drift_history, reconcile, status_views, trend_history
+from sentinel.canary import Canaries, canary_interval
+from sentinel.config import Config, SiteConfig
+from sentinel.deadman import DeadmanSwitch
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded
 from sentinel.early.messages import early_message_kind
-from sentinel.early.page import render_early_section
 from sentinel.early.service import EarlyWarnings
 from sentinel.eventloop import running_loop_name
 from sentinel.heartbeats.config import TokenError, read_tokens
-from sentinel.heartbeats.page import render_heartbeats_section
 from sentinel.heartbeats.service import HeartbeatService, alert_heartbeat
 from sentinel.heartbeats.state import Event as HeartbeatEvent
 from sentinel.heartbeats.state import HeartbeatState
-from sentinel.history.query import HistoryReader
 from sentinel.history.recorder import HistoryRecorder
-from sentinel.history.settings import StatusPageConfig
 from sentinel.listen import ListenError, listen_error, status_page_url
 from sentinel.logsetup import kv
 from sentinel.maintenance import MaintenanceClock
@@ -49,19 +47,22 @@ from sentinel.monitor import (
     WentDown,
     observe,
 )
+from sentinel.notify.alert_context import AlertContext
 from sentinel.notify.channels import SetupError
 from sentinel.notify.dispatch import Dispatcher
+from sentinel.notify.group_message import NetworkNews
 from sentinel.notify.smtp import PasswordError
 from sentinel.probes.prober import Prober, internal_error_text
 from sentinel.probes.result import ProbeResult
 from sentinel.scheduler import Scheduler
 from sentinel.silences import Silence, active_for
 from sentinel.site_states import SiteStates, summary_line
+from sentinel.status_views import decode_summary
 from sentinel.store import Outgoing, Store, StoreError
 from sentinel.systemd import Notifier, WatchdogFeeder
-from sentinel.web import dead_letter_banner, iso_utc, make_routes, start_server
+from sentinel.web import WebServer, make_routes, start_server
+from sentinel.webauth import WebAccess, WebConfigError, load_web_access
 from sentinel.webviews.pages import StatusPages
-from sentinel.webviews.status_page import PageContext
 
 log = logging.getLogger("sentinel")
 
@@ -89,7 +90,7 @@ class Daemon:
         self.config_path = config_path
         self.config = config
         self.environ = environ
-        self.sites: dict[str, SiteConfig] = {s.name: s for s in config.sites}
+        self.sites: dict[str, SiteConfig] = reconcile.owned_sites(config)
         self.states = SiteStates()  # counts by status: the STATUS line costs O(1) a change
         self.metrics = Metrics()
         self.maintenance = MaintenanceClock(config.maintenance)
@@ -118,7 +119,26 @@ class Daemon:
         self.early: EarlyWarnings | None = None
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
+        # What a DOWN email says beyond the event: phase times against the site's normal, and
+        # the restarts / OOM kills / memory of the local services it names in `watch`.
+        self.alert_context = AlertContext(lambda: self.early)
+        self.dispatch.message_context = self.alert_context
         self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
+        self.canaries = Canaries(
+            config.canaries,
+            self.prober.probe,
+            self._on_network,
+            lambda: any(s.consecutive_failures for s in self.states.values()),
+            self.metrics.registry,
+            interval=canary_interval(config.sites),
+        )
+        self.deadman = DeadmanSwitch(
+            self.metrics.deadman_pings,
+            progress=lambda: self.scheduler.loops,
+            healthy=self.healthy,
+            undeliverable=lambda: self.dispatch.health.undeliverable(time.time()),
+            summary=lambda: summary_line(self.states),
+        )
         self._stop = asyncio.Event()
         self._reload_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -127,6 +147,8 @@ class Daemon:
         self._internal_error_logged: dict[str, float] = {}
         self.history: HistoryRecorder | None = None
         self.pages: StatusPages | None = None
+        self.web: WebServer | None = None
+        self._web_swaps: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ start and stop
 
@@ -185,15 +207,24 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self._reload_requested.set)
         server = None
         try:
+            access = self.web_access(self.config)  # before anything starts: a bad file exits
             self._setup_channels()
             self._restore_states()
             if self.store is not None and self.early is not None:
                 drift_sites = [n for n, site in self.sites.items() if site.latency_drift]
                 drift_history.restore(self.store, self.early, drift_sites)
                 trend_history.restore(self.store, self.early)
-            hb_tokens = read_tokens(self.config.heartbeats)
-            self.heartbeats.start(self.config.heartbeats, hb_tokens, self.store)
+            heartbeats = reconcile.owned_heartbeats(self.config)
+            hb_tokens = read_tokens(heartbeats)
+            self.heartbeats.start(heartbeats, hb_tokens, self.store)
             await self.prober.start()
+            if self.config.shard is not None:
+                log.info(
+                    "shard %s: %d of %d sites",
+                    self.config.shard,
+                    len(self.sites),
+                    len(self.config.sites),
+                )
             if self.config.listen:
                 routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
@@ -202,6 +233,7 @@ class Daemon:
                     early_status=self.early.status_view if self.early is not None else None,
                     dead_letters=lambda: self.dispatch.dead_letters,
                     heartbeat_status=self.heartbeats.status,
+                    extra_status=lambda: {"network": self.canaries.view()},
                 )
                 self.pages = self._status_pages()
                 routes.update(self.pages.routes())
@@ -211,16 +243,23 @@ class Daemon:
                         self.config.listen,
                         {"/ping/": self.heartbeats.handle},
                         self.pages.prefixes(),
+                        access,
                     )
                 except OSError as exc:  # one line saying what to do, not a traceback
                     raise listen_error(self.config.listen, exc) from None
+                self.web = server
                 log.info("serving metrics %s", kv(listen=self.config.listen, port=self.port))
-                log.info("status page %s", status_page_url(self.config.listen, self.port))
+                tls = access.ssl_context is not None
+                log.info("status page %s", status_page_url(self.config.listen, self.port, tls=tls))
             if self.store is not None:
                 self._tasks.append(loop.create_task(self.dispatch.run(), name="outbox"))
             self.scheduler.set_sites(self.sites.values())
             self._tasks.append(loop.create_task(self.scheduler.run(), name="scheduler"))
             self._tasks.append(loop.create_task(self.heartbeats.run(), name="heartbeats"))
+            self.canaries.restore(self.store)
+            self._tasks.append(loop.create_task(self.canaries.run(), name="canaries"))
+            self.deadman.configure(self.config.deadman)
+            self._tasks.append(loop.create_task(self.deadman.run(), name="deadman"))
             if self.store is not None:
                 self._load_silences()
                 self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
@@ -349,69 +388,44 @@ class Daemon:
     def _on_skip(self, site: str, count: int) -> None:
         self.metrics.skipped(site, count)
 
-    # ------------------------------------------------------------------ reload
+    def _web_swapped(self, task: asyncio.Task[None]) -> None:
+        self._web_swaps.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("web_config: cannot apply the new one: %r", task.exception())
+
+    def web_access(self, config: Config) -> WebAccess:
+        """TLS and basic auth from `[sentinel] web_config` (raises WebConfigError)."""
+        if not config.web_config:
+            return WebAccess()
+        access = load_web_access(config.web_config)
+        if access.auth is not None and access.ssl_context is None:
+            log.warning("web_config: basic auth without TLS sends passwords in clear text")
+        return access
+
+    def swap_web_access(self, access: WebAccess) -> None:
+        """Reload: TLS and basic auth for the next connections, TLS on or off included."""
+        if self.web is None:
+            return
+        swap = asyncio.get_running_loop().create_task(self.web.set_access(access))
+        self._web_swaps.add(swap)
+        swap.add_done_callback(self._web_swapped)
+
+    # ---------------------------------------------------------- reload (reconcile.py)
 
     def reload(self) -> bool:
         """SIGHUP: read the file again; apply it if valid, else keep the old config running."""
-        self.notifier.reloading()
-        try:
-            new = load_config(self.config_path)
-            channels = self.dispatch.build(new)
-            hb_tokens = read_tokens(new.heartbeats)
-        except (ConfigError, PasswordError, SetupError, TokenError) as exc:
-            lines = exc.errors if isinstance(exc, ConfigError) else [str(exc)]
-            for line in lines:
-                log.error("reload rejected, keeping the running config: %s", line)
-            self.metrics.reload_ok.set(0)
-            self.notifier.ready(summary_line(self.states))
-            return False
-        old_names = set(self.sites)
-        self.config = new
-        self.sites = {s.name: s for s in new.sites}
-        self.maintenance = MaintenanceClock(new.maintenance)
-        for name in old_names - self.sites.keys():
-            self._forget_site(name)
-        for name in self.sites.keys() - old_names:
-            self.states[name] = SiteState(site=name)
-            self.metrics.add_site(self.states[name])
-        self.dispatch.configure(new, channels)
-        if self.history is not None and new.history is not None:
-            self.history.config = new.history
-        if self.early is not None and new.early is not None:
-            self.early.update(new.early)
-            for name, site in self.sites.items():
-                if not site.latency_drift:
-                    self.early.remove_site(name)
-        self.scheduler.set_max_concurrency(new.max_concurrency)
-        self.scheduler.set_batch(new.batch_window)
-        self.prober.set_precise_latency(new.precise_latency)
-        self.scheduler.set_sites(new.sites)
-        self.heartbeats.reload(new.heartbeats, hb_tokens, self.store)
-        self.metrics.sites.set(len(self.sites))
-        self.metrics.reload_ok.set(1)
-        self.metrics.reload_time.set(time.time())
-        added, removed = self.sites.keys() - old_names, old_names - self.sites.keys()
-        log.info(
-            "config reloaded %s", kv(sites=len(self.sites), added=len(added), removed=len(removed))
-        )
-        self.notifier.ready(summary_line(self.states))
-        return True
+        return reconcile.reload(self)
 
     def _forget_site(self, name: str) -> None:
-        state = self.states.pop(name, None)
+        reconcile.forget_site(self, name)
+
+    def forget_internal_error(self, name: str) -> None:
+        """Forget when a removed site's internal error was last logged (bounds the dict)."""
         self._internal_error_logged.pop(name, None)
-        self.metrics.remove_site(name)
-        if self.history is not None:
-            self.history.forget(name)
-        if self.early is not None:
-            self.early.remove_site(name)
-        if state is not None and state.status is Status.DOWN:
-            log.info("site removed while down; incident closed without email %s", kv(site=name))
-        if self.store is not None:
-            try:
-                self.store.delete_site(name)
-            except StoreError as exc:
-                self._store_failed(exc)
+
+    def store_failed(self, exc: StoreError) -> None:
+        """Count and log a failed store write; monitoring continues."""
+        self._store_failed(exc)
 
     # ------------------------------------------------------------------ the probe path
 
@@ -452,9 +466,14 @@ class Daemon:
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)
         now = time.time()
-        muted = bool(self.maintenance.active_for(site.name, now)) or bool(
-            active_for(self.silences, site.name, now)
+        muted = (
+            bool(self.maintenance.active_for(site.name, now))
+            or bool(active_for(self.silences, site.name, now))
+            or self.canaries.holding  # sentinel's own network is down (sentinel.canary)
         )
+        self.alert_context.observe(site.name, result)
+        if not result.ok:
+            self.canaries.poke()
         obs = observe(state, result, site.policy, now, muted=muted)
         if obs.state.state_name == "pending":
             # Confirm (or clear) the failure at retry_interval instead of whole intervals.
@@ -488,6 +507,19 @@ class Daemon:
             return
         if outgoing:
             self.dispatch.wake()
+
+    def _on_network(self, news: NetworkNews) -> None:
+        """The network canary's NETWORK alert or its RECOVERED: enqueue it on every channel."""
+        outgoing = self.dispatch.outgoing_for_network(news)
+        if not outgoing or self.store is None:
+            return
+        try:
+            self.store.save_state(None, outgoing)
+        except StoreError as exc:
+            self._store_failed(exc)
+            self.dispatch.enqueue_unstored(outgoing)
+            return
+        self.dispatch.wake()
 
     def _persist_heartbeat(self, state: HeartbeatState, events: Sequence[HeartbeatEvent]) -> None:
         alert_heartbeat(
@@ -539,96 +571,13 @@ class Daemon:
         elif isinstance(event, Stable):
             log.warning("STABLE %s", kv(site=site.name, status=event.status.value))
 
-    # ------------------------------------------------------------------ status views
+    # ---------------------------------------------------------- status views (status_views.py)
 
     def site_status(self) -> list[dict[str, Any]]:
-        now = time.time()
-        views = []
-        for name, state in self.states.items():
-            view = status_dict(self.sites.get(name), state)
-            view["maintenance"] = [w.name for w in self.maintenance.active_for(name, now)]
-            view["silenced"] = [
-                {"id": x.id, "until": iso_utc(x.until), "reason": x.reason}
-                for x in active_for(self.silences, name, now)
-            ]
-            views.append(view)
-        if self.pages is not None:
-            self.pages.annotate(views)
-        return views
+        return status_views.site_status(self)
 
     def _status_pages(self) -> StatusPages:
-        history = self.history
-        return StatusPages(
-            sites=lambda: self.sites,
-            states=lambda: self.states,
-            settings=lambda: self.config.status_page or StatusPageConfig(),
-            recorder=history,
-            reader=None if history is None else HistoryReader(history.store, history),
-            notes=self._site_notes,
-            extra_sections=self._page_sections,
-        )
-
-    def _site_notes(self, name: str) -> tuple[str, ...]:
-        """What the status page says under a site's state besides up/down (issue 15's states)."""
-        notes: list[str] = []
-        state = self.states.get(name)
-        now = time.time()
-        if state is not None and state.state_name == "pending":
-            notes.append(f"Pending: {state.consecutive_failures} failed, being confirmed")
-        if state is not None and state.flapping:
-            notes.append("Flapping: alerts held until it is stable")
-        notes += [f"In maintenance: {w.name}" for w in self.maintenance.active_for(name, now)]
-        notes += [
-            f"Silenced until {iso_utc(x.until)}" + (f": {x.reason}" if x.reason else "")
-            for x in active_for(self.silences, name, now)
-        ]
-        return tuple(notes)
-
-    def _page_sections(self) -> list[Callable[[PageContext], str]]:
-        """Sections above the sites: undelivered alerts, early warnings, heartbeats."""
-        dead = self.dispatch.dead_letters
-        early = self.early.status_view() if self.early is not None else None
-        beats = self.heartbeats.status()
-        return [
-            lambda ctx: dead_letter_banner(dead),
-            lambda ctx: render_early_section(early) if early else "",
-            lambda ctx: render_heartbeats_section(beats) if beats else "",
-        ]
-
-
-def decode_summary(alert_json: str) -> str:
-    """The "[sentinel] ..." line of a stored alert, for the log."""
-    from sentinel.notify.payload import decode_alert
-
-    try:
-        return "[sentinel] " + decode_alert(alert_json).summary
-    except ValueError:
-        return "?"
-
-
-def status_dict(site: SiteConfig | None, state: SiteState) -> dict[str, Any]:
-
-    last = state.last
-    return {
-        "site": state.site,
-        "target": site.target if site else None,
-        "status": state.status.value,
-        "state": state.state_name,
-        "flapping": state.flapping,
-        "since": iso_utc(state.since),
-        "consecutive_failures": state.consecutive_failures,
-        "incident_since": iso_utc(state.incident_started),
-        "last": None
-        if last is None
-        else {
-            "at": iso_utc(last.at),
-            "ok": last.ok,
-            "status": last.status,
-            "total": round(last.total, 6),
-            "reason": last.reason,
-            "message": last.message,
-        },
-    }
+        return status_views.status_pages(self)
 
 
 async def run_daemon(config_path: str, config: Config) -> int:
@@ -640,7 +589,7 @@ async def run_daemon(config_path: str, config: Config) -> int:
         return EXIT_CONFIG
     try:
         return await daemon.run()
-    except (PasswordError, SetupError, TokenError) as exc:
+    except (PasswordError, SetupError, TokenError, WebConfigError) as exc:
         log.error("%s: %s", config_path, exc)
         return EXIT_CONFIG
     except ListenError as exc:

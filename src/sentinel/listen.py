@@ -27,11 +27,11 @@ def _host_for_url(host: str) -> str:
     return host
 
 
-def status_page_url(listen: str, port: int) -> str:
-    """http://HOST:PORT/ for `listen` ("host:port") bound to `port` (IPv6 in brackets; a
-    wildcard address as loopback)."""
+def status_page_url(listen: str, port: int, *, tls: bool = False) -> str:
+    """http://HOST:PORT/ (https:// with `tls`: web_config) for `listen` ("host:port") bound to
+    `port` (IPv6 in brackets; a wildcard address as loopback)."""
     host, _ = split_host_port(listen, what="listen")
-    return f"http://{_host_for_url(host)}:{port}/"
+    return f"{'https' if tls else 'http'}://{_host_for_url(host)}:{port}/"
 
 
 def listen_error(listen: str, exc: OSError) -> ListenError:

@@ -152,6 +152,13 @@ class Metrics:
             "Time of the last successful configuration (re)load",
             registry=r,
         )
+        self.deadman_pings = Counter(
+            "sentinel_deadman_pings",
+            "Pings to the [deadman] switch, by result: ok, fail (alerts undeliverable), "
+            "error (the ping itself failed), withheld (the scheduler made no progress)",
+            ["result"],
+            registry=r,
+        )
         for kind in EMAIL_KINDS:
             self.emails_sent.labels(kind)
         self._sites: dict[str, _SiteSeries] = {}

@@ -18,6 +18,7 @@ import unicodedata
 __all__ = [
     "escape_controls",
     "has_control",
+    "html_text",
     "mark_controls",
     "needs_escaping",
     "one_line",
@@ -29,6 +30,8 @@ __all__ = [
 _LINE_BREAKER_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # The same but TAB, which is harmless in a log line.
 _ESCAPED_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# The same but TAB and LF, which are whitespace in HTML (a page may show a multi-line message).
+_HTML_UNSAFE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r"}
 _BLANKED = frozenset({"Cc", "Zl", "Zp", "Cs", "Cf"})
 _SPACES_RE = re.compile(r"\s+")
@@ -42,6 +45,12 @@ def has_control(text: str) -> bool:
 def mark_controls(text: str, mark: str = "?") -> str:
     """Each line-breaking character replaced by `mark` (for quoting a user's bad input back)."""
     return _LINE_BREAKER_RE.sub(mark, text)
+
+
+def html_text(text: str) -> str:
+    """Each line breaker but TAB and LF replaced by U+FFFD, before HTML escaping: a control
+    character is invalid in HTML, a lone surrogate cannot be encoded; neither is shown as is."""
+    return _HTML_UNSAFE_RE.sub("\ufffd", text)
 
 
 def quote(text: str) -> str:

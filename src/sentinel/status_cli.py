@@ -104,20 +104,22 @@ def format_table(sites: Sequence[Mapping[str, Any]]) -> str:
 
 def from_store(config: Config, state_dir: Path, now: float) -> tuple[list[dict[str, Any]], int]:
     """The sites as /api/status would show them, from the store (read-only); and the outbox."""
-    from sentinel.daemon import status_dict
     from sentinel.history.query import HistoryReader
+    from sentinel.status_views import status_dict
     from sentinel.store import Store
 
+    shard = config.shard  # with `[sentinel] shard`, only this shard's sites (as the daemon)
+    owned = [s for s in config.sites if shard is None or shard.owns(s.name)]
     with Store.open_readonly(state_dir) as store:
         states = store.load_states()
         pending = store.outbox_pending()
-        names = [s.name for s in config.sites]
+        names = [s.name for s in owned]
         # (an older store without history tables gives no uptimes: states only)
         uptimes = HistoryReader(store, None, clock=lambda: now).uptimes(names)
     sites = []
     from sentinel.monitor import SiteState
 
-    for site in config.sites:
+    for site in owned:
         state = states.get(site.name) or SiteState(site=site.name)
         entry = status_dict(site, state)
         last = state.last

@@ -8,15 +8,20 @@ requests are bounded in size (16 KiB head) and time (10 s to send it, 60 s to ta
 and at most 64 connections are served at once, so a slow or hostile client cannot pin the daemon.
 The heartbeat pings (/ping/..., sentinel.heartbeats.endpoint) are a prefix route that reads its
 own bounded body.
+
+`[sentinel] web_config` (sentinel.webauth) adds TLS on the listening socket (a reload hands the
+socket to a server with the new context) and basic auth on every path but /healthz and the
+pings (`webauth.is_open_path`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,9 +29,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sentinel.config import split_host_port
-from sentinel.early.page import EarlyView, render_early_section
-from sentinel.heartbeats.page import render_heartbeats_section
+from sentinel.early.page import EarlyView
 from sentinel.metrics import CONTENT_TYPE
+from sentinel.webauth import WebAccess, basic_credentials, is_open_path
 
 log = logging.getLogger("sentinel.web")
 
@@ -66,6 +71,7 @@ class Reply:
     content_type: str
     body: bytes = b""
     chunks: Callable[[], Iterable[bytes]] | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra header fields
 
 
 Route = Callable[[], Reply]
@@ -84,6 +90,7 @@ def make_routes(
     early_status: Callable[[], EarlyView] | None = None,
     dead_letters: Callable[[], int] | None = None,
     heartbeat_status: StatusProvider | None = None,
+    extra_status: Callable[[], Mapping[str, Any]] | None = None,
 ) -> dict[str, Route]:
     def dead() -> int:
         return dead_letters() if dead_letters is not None else 0
@@ -110,65 +117,17 @@ def make_routes(
             body.update(early_status())  # "watches" and "disks", each with its "state"
         if heartbeat_status is not None:
             body["heartbeats"] = [dict(h) for h in heartbeat_status()]
+        if extra_status is not None:
+            body.update(extra_status())  # "network" (sentinel.canary)
         # json.dumps escapes control characters, so hostile remote text cannot break the JSON.
         text = json.dumps(body, ensure_ascii=False, indent=1)
         return Reply(200, "application/json; charset=utf-8", text.encode())
 
-    def index() -> Reply:
-        page = render_status_page(
-            site_status(),
-            early_status() if early_status else None,
-            heartbeat_status() if heartbeat_status else (),
-            dead_letters=dead(),
-        )
-        return Reply(200, "text/html; charset=utf-8", page.encode())
-
-    return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status, "/": index}
-
-
-def render_status_page(
-    sites: Sequence[Mapping[str, Any]],
-    early: EarlyView | None = None,
-    heartbeats: Sequence[Mapping[str, Any]] = (),
-    *,
-    dead_letters: int = 0,
-) -> str:
-    down = sum(1 for s in sites if s.get("status") == "down")
-    rows = []
-    for s in sorted(sites, key=lambda s: (s.get("status") != "down", str(s.get("site")))):
-        status = str(s.get("status", "unknown"))
-        last = s.get("last") or {}
-        latency = last.get("total")
-        rows.append(
-            "<tr class='{cls}'><td>{site}</td><td>{status}</td><td>{since}</td>"
-            "<td>{latency}</td><td>{reason}</td></tr>".format(
-                cls=html.escape(status),
-                site=html.escape(str(s.get("site"))),
-                status=html.escape(status.upper()),
-                since=html.escape(str(s.get("since") or "")),
-                latency="" if latency is None else f"{latency * 1000:.0f} ms",
-                reason=html.escape(str(last.get("message") or "")),
-            )
-        )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>sentinel</title>"
-        "<meta http-equiv='refresh' content='30'>"
-        "<style>body{font-family:system-ui,sans-serif;margin:2em}"
-        "table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ddd}"
-        ".down td{background:#fdd}.up td:nth-child(2){color:#070}</style></head><body>"
-        f"<h1>sentinel</h1>{dead_letter_banner(dead_letters)}"
-        f"<p>{len(sites)} sites, {down} down</p>"
-        "<table><tr><th>site</th><th>status</th><th>since</th><th>last latency</th>"
-        "<th>last result</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        + (render_early_section(early) if early else "")
-        + render_heartbeats_section(heartbeats)
-        + "</body></html>"
-    )
+    return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status}
 
 
 def dead_letter_banner(count: int) -> str:
+    """The status page's warning that `count` alerts were given up on (empty when none)."""
     if count <= 0:
         return ""
     alerts = "alert was" if count == 1 else "alerts were"
@@ -192,33 +151,74 @@ class WebServer:
         response_timeout: float = RESPONSE_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
         prefixes: Mapping[str, PageRoute] | None = None,
+        access: WebAccess | None = None,
     ) -> None:
+        # TLS, basic auth and extra headers; replaced whole at reload, read once per connection.
+        self.access = access or WebAccess()
         self._routes = dict(routes)
         self._prefixed = dict(prefixed or {})
         self._prefixes = dict(prefixes or {})
         self._request_timeout = request_timeout
         self._response_timeout = response_timeout
         self._max_connections = max_connections
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self._swap_lock = asyncio.Lock()
         # The connections being handled, one task each; their number is what the limit counts.
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def start(self, listen: str) -> int:
         """Listen on "host:port"; returns the bound port (for port 0)."""
         host, port = split_host_port(listen, what="listen")
-        self._server = await asyncio.start_server(
-            self._on_connection, host or None, port, limit=HEAD_LIMIT, reuse_address=True
+        server = await asyncio.start_server(
+            self._on_connection,
+            host or None,
+            port,
+            limit=HEAD_LIMIT,
+            reuse_address=True,
+            ssl=self.access.ssl_context,
+            ssl_handshake_timeout=self._request_timeout if self.access.ssl_context else None,
         )
-        return int(self._server.sockets[0].getsockname()[1])
+        self._servers = [server]
+        return int(server.sockets[0].getsockname()[1])
+
+    async def set_access(self, access: WebAccess) -> None:
+        """Apply a new web config (a reload) to the next connections. TLS belongs to the
+        listening server, so with TLS before or after, the listening sockets are handed to a new
+        server with the new context (a duplicate of each socket: the kernel's accept queue is
+        never closed, so no connection is refused meanwhile) and the old server is closed;
+        the connections it is serving finish as they were."""
+        async with self._swap_lock:
+            old_tls, self.access = self.access.ssl_context, access
+            if (old_tls is None and access.ssl_context is None) or not self._servers:
+                return
+            fresh = []
+            for old in self._servers:
+                for sock in old.sockets:
+                    dup = socket.socket(fileno=os.dup(sock.fileno()))
+                    fresh.append(
+                        await asyncio.start_server(
+                            self._on_connection,
+                            sock=dup,
+                            limit=HEAD_LIMIT,
+                            ssl=access.ssl_context,
+                            ssl_handshake_timeout=(
+                                self._request_timeout if access.ssl_context else None
+                            ),
+                        )
+                    )
+            old_servers, self._servers = self._servers, fresh
+            for old in old_servers:
+                old.close()  # the listening sockets only; their connections carry on
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._handlers):
-                task.cancel()
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        for server in servers:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5.0)
-            self._server = None
+                await asyncio.wait_for(server.wait_closed(), 5.0)
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -229,7 +229,10 @@ class WebServer:
         clean = False
         try:
             if len(self._handlers) <= self._max_connections:
-                await self._serve_one(reader, writer)
+                access = self.access
+                if not access.peer_allowed(writer.get_extra_info("peercert")):
+                    return  # client_allowed_sans: a verified certificate of someone else
+                await self._serve_one(reader, writer, access)
                 clean = True
         except (OSError, TimeoutError, asyncio.IncompleteReadError):
             pass  # the client went away or was too slow: nothing to answer
@@ -242,7 +245,9 @@ class WebServer:
             else:
                 writer.transport.abort()  # a client that does not read gets no more time
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, access: WebAccess
+    ) -> None:
         try:
             async with asyncio.timeout(self._request_timeout):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -255,6 +260,20 @@ class WebServer:
             await _write(writer, _plain(400, "bad request"), head_only=False)
             return
         method, target, version = parts
+        if (
+            access.auth is not None
+            and not is_open_path(target)
+            and not await access.auth.allows(basic_credentials(head))
+        ):
+            reply = Reply(
+                401,
+                _TEXT,
+                b"401 unauthorized\n",
+                headers=(("WWW-Authenticate", 'Basic realm="sentinel", charset="UTF-8"'),),
+            )
+            async with asyncio.timeout(self._response_timeout):
+                await _write(writer, reply, head_only=method == "HEAD", extra=access.headers)
+            return
         prefixed = next((r for p, r in self._prefixed.items() if target.startswith(p)), None)
         if prefixed is not None:
             status, text = await prefixed(method, target, head, reader)
@@ -270,7 +289,13 @@ class WebServer:
                 under = next((r for p, r in self._prefixes.items() if path.startswith(p)), None)
                 reply = under(target) if under is not None else _plain(404, "not found")
         async with asyncio.timeout(self._response_timeout):
-            await _write(writer, reply, head_only=method == "HEAD", http10=version == "HTTP/1.0")
+            await _write(
+                writer,
+                reply,
+                head_only=method == "HEAD",
+                http10=version == "HTTP/1.0",
+                extra=access.headers,
+            )
 
 
 def _plain(status: int, text: str) -> Reply:
@@ -278,7 +303,12 @@ def _plain(status: int, text: str) -> Reply:
 
 
 async def _write(
-    writer: asyncio.StreamWriter, reply: Reply, *, head_only: bool, http10: bool = False
+    writer: asyncio.StreamWriter,
+    reply: Reply,
+    *,
+    head_only: bool,
+    http10: bool = False,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> None:
     fields = [
         f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Unknown')}",
@@ -287,6 +317,8 @@ async def _write(
         "X-Content-Type-Options: nosniff",
         "Connection: close",
     ]
+    # http_server_config.headers; X-Content-Type-Options: nosniff is always sent already.
+    fields += [f"{k}: {v}" for k, v in (*reply.headers, *extra) if k != "X-Content-Type-Options"]
     chunks = reply.chunks
     if chunks is not None and http10:  # no chunked encoding in HTTP/1.0: the whole body
         reply, chunks = Reply(reply.status, reply.content_type, b"".join(chunks())), None
@@ -315,9 +347,11 @@ async def start_server(
     listen: str,
     prefixed: Mapping[str, PrefixRoute] | None = None,
     prefixes: Mapping[str, PageRoute] | None = None,
+    access: WebAccess | None = None,
 ) -> tuple[WebServer, int]:
     """Serve `routes` on listen ("host:port"); returns the server and the bound port.
-    `prefixed`: handlers that read a body (pings); `prefixes`: pages under a path prefix."""
-    server = WebServer(routes, prefixed=prefixed, prefixes=prefixes)
+    `prefixed`: handlers that read a body (pings); `prefixes`: pages under a path prefix;
+    `access`: TLS and basic auth (`[sentinel] web_config`)."""
+    server = WebServer(routes, prefixed=prefixed, prefixes=prefixes, access=access)
     port = await server.start(listen)
     return server, port

@@ -74,7 +74,7 @@ def test_down_still_down_recovered_arrive_once_and_thread_together(
         )
         mails = list(smtp.messages_received)
         subs = subjects(mails)
-        assert subs[0].startswith("[sentinel] DOWN: shop — status")
+        assert subs[0].startswith("[sentinel] DOWN: shop — HTTP 500 (expected 2xx)")
         assert subs[1].startswith("[sentinel] STILL DOWN: shop for ")
         assert subs[-1].startswith("[sentinel] RECOVERED: shop after ")
         assert sum(s.startswith("[sentinel] DOWN") for s in subs) == 1

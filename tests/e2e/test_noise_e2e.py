@@ -60,7 +60,7 @@ url = "{target.url("/shop")}"
         # Two more probes 1 s apart, not 2 x 20 s.
         assert time.monotonic() - first_failure < 15
         (subject,) = down_subjects(smtp)
-        assert subject.startswith("[sentinel] DOWN: shop — status (HTTP 500")
+        assert subject.startswith("[sentinel] DOWN: shop — HTTP 500")
         assert proc.metric("sentinel_site_state", site="shop", state="down") == 1
         assert proc.metric("sentinel_site_state", site="shop", state="pending") == 0
         assert proc.status()["shop"]["state"] == "down"
@@ -97,5 +97,5 @@ end = "{end.isoformat()}"
         wait_until(lambda: down_subjects(smtp), timeout=30)
         assert dt.datetime.now(dt.UTC) >= end
         (subject,) = down_subjects(smtp)
-        assert subject.startswith("[sentinel] DOWN: shop — status (HTTP 500")
+        assert subject.startswith("[sentinel] DOWN: shop — HTTP 500")
         assert proc.metric("sentinel_maintenance_active", maintenance="deploy") == 0

@@ -127,7 +127,7 @@ def _client(site: Site) -> dict[str, object]:
     }
 
 
-def _connect_to(site: Site) -> dict[str, object]:
+def connect_to(site: Site) -> dict[str, object]:
     return {
         "ca_file": str(site.pki.ca),
         "connect_to": f"127.0.0.1:{site.ports['tls']}",
@@ -239,7 +239,7 @@ CASES: tuple[Case, ...] = (
         "connect-to",
         "tls",
         "/",
-        options=_connect_to,
+        options=connect_to,
         url=lambda site: "https://site.test/",
         trust="none",
     ),

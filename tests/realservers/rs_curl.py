@@ -119,7 +119,7 @@ def curl_probe(
         if "client_key" in options:
             command += ["--key", str(options["client_key"])]
         if "connect_to" in options:
-            command += ["--connect-to", _connect_to(site.target, str(options["connect_to"]))]
+            command += ["--connect-to", connect_to(site.target, str(options["connect_to"]))]
         for name, value in site.headers:
             command += ["--header", f"{name}: {value}"]
         command.append(site.target)
@@ -129,22 +129,22 @@ def curl_probe(
         info = json.loads(done.stdout or "{}")
         body = body_path.read_bytes() if body_path.exists() else b""
         heads = head_path.read_text("latin-1") if head_path.exists() else ""
-    headers = _last_head(heads)
+    headers = last_head(heads)
     code = done.returncode
     error = (info.get("errormsg") or done.stderr or "").strip()
     status = int(info.get("http_code") or 0)
     return CurlRun(
-        verdict=_verdict(site, code, error, status, body, headers),
+        verdict=curl_verdict(site, code, error, status, body, headers),
         exit_code=code,
         error=error,
         http_version=str(info.get("http_version") or ""),
         headers=headers,
         body=body,
-        cert_expiries=_expiries(str(info.get("certs") or "")),
+        cert_expiries=expiries(str(info.get("certs") or "")),
     )
 
 
-def _verdict(
+def curl_verdict(
     site: SiteConfig,
     code: int,
     error: str,
@@ -180,7 +180,7 @@ def _verdict(
     return Verdict(False, f"curl exit {code}")
 
 
-def _connect_to(url: str, target: str) -> str:
+def connect_to(url: str, target: str) -> str:
     """sentinel's connect_to = "ADDRESS[:PORT]" for `url` -> curl's HOST:PORT:ADDRESS:PORT."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -194,7 +194,7 @@ def _connect_to(url: str, target: str) -> str:
     return f"{parts.hostname}:{port}:{address}:{to_port}"
 
 
-def _last_head(text: str) -> list[tuple[str, str]]:
+def last_head(text: str) -> list[tuple[str, str]]:
     """The header fields of the last response in a --dump-header file (one head per hop)."""
     blocks = [block for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
     if not blocks:
@@ -219,7 +219,7 @@ def _charset(headers: list[tuple[str, str]]) -> str | None:
     return None
 
 
-def _expiries(certs: str) -> list[float]:
+def expiries(certs: str) -> list[float]:
     """NotAfter of every certificate in curl's %{certs} ("Expire date:Mar  1 20:24:36 2027
     GMT"), in the order served."""
     found = []

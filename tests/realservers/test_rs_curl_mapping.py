@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rs_curl import PROTOCOL_EXITS, TLS_EXITS, Verdict, _connect_to, _expiries, _last_head, _verdict
+from rs_curl import (
+    PROTOCOL_EXITS,
+    TLS_EXITS,
+    Verdict,
+    connect_to,
+    curl_verdict,
+    expiries,
+    last_head,
+)
 
 from sentinel.config import SiteConfig, parse_config
 
@@ -30,7 +38,7 @@ def _site(**keys: object) -> SiteConfig:
 def test_exit_0_is_judged_on_status_then_body(
     status: int, keys: dict[str, object], body: bytes, want: Verdict
 ) -> None:
-    assert _verdict(_site(**keys), 0, "", status, body, []) == want
+    assert curl_verdict(_site(**keys), 0, "", status, body, []) == want
 
 
 @pytest.mark.parametrize(
@@ -51,12 +59,12 @@ def test_exit_0_is_judged_on_status_then_body(
 )
 def test_exit_codes_map_to_reasons(code: int, error: str, reason: str) -> None:
     # A failure before a final response carries no status, whatever curl's http_code was.
-    assert _verdict(_site(), code, error, 302, b"", []) == Verdict(False, reason)
+    assert curl_verdict(_site(), code, error, 302, b"", []) == Verdict(False, reason)
 
 
 @given(st.integers(min_value=1, max_value=255))
 def test_every_failing_exit_is_a_failure_with_a_reason(code: int) -> None:
-    verdict = _verdict(_site(), code, "", 0, b"", [])
+    verdict = curl_verdict(_site(), code, "", 0, b"", [])
     assert not verdict.ok and verdict.reason and verdict.status == 0
     if code in TLS_EXITS:
         assert verdict.reason == "tls"
@@ -77,7 +85,7 @@ def test_every_failing_exit_is_a_failure_with_a_reason(code: int) -> None:
     ],
 )
 def test_connect_to_spelled_for_curl(url: str, target: str, want: str) -> None:
-    assert _connect_to(url, target) == want
+    assert connect_to(url, target) == want
 
 
 def test_the_last_head_of_a_redirect_chain() -> None:
@@ -85,8 +93,8 @@ def test_the_last_head_of_a_redirect_chain() -> None:
         "HTTP/1.1 302 Found\r\nLocation: /a\r\nX-Hop: 1\r\n\r\n"
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Big: a: b\r\n\r\n"
     )
-    assert _last_head(heads) == [("content-type", "text/html"), ("x-big", "a: b")]
-    assert _last_head("") == []
+    assert last_head(heads) == [("content-type", "text/html"), ("x-big", "a: b")]
+    assert last_head("") == []
 
 
 def test_certificate_dates_from_curls_certinfo() -> None:
@@ -95,4 +103,4 @@ def test_certificate_dates_from_curls_certinfo() -> None:
         "Expire date:Mar  1 20:24:36 2027 GMT\nSubject:CN = intermediate\n"
         "Expire date:Dec  4 20:24:36 2026 GMT\n"
     )
-    assert _expiries(certs) == [1803932676.0, 1796415876.0]
+    assert expiries(certs) == [1803932676.0, 1796415876.0]

@@ -7,7 +7,6 @@ threading: a RESOLVED email replies to its warning, whose Message-ID derives fro
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import math
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
-from sentinel.notify.message import POLICY, message_domain
+from sentinel.notify.mime import attach_bodies, base_message, message_domain
 from sentinel.sanitize import one_line
 
 __all__ = [
@@ -417,17 +416,15 @@ def build_early_message(
         body = _ended_body(event)
     else:
         body = _oom_body(event)
-    msg = EmailMessage(policy=POLICY)
-    msg["Subject"] = one_line(early_subject(event), 400)
-    msg["From"] = one_line(sender, 998)
-    msg["To"] = ", ".join(one_line(r, 998) for r in recipients)
-    msg["Date"] = email.utils.format_datetime(_utc(event.at))
-    msg["Message-ID"] = message_id
-    if parent is not None:
-        msg["In-Reply-To"] = parent
-        msg["References"] = parent
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Sentinel-Kind"] = early_message_kind(event)
-    text = "\n".join([*body, "", "-- ", "sentinel"]) + "\n"
-    msg.set_content(text, charset="utf-8", cte="quoted-printable")
+    msg = base_message(
+        sender=sender,
+        recipients=recipients,
+        subject=early_subject(event),
+        at=event.at,
+        message_id=message_id,
+        kind=early_message_kind(event),
+        root=parent,
+    )
+    # The text wrapped to 78 columns like every sentinel email (notify.mime).
+    attach_bodies(msg, [*body, "", "-- ", "sentinel"], None)
     return msg

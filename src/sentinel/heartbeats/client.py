@@ -14,6 +14,7 @@ import contextlib
 import os
 import selectors
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -37,8 +38,9 @@ class PingError(Exception):
     """A ping did not reach sentinel or was refused; the message is one line."""
 
 
-def base_url(listen: str) -> str:
-    """The daemon's address from `[sentinel] listen`; a wildcard address means this machine."""
+def base_url(listen: str, *, tls: bool = False) -> str:
+    """The daemon's address from `[sentinel] listen`; a wildcard address means this machine;
+    https with `tls` (its web_config has tls_server_config)."""
     host, port = split_host_port(listen, what="listen")
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
@@ -46,7 +48,7 @@ def base_url(listen: str) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def ping_suffix(*, start: bool = False, fail: bool = False, exit_code: int | None = None) -> str:
@@ -60,7 +62,11 @@ def ping_suffix(*, start: bool = False, fail: bool = False, exit_code: int | Non
 
 
 def send_ping(
-    url: str, token: bytes | None, body: bytes | None = None, timeout: float = PING_TIMEOUT
+    url: str,
+    token: bytes | None,
+    body: bytes | None = None,
+    timeout: float = PING_TIMEOUT,
+    context: ssl.SSLContext | None = None,
 ) -> None:
     """GET (or POST `body` to) `url`; raises PingError unless sentinel answers 200."""
     import urllib.error  # here: `sentinel run` builds the same parser and needs neither
@@ -70,7 +76,9 @@ def send_ping(
     if token is not None:
         request.add_header("Authorization", f"Bearer {token.decode('ascii')}")
     # No proxies from the environment: the daemon is on this machine.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
     try:
         with opener.open(request, timeout=timeout) as response:
             response.read(1024)
@@ -87,11 +95,24 @@ class Target:
     """Where and how to ping one heartbeat."""
 
     def __init__(self, config: Config, beat: HeartbeatConfig, token: bytes | None) -> None:
-        self.url = f"{base_url(config.listen)}/ping/{beat.name}"
+        # With [sentinel] web_config's TLS, over https trusting the certificate the daemon serves.
+        self.context: ssl.SSLContext | None = None
+        self.context_error: str | None = None
+        if config.web_config:
+            from sentinel.webauth import WebConfigError, local_client_context
+
+            try:
+                self.context = local_client_context(config.web_config)
+            except WebConfigError as exc:
+                self.context_error = str(exc)
+        tls = self.context is not None
+        self.url = f"{base_url(config.listen, tls=tls)}/ping/{beat.name}"
         self.token = token
 
     def ping(self, suffix: str, body: bytes | None = None) -> None:
-        send_ping(self.url + suffix, self.token, body)
+        if self.context_error is not None:
+            raise PingError(self.context_error)
+        send_ping(self.url + suffix, self.token, body, context=self.context)
 
 
 def resolve(config_path: str, name: str) -> Target:

@@ -19,16 +19,18 @@ from email.message import EmailMessage
 
 from sentinel.config import EmailConfig
 from sentinel.heartbeats.state import Event, Failed, Late, Recovered
-from sentinel.notify.message import (
-    SUBJECT_PREFIX,
-    _base_message,
-    _fields_html,
-    _fields_text,
-    _fmt_time,
-    _text_header,
-    human_duration,
+from sentinel.notify.message import SUBJECT_PREFIX, human_duration
+from sentinel.notify.mime import (
+    attach_bodies,
+    base_message,
+    fields_html,
+    html_page,
     message_domain,
+    state_badge,
+    text_header,
 )
+from sentinel.notify.wording import fmt_time as _fmt_time
+from sentinel.notify.wording import wrap_fields
 from sentinel.sanitize import one_line as _clean
 
 __all__ = ["build_heartbeat_message", "heartbeat_message_kind", "heartbeat_thread_id"]
@@ -143,25 +145,29 @@ def build_heartbeat_message(event: Event, *, email: EmailConfig) -> EmailMessage
     kind = heartbeat_message_kind(event)
     subject, headline, fields, output = _content(event, name)
     message_id, root = _ids(event, domain)
-    msg = _base_message(
-        cfg=email, subject=subject, at=event.at, message_id=message_id, kind=kind, root=root
+    msg = base_message(
+        sender=email.sender,
+        recipients=email.recipients,
+        subject=subject,
+        at=event.at,
+        message_id=message_id,
+        kind=kind,
+        root=root,
     )
-    _text_header(msg, "X-Sentinel-Heartbeat", name)
+    text_header(msg, "X-Sentinel-Heartbeat", name)
     footer: Sequence[str] = ["", "-- ", "sentinel"]
     if not isinstance(event, Recovered):
         footer = ["", "You will get one email when it pings successfully again.", *footer]
-    text_lines = [headline, "", *_fields_text(fields), *_output_text(output), *footer]
-    msg.set_content("\n".join(text_lines) + "\n", charset="utf-8", cte="quoted-printable")
+    text_lines = [headline, "", *wrap_fields(fields), *_output_text(output), *footer]
     output_html = (
-        f"<h3>Last output of the job</h3>\n<pre>{html.escape(output)}</pre>\n" if output else ""
+        f"<h2>Last output of the job</h2>\n<pre>{html.escape(output)}</pre>\n" if output else ""
     )
-    body_html = (
-        "<!DOCTYPE html>\n<html><body>\n"
-        f"<p><strong>{html.escape(headline)}</strong></p>\n"
-        f"{_fields_html(fields)}{output_html}"
-        "<p>&mdash; sentinel</p>\n</body></html>\n"
+    badge = {"late": ("LATE", "bad"), "failed": ("FAILED", "bad")}.get(kind, ("OK", "good"))
+    body_html = html_page(
+        title=subject,
+        badge=state_badge(*badge),
+        headline=headline,
+        body=fields_html(fields) + output_html,
     )
-    msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
-    digest = hashlib.sha256("\n".join([*text_lines, body_html]).encode("utf-8")).hexdigest()
-    msg.set_boundary(f"=_sentinel_{digest[:32]}")
+    attach_bodies(msg, text_lines, body_html)
     return msg

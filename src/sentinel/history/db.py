@@ -25,27 +25,8 @@ HOUR = "history_hour"
 DAY = "history_day"
 _TABLES = (HOUR, DAY)
 MESSAGE_LIMIT = 300  # characters of a failure message kept in the incident log
-_EXCUSED_TABLES = (HOUR, DAY, "history_incident")
 # Per store: whether its history tables have excused_ms (checked once).
 _has_excused: WeakKeyDictionary[Store, bool] = WeakKeyDictionary()
-
-
-def migrate(store: Store) -> None:
-    """Add excused_ms to the history tables of a writable store (idempotent). One integer
-    column, 1 byte a row when zero: the 64 KiB a site bound keeps. Every write here migrates
-    first; the recorder does it at start."""
-    with store.write() as conn:
-        _migrate(conn, store)
-
-
-def _migrate(conn: sqlite3.Connection, store: Store) -> None:
-    if _has_excused.get(store):
-        return
-    for table in _EXCUSED_TABLES:
-        columns = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
-        if "excused_ms" not in columns:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN excused_ms INTEGER NOT NULL DEFAULT 0")
-    _has_excused[store] = True
 
 
 def _excused(store: Store, alias: str) -> str:
@@ -143,7 +124,6 @@ def write_hours(store: Store, deltas: Mapping[tuple[str, int], Rollup]) -> Writt
             days[key] = delta.copy()
     written: Written = {}
     with store.write() as conn:
-        _migrate(conn, store)
         ids = _site_ids(conn, sorted({name for name, _ in deltas}))
         for (name, hour), delta in deltas.items():
             written[(HOUR, name, hour)] = _merge_row(conn, HOUR, ids[name], hour, delta)
@@ -213,7 +193,6 @@ def incident_opened(
     `alerts` 0: its DOWN alert was held (a maintenance window, a silence, flapping)."""
     message = message[:MESSAGE_LIMIT]
     with store.write() as conn:
-        _migrate(conn, store)
         site_id = _site_ids(conn, [site])[site]
         conn.execute(
             "INSERT OR IGNORE INTO history_incident (site, started_ms, ended_ms, first_reason,"
@@ -236,7 +215,6 @@ def incident_updated(
     """A reminder (alerts), the latest failure (last), downtime in a maintenance window or a
     silence (excused_ms, added) or the recovery (ended_ms) of an incident."""
     with store.write() as conn:
-        _migrate(conn, store)
         site_id = _site_ids(conn, [site])[site]
         if last is not None:
             # The same as the first is stored as '' (most incidents have one reason throughout).

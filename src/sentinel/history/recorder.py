@@ -82,10 +82,6 @@ class HistoryRecorder:
         self._excused: dict[str, _Excused] = {}
         self._incidents_changed: set[str] = set()
         self.listeners: list[Listener] = []
-        try:
-            db.migrate(store)
-        except StoreError as exc:
-            on_error(exc)
 
     # ------------------------------------------------------------------ the probe path
 

@@ -28,11 +28,30 @@ from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import Event, SiteState, Status
+from sentinel.notify.alert_context import basic_context
 from sentinel.notify.channel_config import EMAIL
 from sentinel.notify.channels import Channel, build_channels
 from sentinel.notify.channels.base import Delivery
 from sentinel.notify.errors import SendError
-from sentinel.notify.message import build_message, message_kind
+from sentinel.notify.group_message import (
+    NETWORK_SITE,
+    NetworkNews,
+    group_alert,
+    group_email,
+    group_message_id,
+    network_alert,
+    network_email,
+    rethread,
+)
+from sentinel.notify.grouping import GROUPED_KINDS, Held, decide, host_key
+from sentinel.notify.health import ChannelHealth
+from sentinel.notify.message import (
+    MessageContext,
+    build_message,
+    incident_message_id,
+    message_domain,
+    message_kind,
+)
 from sentinel.notify.outbox import OutboxSender
 from sentinel.notify.payload import (
     Alert,
@@ -50,6 +69,13 @@ log = logging.getLogger("sentinel")  # the daemon's own lines (grep "email not s
 
 # For tests and drills: the permanent-failure retry schedule, e.g. "1s,1s" (default 1m,5m,15m).
 PERMANENT_DELAYS_ENV = "SENTINEL_PERMANENT_RETRY_DELAYS"
+
+
+def _basic(event: Event, site: SiteConfig, config: Config) -> MessageContext:
+    return basic_context(config, site.name)
+
+
+MessageContextFor = Callable[[Event, SiteConfig, Config], MessageContext]
 
 
 def permanent_delays_from(environ: Mapping[str, str]) -> tuple[float, ...]:
@@ -90,6 +116,10 @@ class Dispatcher:
         self.dead_letters = 0
         self._dropped_seen = 0
         self._retired: list[Channel] = []  # replaced by a reload; closed by run()
+        # What a site's email says beyond its event (time zone, page link, DOWN diagnosis):
+        # set by the daemon to its AlertContext; without it, just the time zone and the link.
+        self.message_context: MessageContextFor = _basic
+        self.health = ChannelHealth()  # can alerts still go out? (the dead man's switch asks)
         r = metrics.registry
         self.sent = Counter(
             "sentinel_notifications_sent",
@@ -133,6 +163,10 @@ class Dispatcher:
         self.channels = channels
         self._types = [(EMAIL, "email")] if config.email is not None else []
         self._types += [(c.name, c.type) for c in config.channels]
+        settings: dict[str, object] = {c.name: c for c in config.channels}
+        if config.email is not None:
+            settings = {EMAIL: config.email, **settings}
+        self.health.configure(settings)
         self._retired.extend(c for name, c in old.items() if channels.get(name) is not c)
         self._changed.set()
 
@@ -152,12 +186,22 @@ class Dispatcher:
     ) -> list[Outgoing]:
         encoded = encode_alert(alert)
         now = self._clock()
+        wait = self.config.group_wait if self.config is not None else 0.0
+        types = dict(self._types)
         items = []
         for name in recipients(alert.kind, notify, self._types):
             channel = self.channels.get(name)
             if channel is None:
                 continue
             message = email_bytes() if name == EMAIL else channel.render(alert)
+            # Outage grouping: a DOWN or RECOVERED waits group_wait for others to join it. Not
+            # on an Alertmanager channel (Alertmanager groups alerts itself).
+            hold = (
+                wait > 0
+                and alert.kind in GROUPED_KINDS
+                and alert.site != NETWORK_SITE
+                and types.get(name) != "alertmanager"
+            )
             items.append(
                 Outgoing(
                     kind=alert.kind,
@@ -167,6 +211,8 @@ class Dispatcher:
                     channel=name,
                     incident=alert.incident_id,
                     alert=encoded,
+                    hold_until=now + wait if hold else None,
+                    hold=host_key(alert.url) if hold else None,
                 )
             )
         return items
@@ -181,7 +227,8 @@ class Dispatcher:
 
         def email_bytes() -> bytes:
             assert email is not None
-            message = build_message(event, email=email, target=site.target)
+            context = self.message_context(event, site, config)
+            message = build_message(event, email=email, target=site.target, context=context)
             return message.as_bytes(policy=email_policy.SMTP)
 
         return self._items(alert, site.notify, email_bytes)
@@ -198,6 +245,20 @@ class Dispatcher:
             assert email is not None
             message = build_early_message(event, sender=email.sender, recipients=email.recipients)
             return message.as_bytes(policy=email_policy.SMTP)
+
+        return self._items(alert, config.notify, email_bytes)
+
+    def outgoing_for_network(self, news: NetworkNews) -> list[Outgoing]:
+        """The network canary's NETWORK alert or its RECOVERED, routed like [defaults] notify."""
+        config = self.config
+        if config is None:
+            return []
+        alert = network_alert(news, status_page=config.status_url)
+        email = config.email
+
+        def email_bytes() -> bytes:
+            assert email is not None
+            return network_email(news, email_config=email)
 
         return self._items(alert, config.notify, email_bytes)
 
@@ -314,6 +375,85 @@ class Dispatcher:
             )
         ]
 
+    # ------------------------------------------------------------------ outage grouping
+
+    def _regroup(self, name: str, now: float) -> None:
+        """Release the held alerts of channel `name` that are due (sentinel.notify.grouping):
+        a group becomes one item (an email listing every site) in one store transaction; on the
+        other channels each site's alert is released as it is, at the same time."""
+        store, config = self._store, self.config
+        if store is None or config is None:
+            return
+        held = store.outbox_held(name)
+        if not held:
+            return
+        by_id = {item.id: item for item in held}
+        releases = decide(
+            (Held(i.id, i.kind, i.hold or "", i.created_at) for i in held),
+            now,
+            wait=config.group_wait,
+            min_size=config.group_min,
+        )
+        for release in releases:
+            alerts = _alerts([by_id[i] for i in release.ids])
+            merged = None
+            if release.grouped and alerts is not None:
+                merged = self._merge(store, name, release.kind, alerts)
+            if merged is None:
+                store.outbox_release(release.ids, now=now)
+                continue
+            message, summary, group_id, roots = merged
+            store.outbox_release(
+                release.ids, merged=(message, summary, group_id), roots=roots, now=now
+            )
+            log.info(
+                "alerts grouped %s",
+                kv(channel=name, kind=release.kind, sites=",".join(a.site for a in alerts or ())),
+            )
+
+    def _merge(
+        self, store: Store, name: str, kind: str, alerts: Sequence[Alert]
+    ) -> tuple[bytes, str, str, dict[str, str] | None] | None:
+        """(message, alert JSON, group id, incident -> thread root) of a group on channel
+        `name`, or None where alerts are not merged: webhooks keep the one-site payload they
+        parse, so each site's alert is released as it is."""
+        config = self.config
+        assert config is not None
+        if name == EMAIL and config.email is not None:
+            domain = message_domain(config.email.sender)
+            group_id = group_message_id(kind, alerts, domain=domain)
+            roots: list[str] = []
+            if kind == "recovered":
+                known = store.outbox_thread_roots(name, [_thread_key(a) for a in alerts])
+                roots = [
+                    known.get(_thread_key(a))
+                    or incident_message_id(a.site, a.incident_id, domain=domain)
+                    for a in alerts
+                ]
+            message = group_email(kind, alerts, email_config=config.email, roots=roots)
+            summary = encode_alert(group_alert(kind, alerts, group_id=group_id))
+            threads = {_thread_key(a): group_id for a in alerts} if kind == "down" else None
+            return message, summary, group_id, threads
+        channel = self.channels.get(name)
+        if channel is not None and dict(self._types).get(name) == "apprise":
+            # A push notification or a chat message: one for the group, naming every site.
+            group_id = group_message_id(kind, alerts, domain="apprise")
+            alert = group_alert(kind, alerts, group_id=group_id)
+            return channel.render(alert), encode_alert(alert), group_id, None
+        return None
+
+    def _threaded(self, name: str, item: OutboxItem) -> bytes:
+        """An email of an incident whose DOWN went out in a grouped email replies to that one."""
+        store = self._store
+        if store is None or name != EMAIL or item.incident is None or item.kind == "down":
+            return item.message
+        key = f"{item.site}\n{item.incident}"
+        try:
+            root = store.outbox_thread_roots(name, [key]).get(key)
+        except StoreError:
+            return item.message
+        return item.message if root is None else rethread(item.message, root)
+
     # ------------------------------------------------------------------ senders
 
     def _sender(self, name: str, channel: Channel) -> OutboxSender:
@@ -330,7 +470,7 @@ class Dispatcher:
                     kind=item.kind,
                     site=item.site,
                     created_at=item.created_at,
-                    message=item.message,
+                    message=self._threaded(name, item),
                     alert=alert,
                     now=self._clock(),
                 )
@@ -348,15 +488,20 @@ class Dispatcher:
             on_pending=self._on_pending,
             on_dead=self._on_dead,
             clock=self._clock,
+            regroup=lambda now: self._regroup(name, now),
         )
 
     def _on_sent(self, channel: str, kind: str) -> None:
         self.sent.labels(channel, kind).inc()
+        self.health.sent(channel)
         if channel == EMAIL:
             self._metrics.emails_sent.labels(kind).inc()
 
     def _on_failure(self, channel: str, kind: str, error: SendError) -> None:
         self.failures.labels(channel).inc()
+        self.health.failed(
+            channel, permanent=error.permanent, detail=error.detail, now=self._clock()
+        )
         if channel == EMAIL:
             self._metrics.email_failures.inc()
         level = logging.ERROR if error.permanent else logging.WARNING
@@ -446,6 +591,24 @@ class Dispatcher:
             *(sender.flush(timeout) for sender in self._senders.values()),
             return_exceptions=True,
         )
+
+
+def _thread_key(alert: Alert) -> str:
+    """Incident ids are unique per site only: the thread table keys on both."""
+    return f"{alert.site}\n{alert.incident_id}"
+
+
+def _alerts(items: Sequence[OutboxItem]) -> list[Alert] | None:
+    """The stored alerts of `items`, or None when one has none (then nothing is merged)."""
+    alerts = []
+    for item in items:
+        if item.alert is None:
+            return None
+        try:
+            alerts.append(decode_alert(item.alert))
+        except ValueError:
+            return None
+    return alerts
 
 
 def _with_kind(alert: Alert, kind: str) -> Alert:

@@ -1,24 +1,26 @@
 """Alert emails: monitor events in, ready-to-send `EmailMessage`s out. Pure: no clock, no I/O.
 
-Owns the subjects promised in PRODUCT.md, the plain-text (and HTML) bodies, and the threading
+Owns the subjects promised in PRODUCT.md (reason first, in words: `[sentinel] DOWN: blog —
+connection refused`), the plain-text (78 columns) and HTML (responsive) bodies, and the threading
 headers: every email of one incident replies to the DOWN email, whose Message-ID is derived from
 (site, incident_id) alone, so a restart or a retry from the outbox produces the very same IDs.
 Anything that came from a remote server (probe reason/message) is scrubbed of control and line-break
-characters and capped before it reaches a header.
+characters and capped before it reaches a header. The reason code stays machine-readable in
+X-Sentinel-Reason. What the daemon knows beyond the event (the display time zone, the status
+page, the diagnosis of a DOWN) comes in a `MessageContext`.
 """
 
 from __future__ import annotations
 
-import base64
-import email.policy
-import email.utils
 import hashlib
 import html
 import math
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import tzinfo
 from email.message import EmailMessage
+from urllib.parse import quote
 
 from sentinel.config import EmailConfig
 from sentinel.monitor import (
@@ -32,34 +34,73 @@ from sentinel.monitor import (
     StillDown,
     WentDown,
 )
+from sentinel.notify.mime import (
+    POLICY,
+    attach_bodies,
+    base_message,
+    fields_html,
+    html_page,
+    message_domain,
+    state_badge,
+    text_header,
+    wire_header,
+)
+from sentinel.notify.wording import (
+    failure_words,
+    fmt_clock,
+    fmt_latency,
+    fmt_time,
+    wrap_fields,
+)
 from sentinel.sanitize import one_line
 
 __all__ = [
     "POLICY",
+    "MessageContext",
     "build_message",
     "build_test_message",
     "certificate_message_id",
+    "format_time",
     "human_duration",
     "incident_message_id",
     "message_domain",
     "message_kind",
+    "site_page_url",
+    "text_header",
 ]
-
-# policy.SMTP = the modern (EmailMessage) policy with CRLF line endings: non-ASCII headers are
-# RFC 2047-encoded and long ones folded on output.
-POLICY = email.policy.SMTP
 
 SUBJECT_PREFIX = "[sentinel]"
 _MAX_SITE = 100  # the config already caps site names at 100 characters
-_MAX_REASON = 40
-_MAX_MESSAGE = 120  # a remote message in a subject or header
 _MAX_BODY_TEXT = 500  # a remote message in the body
-_FALLBACK_DOMAIN = "sentinel.invalid"
 _SAFE_TOKEN_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_DOMAIN_CHARS_RE = re.compile(r"[^A-Za-z0-9.-]")
-# Valid datetime range for fromtimestamp on every platform we care about.
+_REASON_TOKEN_RE = re.compile(r"[^a-z0-9_]")
 _MIN_TS = 0.0
 _MAX_TS = 253402300799.0  # 9999-12-31 23:59:59 UTC
+
+# Kept for the modules that built on the old private names (channels/email.py, heartbeats).
+_wire_header = wire_header
+_text_header = text_header
+_fields_html = fields_html
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """What an email may say beyond its event: the display time zone (None: UTC), the link to
+    the site's page on the status page, and for a DOWN the diagnosis (`sentinel.notify.diagnosis`):
+    a one-sentence `summary` for the top and the lines of "what sentinel knows"."""
+
+    tz: tzinfo | None = None
+    site_page: str | None = None
+    summary: str = ""
+    diagnosis: tuple[str, ...] = ()
+    local: tuple[str, ...] = ()  # facts about the local services and the host
+
+
+def site_page_url(public_url: str, site: str) -> str | None:
+    """`https://status.example/sites/blog` from `[status_page] public_url`; None when unset."""
+    if not public_url:
+        return None
+    return f"{public_url.rstrip('/')}/sites/{quote(site, safe='')}"
 
 
 # ---------------------------------------------------------------- text helpers
@@ -69,13 +110,35 @@ def _finite(value: float, default: float = 0.0) -> float:
     return value if math.isfinite(value) else default
 
 
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(min(max(_finite(ts), _MIN_TS), _MAX_TS), tz=UTC)
+def _fmt_time(ts: float, tz: tzinfo | None = None) -> str:
+    """'2026-11-26 23:10:05 UTC'; in `tz` with its offset."""
+    return fmt_time(ts, tz)
 
 
-def _fmt_time(ts: float) -> str:
-    """'2026-11-26 23:10:05 UTC'."""
-    return _utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
+    return wrap_fields(fields)
+
+
+def _base_message(
+    *,
+    cfg: EmailConfig,
+    subject: str,
+    at: float,
+    message_id: str,
+    kind: str,
+    root: str | None = None,
+    site: str | None = None,
+) -> EmailMessage:
+    return base_message(
+        sender=cfg.sender,
+        recipients=cfg.recipients,
+        subject=subject,
+        at=at,
+        message_id=message_id,
+        kind=kind,
+        root=root,
+        site=site,
+    )
 
 
 def human_duration(seconds: float) -> str:
@@ -96,92 +159,7 @@ def human_duration(seconds: float) -> str:
     return " ".join(parts)
 
 
-def _reason_text(reason: str, message: str, limit: int) -> str:
-    """'status (HTTP 500)'; just the reason when there is no message."""
-    short_reason = one_line(reason, _MAX_REASON) or "error"
-    short_message = one_line(message, limit)
-    if short_message and short_message != short_reason:
-        return f"{short_reason} ({short_message})"
-    return short_reason
-
-
-# ---------------------------------------------------------------- RFC 2047 headers
-
-_MAX_LINE = 78  # RFC 5322's recommended line length; also the policy's refold threshold
-
-
-def _encoded_words(text: str, max_len: int, first_max_len: int) -> list[str]:
-    """`text` as UTF-8 base64 encoded words of at most `max_len` characters (the first one at
-    most `first_max_len`), never splitting a character: each word must decode on its own."""
-
-    def capacity(length: int) -> int:
-        return max(4, (length - len("=?utf-8?b??=")) // 4 * 3)
-
-    max_bytes = capacity(first_max_len)
-    chunks: list[bytes] = []
-    chunk = b""
-    for ch in text:
-        data = ch.encode("utf-8")
-        if chunk and len(chunk) + len(data) > max_bytes:
-            chunks.append(chunk)
-            chunk = b""
-            max_bytes = capacity(max_len)
-        chunk += data
-    if chunk:
-        chunks.append(chunk)
-    return [f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in chunks]
-
-
-def _wire_header(name: str, value: str) -> str | None:
-    """The header's value as it goes on the wire (folded, encoded), or None when the policy can
-    fold it unaided.
-
-    CPython's folder (3.11/3.12) separates adjacent encoded words with a space that is not part
-    of either word, and RFC 2047 decoders drop such whitespace ("café — x" arrives as "café— x").
-    So values with non-ASCII text (or a literal "=?" that a reader would decode) are encoded here:
-    an ASCII head kept readable for filters, then encoded words that carry their own spaces, one
-    per folded line (the whitespace between two encoded words is not part of the text).
-    """
-    first = next((i for i, ch in enumerate(value) if not ch.isascii()), len(value))
-    literal = value.find("=?")
-    if literal != -1:
-        first = min(first, literal)
-    if first == len(value):
-        return None
-    budget = _MAX_LINE - len(name) - 2  # room on the first line, after "Name: "
-    head_end = value.rfind(" ", 0, min(first, budget)) + 1  # the head keeps its trailing space
-    head, tail = value[:head_end], value[head_end:]
-    word_len = min(75, budget)
-    room = budget - len(head)  # what is left on the first line
-    words = _encoded_words(tail, word_len, room if room >= 24 else word_len)
-    lines = [head]
-    for index, word in enumerate(words):
-        if index > 0 or len(head) + len(word) > budget:
-            lines.append(" ")
-        lines[-1] += word
-    if len(lines) > 1 and lines[0].endswith(" "):
-        # The fold (CRLF + space) now stands for the space that ended the head.
-        lines[0] = lines[0][:-1]
-    return "\r\n".join(lines)
-
-
 # ---------------------------------------------------------------- identifiers
-
-
-def message_domain(sender: str) -> str:
-    """The domain for Message-IDs: the sender address's domain, IDNA-encoded, or a safe fallback.
-    Never a hostname lookup."""
-    _, address = email.utils.parseaddr(sender)
-    local, at, domain = address.rpartition("@")
-    domain = domain.strip().strip(".").lower()
-    if not at or not local or not domain:
-        return _FALLBACK_DOMAIN
-    try:
-        domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        domain = domain.encode("ascii", "replace").decode("ascii")
-    domain = _DOMAIN_CHARS_RE.sub("-", domain)[:253]
-    return domain or _FALLBACK_DOMAIN
 
 
 def _site_token(site: str) -> str:
@@ -253,138 +231,177 @@ def _target_label(target: str) -> str:
     return "URL" if target.startswith(("http://", "https://")) else "Target"
 
 
-def _result_row(result: ResultSummary) -> tuple[str, str, str, str, str]:
-    status = f"HTTP {result.status}" if result.status else "-"
-    latency = f"{round(max(0.0, _finite(result.total)) * 1000)} ms"
-    detail = "" if result.ok else _reason_text(result.reason, result.message, _MAX_BODY_TEXT)
-    return (_fmt_time(result.at), "ok" if result.ok else "FAILED", status, latency, detail)
+def _words(reason: str, message: str, recent: Sequence[ResultSummary]) -> str:
+    """The failure in words; the HTTP status comes from the latest failed result of that reason."""
+    status = next((r.status for r in reversed(recent) if not r.ok and r.reason == reason), 0)
+    return failure_words(reason, message, status=status)
 
 
-def _results_text(recent: Sequence[ResultSummary]) -> list[str]:
+def _failure_detail(reason: str, message: str) -> str:
+    """The probe's own message and its reason code, for the body: 'connection refused by
+    127.0.0.1:8080 (connect_refused)'."""
+    code = one_line(reason, 40) or "error"
+    text = one_line(message, _MAX_BODY_TEXT)
+    return f"{text} ({code})" if text and text != code else code
+
+
+def _result_row(result: ResultSummary, tz: tzinfo | None) -> tuple[str, str, str, str, str]:
+    status = f"HTTP {result.status}" if result.status else "—"
+    # A failed probe has no meaningful latency: "—", never "0 ms".
+    latency = fmt_latency(result.total) if result.ok else "—"
+    detail = "" if result.ok else failure_words(result.reason, result.message, status=result.status)
+    when = fmt_clock(result.at, tz)
+    return (when, "ok" if result.ok else "FAILED", status, latency, detail)
+
+
+def _results_text(recent: Sequence[ResultSummary], tz: tzinfo | None) -> list[str]:
     if not recent:
         return []
-    lines = ["", "Last probe results (UTC):"]
-    for when, outcome, status, latency, detail in map(_result_row, recent):
-        line = f"  {when[:-4]}  {outcome:<6}  {status:<8}  {latency:>9}"
+    lines = ["", "Last probe results (UTC):" if tz is None else "Last probe results:"]
+    for when, outcome, status, latency, detail in (_result_row(r, tz) for r in recent):
+        line = f"  {when}  {outcome:<6}  {status:<8}  {latency:>7}"
         lines.append(f"{line}  {detail}".rstrip())
     return lines
 
 
-def _results_html(recent: Sequence[ResultSummary]) -> str:
+def _results_html(recent: Sequence[ResultSummary], tz: tzinfo | None) -> str:
     if not recent:
         return ""
-    rows = []
-    for when, outcome, status, latency, detail in map(_result_row, recent):
-        cells = "".join(
-            f"<td>{html.escape(cell)}</td>" for cell in (when, outcome, status, latency, detail)
+    items = []
+    for when, outcome, status, latency, detail in (_result_row(r, tz) for r in recent):
+        parts = [f"<strong>{html.escape(outcome)}</strong>"]
+        # (no "—" placeholders here: a list item says only what there is)
+        parts += [html.escape(cell) for cell in (status, latency) if cell != "—"]
+        if detail:
+            parts.append(html.escape(detail))
+        items.append(
+            f'<li><span class="muted">{html.escape(when)}</span><br>{" · ".join(parts)}</li>'
         )
-        rows.append(f"<tr>{cells}</tr>")
-    head = "".join(
-        f'<th align="left">{name}</th>'
-        for name in ("Time", "Result", "Status", "Latency", "Reason")
-    )
-    return (
-        "<h3>Last probe results</h3>\n"
-        f'<table cellpadding="4"><tr>{head}</tr>\n' + "\n".join(rows) + "\n</table>\n"
-    )
+    return "<h2>Last probe results</h2>\n<ul>\n" + "\n".join(items) + "\n</ul>\n"
 
 
-def _fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
-    width = max(len(name) for name, _ in fields) + 2
-    return [f"{name + ':':<{width}}{value}" for name, value in fields]
+def _list_text(title: str, lines: Sequence[str]) -> list[str]:
+    if not lines:
+        return []
+    return ["", title, *(f"  - {line}" for line in lines)]
 
 
-def _fields_html(fields: Sequence[tuple[str, str]]) -> str:
-    rows = "".join(
-        f'<tr><th align="left">{html.escape(name)}</th><td>{html.escape(value)}</td></tr>\n'
-        for name, value in fields
-    )
-    return f'<table cellpadding="4">\n{rows}</table>\n'
+def _list_html(title: str, lines: Sequence[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>\n" for line in lines)
+    return f"<h2>{html.escape(title)}</h2>\n<ul>\n{items}</ul>\n"
 
 
-def _content(event: Event, site: str, target: str) -> tuple[str, str, list[tuple[str, str]]]:
-    """(subject, headline, fields) for an event."""
+@dataclass(frozen=True, slots=True)
+class _Content:
+    subject: str
+    headline: str
+    fields: list[tuple[str, str]]
+    state: str  # the highlighted state word
+    tone: str  # bad, good, warn
+
+
+def _content(event: Event, site: str, target: str, tz: tzinfo | None) -> _Content:
+    """Subject, headline, fields and highlighted state for an event."""
     where = (_target_label(target), one_line(target, 2000))
+
+    def t(ts: float) -> str:
+        return fmt_time(ts, tz)
+
     if isinstance(event, WentDown):
-        subject_reason = _reason_text(event.reason, event.message, _MAX_MESSAGE)
-        return (
-            f"{SUBJECT_PREFIX} DOWN: {site} — {subject_reason}",
-            f"{site} is DOWN.",
+        words = _words(event.reason, event.message, event.recent)
+        return _Content(
+            f"{SUBJECT_PREFIX} DOWN: {site} — {words}",
+            f"{site} is DOWN: {words}.",
             [
                 ("Site", site),
                 where,
-                ("Failure", _reason_text(event.reason, event.message, _MAX_BODY_TEXT)),
-                ("Down since", f"{_fmt_time(event.since)} (first failed probe)"),
-                ("Detected", _fmt_time(event.at)),
+                ("Failure", _failure_detail(event.reason, event.message)),
+                ("Down since", f"{t(event.since)} (first failed probe)"),
+                ("Detected", t(event.at)),
                 ("Down for", human_duration(event.at - event.since)),
             ],
+            "DOWN",
+            "bad",
         )
     if isinstance(event, StillDown):
         duration = human_duration(event.duration)
-        return (
+        words = _words(event.reason, event.message, event.recent)
+        return _Content(
             f"{SUBJECT_PREFIX} STILL DOWN: {site} for {duration}",
-            f"{site} is still DOWN, for {duration} now (reminder {event.reminder}).",
+            f"{site} is still DOWN, for {duration} now: {words} (reminder {event.reminder}).",
             [
                 ("Site", site),
                 where,
-                ("Failure", _reason_text(event.reason, event.message, _MAX_BODY_TEXT)),
-                ("Down since", _fmt_time(event.since)),
-                ("Checked", _fmt_time(event.at)),
+                ("Failure", _failure_detail(event.reason, event.message)),
+                ("Down since", t(event.since)),
+                ("Checked", t(event.at)),
                 ("Down for", duration),
             ],
+            "STILL DOWN",
+            "bad",
         )
     if isinstance(event, Recovered):
         downtime = human_duration(event.downtime)
-        return (
+        return _Content(
             f"{SUBJECT_PREFIX} RECOVERED: {site} after {downtime}",
             f"{site} is back UP after {downtime} of downtime.",
             [
                 ("Site", site),
                 where,
-                ("Down since", _fmt_time(event.since)),
-                ("Up again", f"{_fmt_time(event.until)} (first good probe)"),
+                ("Down since", t(event.since)),
+                ("Up again", f"{t(event.until)} (first good probe)"),
                 ("Total downtime", downtime),
             ],
+            "UP",
+            "good",
         )
     if isinstance(event, Flapping):
         window = human_duration(event.window)
-        return (
+        return _Content(
             f"{SUBJECT_PREFIX} FLAPPING: {site}",
             f"{site} is FLAPPING: it changed between UP and DOWN {event.changes} times within "
             f"{window}. You get no DOWN or RECOVERED emails for it until it is stable again.",
             [
                 ("Site", site),
                 where,
-                ("Flapping since", _fmt_time(event.since)),
+                ("Flapping since", t(event.since)),
                 ("Right now", event.status.value.upper()),
             ],
+            "FLAPPING",
+            "warn",
         )
     if isinstance(event, Stable):
         now = "UP" if event.status is Status.UP else "DOWN"
-        return (
+        return _Content(
             f"{SUBJECT_PREFIX} STABLE: {site} (now {now})",
-            f"{site} has stopped flapping and is {now} since {_fmt_time(event.stable_since)}.",
+            f"{site} has stopped flapping and is {now} since {t(event.stable_since)}.",
             [
                 ("Site", site),
                 where,
-                ("Flapping since", _fmt_time(event.since)),
-                (f"{now} since", _fmt_time(event.stable_since)),
+                ("Flapping since", t(event.since)),
+                (f"{now} since", t(event.stable_since)),
             ],
+            f"STABLE, {now}",
+            "good" if now == "UP" else "bad",
         )
     days = event.days_left
     unit = "day" if days == 1 else "days"
-    rows = [("Site", site), where, ("Expires", _fmt_time(event.expires_at))]
+    rows = [("Site", site), where, ("Expires", t(event.expires_at))]
     # The earliest expiry in the served chain: maybe an intermediate, not the site's own. The
     # subject comes from the server: cleaned like any text from outside.
     cert = one_line(event.subject or "", 200)
     if cert:
         rows.append(("Certificate", cert))
-    return (
+    return _Content(
         f"{SUBJECT_PREFIX} CERTIFICATE: {site} expires in {days} days",
         f"A TLS certificate served by {site} expires in {days} {unit}: {cert}."
         if cert
         else f"The TLS certificate of {site} expires in {days} {unit}.",
-        [*rows, ("Checked", _fmt_time(event.at))],
+        [*rows, ("Checked", t(event.at))],
+        "CERTIFICATE",
+        "warn",
     )
 
 
@@ -399,74 +416,73 @@ def _footer(kind: str) -> list[str]:
 # ---------------------------------------------------------------- assembling
 
 
-def _text_header(msg: EmailMessage, name: str, value: str) -> None:
-    encoded = _wire_header(name, value)
-    if encoded is None:
-        msg[name] = value
-    else:
-        # Stored as is: the generator emits such a value verbatim while its lines fit in 78
-        # columns (policy.refold_source == "long"), and reading the header decodes it.
-        msg.set_raw(name, encoded)
+def _reason_code(event: Event) -> str | None:
+    if isinstance(event, WentDown | StillDown):
+        return _REASON_TOKEN_RE.sub("_", event.reason.lower())[:40] or "error"
+    return None
 
 
-def _base_message(
+def build_message(
+    event: Event,
     *,
-    cfg: EmailConfig,
-    subject: str,
-    at: float,
-    message_id: str,
-    kind: str,
-    root: str | None = None,
-    site: str | None = None,
+    email: EmailConfig,
+    target: str,
+    context: MessageContext | None = None,
 ) -> EmailMessage:
-    msg = EmailMessage(policy=POLICY)
-    _text_header(msg, "Subject", subject)
-    msg["From"] = one_line(cfg.sender, 998)
-    msg["To"] = ", ".join(one_line(r, 998) for r in cfg.recipients)
-    msg["Date"] = email.utils.format_datetime(_utc(at))
-    msg["Message-ID"] = message_id
-    if root is not None:
-        msg["In-Reply-To"] = root
-        msg["References"] = root
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to alerts
-    msg["X-Sentinel-Kind"] = kind
-    if site is not None:
-        _text_header(msg, "X-Sentinel-Site", site)
-    return msg
-
-
-def build_message(event: Event, *, email: EmailConfig, target: str) -> EmailMessage:
-    """The alert email for a monitor event. Same event + config -> byte-identical message."""
+    """The alert email for a monitor event. Same event + config + context -> byte-identical
+    message."""
+    ctx = context or MessageContext()
     domain = message_domain(email.sender)
     site = one_line(event.site, _MAX_SITE) or "?"
     kind = message_kind(event)
-    subject, headline, fields = _content(event, site, target)
+    content = _content(event, site, target, ctx.tz)
     message_id, root = _event_message_id(event, domain)
 
     msg = _base_message(
         cfg=email,
-        subject=subject,
+        subject=content.subject,
         at=event.at,
         message_id=message_id,
         kind=kind,
         root=root,
         site=site,
     )
+    reason = _reason_code(event)
+    if reason is not None:
+        msg["X-Sentinel-Reason"] = reason
 
+    fields = list(content.fields)
+    if ctx.site_page:
+        fields.insert(2, ("Status page", ctx.site_page))
+    # (lines that quote a server's words: cleaned like any text from outside)
+    diagnosis = tuple(one_line(x, 500) for x in ctx.diagnosis) if kind == "down" else ()
+    local = tuple(one_line(x, 500) for x in ctx.local) if kind == "down" else ()
+    summary = one_line(ctx.summary, 600) if kind == "down" else ""
     recent: Sequence[ResultSummary] = () if isinstance(event, CertExpiring) else event.recent
-    text_lines = [headline, "", *_fields_text(fields), *_results_text(recent), *_footer(kind)]
-    msg.set_content("\n".join(text_lines) + "\n", charset="utf-8", cte="quoted-printable")
-    body_html = (
-        "<!DOCTYPE html>\n<html><body>\n"
-        f"<p><strong>{html.escape(headline)}</strong></p>\n"
-        f"{_fields_html(fields)}{_results_html(recent)}"
-        "<p>&mdash; sentinel</p>\n</body></html>\n"
+
+    text_lines = [content.headline]
+    if summary:
+        text_lines.append(summary)
+    text_lines += ["", *wrap_fields(fields)]
+    text_lines += _list_text("What sentinel knows:", diagnosis)
+    text_lines += _list_text("On this host:", local)
+    text_lines += _results_text(recent, ctx.tz)
+    text_lines += _footer(kind)
+
+    summary_html = f"<p><strong>{html.escape(summary)}</strong></p>\n" if summary else ""
+    body_html = html_page(
+        title=content.subject,
+        badge=state_badge(content.state, content.tone),
+        headline=content.headline,
+        body=(
+            summary_html
+            + fields_html(fields)
+            + _list_html("What sentinel knows", diagnosis)
+            + _list_html("On this host", local)
+            + _results_html(recent, ctx.tz)
+        ),
     )
-    msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
-    # A boundary derived from the content keeps the output deterministic; "=_" can never occur in
-    # quoted-printable text, so the boundary cannot collide with a body line.
-    digest = hashlib.sha256("\n".join([*text_lines, body_html]).encode("utf-8")).hexdigest()
-    msg.set_boundary(f"=_sentinel_{digest[:32]}")
+    attach_bodies(msg, text_lines, body_html)
     return msg
 
 
@@ -486,16 +502,19 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
         ("SMTP server", f"{email.smtp_host}:{email.smtp_port} (security: {email.security})"),
         ("Recipients", ", ".join(email.recipients)),
     ]
-    text = "\n".join(
-        [
-            "This is a test email from sentinel.",
-            "If you can read it, sentinel's alert emails will reach you.",
-            "",
-            *_fields_text(fields),
-            "",
-            "-- ",
-            "sentinel",
-        ]
-    )
-    msg.set_content(text + "\n", charset="utf-8", cte="quoted-printable")
+    lines = [
+        "This is a test email from sentinel.",
+        "If you can read it, sentinel's alert emails will reach you.",
+        "",
+        *wrap_fields(fields),
+        "",
+        "-- ",
+        "sentinel",
+    ]
+    attach_bodies(msg, lines, None)
     return msg
+
+
+# Hooks for sentinel.notify.group_message (grouped alerts and the network canary's emails);
+# `text_header` comes from sentinel.notify.mime.
+format_time = _fmt_time

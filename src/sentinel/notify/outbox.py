@@ -17,8 +17,11 @@ With channels, one sender runs per channel (`channel`), taking only that channel
 oldest item of each site goes first, so the order per site and channel holds while one channel's
 outage (or one site's refused item) holds back nothing else. A queued reminder made stale by a
 later one of the same incident is dropped unsent; an item that failed permanently, or waited
-`escalate_after`, is handed to `escalate` (the fallback channel) once. Writes by another process
-(`sentinel outbox retry`) are noticed within EXTERNAL_POLL seconds (SQLite's data_version).
+`escalate_after`, is handed to `escalate` (the fallback channel) once. With `regroup` (outage
+grouping), alerts held to be grouped are released (maybe merged) before each look at the outbox;
+a held item's next_attempt_at is the end of its wait, so the sender wakes up for it. Writes by
+another process (`sentinel outbox retry`) are noticed within EXTERNAL_POLL seconds (SQLite's
+data_version).
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class OutboxSender:
         on_sent: Callable[[str], None] | None = None,
         on_failure: Callable[[str, SendError], None] | None = None,
         on_pending: Callable[[int], None] | None = None,
+        regroup: Callable[[float], None] | None = None,
         max_attempts_permanent: int = 3,
         backoff_first: float = 2.0,
         backoff_cap: float = 60.0,
@@ -121,6 +125,7 @@ class OutboxSender:
         self._on_sent = on_sent
         self._on_failure = on_failure
         self._on_pending = on_pending
+        self._regroup = regroup
         self.max_attempts_permanent = max_attempts_permanent
         self.backoff_first = backoff_first
         self.backoff_cap = backoff_cap
@@ -249,6 +254,9 @@ class OutboxSender:
             self._delivered.discard(item_id)
         now = self._clock()
         try:
+            if self._regroup is not None:
+                # Outage grouping: alerts whose wait is over go out now, maybe as one.
+                self._regroup(now)
             self._data_version = self._store.data_version()
             heads = self._heads(now)
             self._report_pending()

@@ -374,7 +374,7 @@ class LeanHttpProber(Probe):
 # ------------------------------------------------------------------ helpers
 
 
-def _clean(text: str, limit: int = MESSAGE_LIMIT) -> str:
+def clean_fast(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """`clean_message`, with a fast path for the common case it would return unchanged."""
     if (
         len(text) <= limit
@@ -433,7 +433,7 @@ def _judge(
 ) -> ProbeResult:
     status = conn.status
     total = conn.end_at - t0
-    phrase = _clean(conn.phrase, limit=60)  # the server's words: keep them short
+    phrase = clean_fast(conn.phrase, limit=60)  # the server's words: keep them short
     reason, message = "ok", f"HTTP {status} {phrase}"
     if not site.accepts_status(status):
         reason = "status"
@@ -456,7 +456,7 @@ def _judge(
     return ProbeResult(
         ok=reason == "ok",
         reason=reason,
-        message=_clean(message),
+        message=clean_fast(message),
         started_at=started_at,
         total=total,
         status=status,
@@ -482,7 +482,7 @@ def _failure(
     return ProbeResult(
         ok=False,
         reason=reason,
-        message=_clean(message),
+        message=clean_fast(message),
         started_at=started_at,
         total=time.perf_counter() - t0,
         status=status,

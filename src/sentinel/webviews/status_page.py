@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import html
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -27,11 +26,11 @@ from zoneinfo import ZoneInfo
 from sentinel.history.db import Incident
 from sentinel.history.query import LazyHistory, Period, SiteHistory
 from sentinel.history.rollup import uptime_of
+from sentinel.sanitize import html_text
 
 SITES_PER_CHUNK = 4  # sites completed (`fill`) at a time: the most read from the store at once
 CHUNK_SECONDS = 0.005  # a piece of the page is sent once this much time went into it
 _EPOCH = date(1970, 1, 1)
-_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 WINDOW_LABELS = (("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"))
 STATE_WORDS = {"up": "Up", "down": "Down", "unknown": "Unknown"}
 
@@ -72,11 +71,11 @@ class PageContext:
 
 def text(value: object) -> str:
     """Site-supplied text -> safe HTML: escaped, no control characters, direction isolated."""
-    return "<bdi>" + html.escape(_CONTROL_RE.sub("\ufffd", str(value))) + "</bdi>"
+    return "<bdi>" + html.escape(html_text(str(value))) + "</bdi>"
 
 
 def attr(value: object) -> str:
-    return html.escape(_CONTROL_RE.sub("\ufffd", str(value)), quote=True)
+    return html.escape(html_text(str(value)), quote=True)
 
 
 def when(ts: float, ctx: PageContext, *, seconds: bool = False) -> str:

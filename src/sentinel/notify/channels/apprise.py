@@ -18,6 +18,8 @@ __all__ = ["AppriseChannel", "apprise_text"]
 def apprise_text(alert: Alert) -> tuple[str, str]:
     """(title, body) of the notification. Pure."""
     lines = [alert.summary]
+    if alert.reason == "group":  # a grouped alert (sentinel.notify.grouping): every site
+        lines.extend(part for part in alert.message.split("; ") if part)
     if alert.url:
         lines.append(f"Target: {alert.url}")
     if alert.status_page:
