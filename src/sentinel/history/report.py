@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from sentinel.history import db
-from sentinel.history.rollup import DAY_MS
+from sentinel.history.rollup import DAY_MS, uptime_of
 from sentinel.store import Store
 
 FORMATS = ("text", "csv", "json")
@@ -28,11 +28,13 @@ class SiteReport:
     site: str
     uptime_percent: float | None
     watched_seconds: float
-    downtime_seconds: float
+    downtime_seconds: float  # real downtime: not in a maintenance window or a silence
     probes: int
     failures: int
     incidents: int
     longest_incident_seconds: float
+    # downtime in a maintenance window or a silence: counted as neither up nor down
+    excused_seconds: float = 0.0
 
 
 def month_bounds(month: str | None, now: float) -> tuple[str, int, int]:
@@ -65,21 +67,22 @@ def build_report(
         days = rows.get(name, {}).values()
         covered = sum(r.covered_ms for r in days)
         down = sum(r.down_ms for r in days)
+        excused = sum(r.excused_ms for r in days)
+        uptime = uptime_of(covered, down, excused)
         mine = [i for i in incidents if i.site == name]
         out.append(
             SiteReport(
                 site=name,
-                uptime_percent=None
-                if covered == 0
-                else math.floor(1_000_000 * max(0.0, 1 - down / covered)) / 10_000,
+                uptime_percent=None if uptime is None else math.floor(1_000_000 * uptime) / 10_000,
                 watched_seconds=covered / 1000,
-                downtime_seconds=down / 1000,
+                downtime_seconds=(down - excused) / 1000,
                 probes=sum(r.probes for r in days),
                 failures=sum(r.failures for r in days),
                 incidents=len(mine),
                 longest_incident_seconds=max(
                     (i.duration_ms(now_ms) / 1000 for i in mine), default=0.0
                 ),
+                excused_seconds=excused / 1000,
             )
         )
     return label, out
