@@ -35,6 +35,10 @@ from timing import run_delay
 TIMEOUT = 1.0  # the sites' timeout in `sentinel probe` and the daemon
 API_TIMEOUT = 0.5  # the same through the Prober API (shorter: the table has many timeouts)
 MARGIN = 0.5  # a verdict may come this much after the timeout, no later
+# The site's timeout through the API when the verdict must NOT be a timeout (a limit decides it):
+# long, so that a CPU-starved run cannot turn the verdict into a timeout; the verdict must still
+# come within API_TIMEOUT + MARGIN of CPU-available time (timing.run_delay).
+VERDICT_TIMEOUT = 30.0
 MEMORY_BUDGET = 8 * 1024 * 1024  # tracemalloc peak of one probe (the bombs hold 64 MiB)
 LOOP_GAP_BUDGET = 0.25  # the longest the event loop may be blocked during one probe
 
@@ -49,7 +53,11 @@ class Case:
     message: str = ""  # a fragment the message must contain
     options: dict[str, Any] = field(default_factory=dict)
     sends_data: bool = True  # False: nothing to allocate, so no (slow) memory run
-    timeout: float = API_TIMEOUT  # the site's timeout through the Prober API
+
+    @property
+    def timeout(self) -> float:
+        """The site's timeout through the Prober API."""
+        return API_TIMEOUT if self.reason == "timeout" else VERDICT_TIMEOUT
 
 
 # fmt: off
@@ -62,14 +70,10 @@ CASES = [
     Case("endless-chunked-body-with-body-check", "plain", "/chunked-endless", "body_too_large",
          200, "read limit", {"body_contains": "needle"}),
     # 1-byte chunks: decoded in slices between other callbacks, cut off at the chunk-count
-    # limit (max_body_bytes / 16) like any body past the read limit. Reaching it takes CPU time,
-    # which a loaded machine stretches: a longer timeout, so that the verdict is the limit's and
-    # never a race with the clock (an endless body without the limit still ends in "timeout").
-    Case("endless-body-in-1-byte-chunks", "plain", "/chunked-endless/1", "ok", 200, "HTTP 200",
-         timeout=3.0),
+    # limit (max_body_bytes / 16) like any body past the read limit.
+    Case("endless-body-in-1-byte-chunks", "plain", "/chunked-endless/1", "ok", 200, "HTTP 200"),
     Case("endless-body-in-1-byte-chunks-with-body-check", "plain", "/chunked-endless/1",
-         "body_too_large", 200, "more chunks than the read limit", {"body_contains": "needle"},
-         timeout=3.0),
+         "body_too_large", 200, "more chunks than the read limit", {"body_contains": "needle"}),
     Case("gzip-bomb", "plain", "/gzip-bomb", "ok", 200),
     Case("gzip-bomb-with-body-check", "plain", "/gzip-bomb", "body_too_large", 200, "read limit",
          {"body_contains": "needle"}),
@@ -183,14 +187,14 @@ async def test_prober_gives_a_clean_verdict_in_time_and_bounded_memory(
         assert case.message.lower() in result.message.lower(), result.message
         assert_one_clean_line(result.message)
         # Both exclude the time the machine kept this process off the CPU (timing.run_delay).
-        assert elapsed <= case.timeout + MARGIN, f"verdict after {elapsed:.2f}s"
-        assert result.total - waited <= case.timeout + MARGIN
+        assert elapsed <= API_TIMEOUT + MARGIN, f"verdict after {elapsed:.2f}s"
+        assert result.total - waited <= API_TIMEOUT + MARGIN
         # Other probes share this loop: one hostile target must not hold it for long.
         assert blocked < LOOP_GAP_BUDGET, f"event loop blocked for {blocked:.2f}s"
         if case.sends_data:
             # tracemalloc slows the parsing several times over: a longer timeout, so that
             # a verdict that races the clock (the 1-byte chunks) is the same one.
-            slow_site = dataclasses.replace(site, timeout=3.0)
+            slow_site = dataclasses.replace(site, timeout=max(3.0, case.timeout))
             again, peak = await probe_peak_memory(prober, slow_site)
             assert again.reason == case.reason, again
             assert peak < MEMORY_BUDGET, f"peak {peak / 2**20:.1f} MiB"
@@ -209,7 +213,8 @@ async def test_redirect_to_another_host_drops_authorization_but_keeps_other_head
     case = next(c for c in CASES if c.id == "redirect-to-another-host")
     headers = (("Authorization", "Bearer s3cret-token"), ("X-Probe", "yes"))
     async with Prober() as prober:
-        result = await prober.probe(make_site(url_of(hostile, case), headers=headers))
+        site = make_site(url_of(hostile, case), headers=headers, timeout=VERDICT_TIMEOUT)
+        result = await prober.probe(site)
     assert result.ok, result
     _, received = hostile.other_host.requests[-1]
     assert "Authorization" not in received
