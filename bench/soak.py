@@ -13,7 +13,11 @@ What runs, all on loopback:
   (`security = "none"`), which goes away for `--smtp-down` s in every `--smtp-cycle` s (the outbox
   fills and retries with backoff, then drains),
 - a config reload (SIGHUP) every `--reload-every` s, alternately adding `--churn` new sites (new
-  names every time, so their series must really be removed) and removing them again.
+  names every time, so their series must really be removed) and removing them again,
+- the history (`[history]`, on unless `--history off`: rollups written every minute, incidents of
+  the flapping and recovering sites) and the status page `/` fetched every `--page-every` s
+  (10 by default; 0: never), as a browser left open on it would; every fetch's time and size
+  are recorded.
 
 sentinel's VmRSS is sampled every `--sample-every` s and /metrics is scraped every 30 s (as a
 Prometheus would). After the warm-up (`--warmup-minutes`, default a quarter of the run, at most
@@ -101,6 +105,7 @@ def build_config(
     churn_generation: int | None,
     churn: int,
     smtp_port: int,
+    history: bool = True,
 ) -> str:
     base = f"http://127.0.0.1:{fleet_port}"
     blocks = [site_block(f"t{i}", f"{base}/t/{i}") for i in range(sites)]
@@ -112,7 +117,8 @@ def build_config(
         blocks += [
             site_block(f"extra{churn_generation}-{j}", f"{base}/t/{j}") for j in range(churn)
         ]
-    return sentinel_config(
+    history_section = "" if history else "\n[history]\nenabled = false\n"
+    return history_section + sentinel_config(
         listen_port=listen_port,
         state_dir=state_dir,
         interval=interval,
@@ -127,6 +133,20 @@ def build_config(
             "timeout": "5s",
         },
     )
+
+
+def fetch_page(port: int) -> int:
+    """GET / (the status page), read to the end; returns its size in bytes."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise http.client.HTTPException(f"status page: HTTP {response.status}")
+        return len(body)
+    finally:
+        conn.close()
 
 
 def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
@@ -169,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-every", type=float, default=5.0)
     p.add_argument("--scrape-every", type=float, default=30.0)
     p.add_argument("--warmup-minutes", type=float, default=None)
+    p.add_argument("--history", choices=("on", "off"), default="on")
+    p.add_argument("--page-every", type=float, default=10.0, help="fetch / every N s; 0: never")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for sentinel")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
@@ -201,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 churn_generation=generation,
                 churn=args.churn,
                 smtp_port=smtp.port,
+                history=args.history == "on",
             )
 
         daemon = SentinelProc(work, config(None), port, env=env)
@@ -214,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         t_start = time.monotonic()
         end = t_start + args.minutes * 60
         next_sample = next_scrape = t_start
+        next_page = t_start if args.page_every > 0 else float("inf")
+        pages: list[dict[str, float]] = []  # t_min, seconds, bytes
         next_reload = t_start + args.reload_every
         generation = 0
         try:
@@ -251,6 +276,20 @@ def main(argv: list[str] | None = None) -> int:
                             }
                         )
                     next_sample += args.sample_every
+                if now >= next_page:
+                    t_page = time.monotonic()
+                    try:
+                        size = fetch_page(port)
+                        pages.append(
+                            {
+                                "t_min": round(t_min, 4),
+                                "seconds": round(time.monotonic() - t_page, 4),
+                                "bytes": size,
+                            }
+                        )
+                    except (OSError, http.client.HTTPException) as exc:
+                        events.append({"t_min": round(t_min, 2), "page_error": str(exc)})
+                    next_page += args.page_every
                 if now >= next_scrape:
                     try:
                         sc = daemon.scrape()
@@ -274,7 +313,11 @@ def main(argv: list[str] | None = None) -> int:
                         events.append({"t_min": round(t_min, 2), "scrape_error": str(exc)})
                     next_scrape += args.scrape_every
                 time.sleep(
-                    max(0.05, min(next_sample, next_scrape, next_reload, end) - time.monotonic())
+                    max(
+                        0.05,
+                        min(next_sample, next_scrape, next_reload, next_page, end)
+                        - time.monotonic(),
+                    )
                 )
             died = not daemon.alive()
             final = daemon.scrape() if not died else None
@@ -344,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
         "emails_sent": scrapes[-1].get("emails") if scrapes else None,
         "smtp_received": smtp.received,
         "outbox_pending_end": scrapes[-1].get("pending") if scrapes else None,
+        "history": args.history,
+        "page_fetches": len(pages),
+        "page_seconds_median": rnd(
+            sorted(p["seconds"] for p in pages)[len(pages) // 2] if pages else None, 4
+        ),
+        "page_seconds_max": rnd(max((p["seconds"] for p in pages), default=None), 4),
+        "page_bytes_last": pages[-1]["bytes"] if pages else None,
         "daemon_died": died,
         "exit_code": rc,
     }
@@ -366,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "samples": samples,
         "scrapes": scrapes,
+        "pages": pages,
         "events": events,
         "log_tail": log_tail.splitlines(),
     }

@@ -150,7 +150,7 @@ def test_the_webhook_payload_is_version_1_with_every_documented_field() -> None:
         "state": "firing",
         "site": "shop",
         "url": "https://shop.example/",
-        "summary": "DOWN: shop — status (HTTP 500)",
+        "summary": "DOWN: shop — HTTP 500",
         "reason": "status",
         "message": "HTTP 500",
         "since": "2027-01-15T08:00:00Z",

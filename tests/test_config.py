@@ -187,3 +187,63 @@ def test_every_toml_example_in_the_readme_is_a_valid_config() -> None:
     assert len(blocks) >= 3
     for block in blocks:
         parse_config(tomllib.loads(block))
+
+
+# ---------------------------------------------------------------- emails: watch, public_url
+
+_WATCHED = {
+    "watch": [{"name": "blog-app", "unit": "blog-app.service"}],
+    "sites": [{"name": "blog", "url": "https://blog.example/", "watch": ["blog-app"]}],
+}
+
+
+def test_a_site_names_the_local_services_it_runs_on() -> None:
+    from sentinel.config import parse_config
+
+    config = parse_config(_WATCHED)
+    assert config.site("blog").watch == ("blog-app",)
+    assert (
+        parse_config({"sites": [{"name": "b", "url": "https://b.example/"}]}).sites[0].watch == ()
+    )
+
+
+def test_a_site_watch_that_names_no_watch_entry_is_an_error() -> None:
+    from sentinel.config import ConfigError, parse_config
+
+    data = {**_WATCHED, "sites": [{"name": "blog", "url": "https://b.example/", "watch": ["nope"]}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert info.value.errors == [
+        'sites[0] "blog": watch: "nope" is not a [[watch]] name (known: blog-app)'
+    ]
+
+
+def test_public_url_is_the_link_and_status_url_is_still_read_once_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from sentinel import config as config_module
+    from sentinel.config import parse_config
+
+    config_module._DEPRECATIONS_LOGGED.clear()
+    sites = {"sites": [{"name": "b", "url": "https://b.example/"}]}
+    new = parse_config({**sites, "status_page": {"public_url": "https://status.example/"}})
+    assert new.status_url == "https://status.example/"
+    assert not caplog.records
+    for _ in range(2):  # a reload does not say it again
+        old = parse_config({**sites, "sentinel": {"status_url": "https://old.example/"}})
+        assert old.status_url == "https://old.example/"
+        assert old.status_page is not None and old.status_page.public_url == "https://old.example/"
+    both = parse_config(
+        {
+            **sites,
+            "sentinel": {"status_url": "https://old.example/"},
+            "status_page": {"public_url": "https://status.example/"},
+        }
+    )
+    assert both.status_url == "https://status.example/"
+    deprecations = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert deprecations == [
+        "[sentinel] status_url is deprecated: set [status_page] public_url instead",
+        "[sentinel] status_url is deprecated: set [status_page] public_url instead "
+        "(public_url is set and wins)",
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import unicodedata
+import zoneinfo
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
@@ -23,6 +25,7 @@ from sentinel.monitor import (
     WentDown,
 )
 from sentinel.notify.message import (
+    MessageContext,
     build_message,
     build_test_message,
     certificate_message_id,
@@ -30,7 +33,9 @@ from sentinel.notify.message import (
     incident_message_id,
     message_domain,
     message_kind,
+    site_page_url,
 )
+from sentinel.probes.result import REASONS
 
 CFG = EmailConfig(
     sender="sentinel <sentinel@example.org>",
@@ -470,4 +475,99 @@ def test_any_remote_text_gives_well_formed_headers_that_round_trip(
         assert parsed["Subject"] == msg["Subject"]
         assert parsed["Message-ID"] == msg["Message-ID"]
         assert parsed["X-Sentinel-Site"] == clean_site
-        assert text_body(parsed).startswith(clean_site)
+        # (the headline is wrapped to 78 columns: compare without the line breaks)
+        assert "".join(text_body(parsed).split()).startswith("".join(clean_site.split()))
+
+
+# ---------------------------------------------------------------- read on a phone at night
+
+
+def test_the_html_part_is_a_phone_sized_page_with_the_state_as_word_and_shape() -> None:
+    page = html_body(build(went_down()))
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    assert '<html lang="en">' in page
+    assert "overflow-wrap:anywhere" in page
+    assert '<span class="state bad">\u25bc DOWN</span>' in page  # never colour alone
+    assert f'<a href="{URL}">{URL}</a>' in page
+    assert '<span class="state good">\u25b2 UP</span>' in html_body(build(recovered()))
+
+
+def test_the_site_page_link_and_the_display_time_zone_come_from_the_context() -> None:
+    context = MessageContext(
+        tz=zoneinfo.ZoneInfo("Europe/Zurich"),
+        site_page=site_page_url("https://status.example.org/", "blog & co"),
+    )
+    msg = build_message(went_down(), email=CFG, target=URL, context=context)
+    body = text_body(msg)
+    assert re.search(r"Status page:\s+https://status\.example\.org/sites/blog%20%26%20co", body)
+    assert "2026-11-27 00:10:05 +01:00 (CET) (first failed probe)" in body
+    assert "  2026-11-27 00:10:05 +01:00  FAILED" in body
+    assert "https://status.example.org/sites/blog%20%26%20co</a>" in html_body(msg)
+    assert site_page_url("", "blog") is None
+    assert (
+        site_page_url("https://s.example/status", "blog") == "https://s.example/status/sites/blog"
+    )
+
+
+def test_the_down_email_carries_the_diagnosis_and_the_local_services() -> None:
+    context = MessageContext(
+        summary="blog-app was OOM-killed 3 times in the last hour.",
+        diagnosis=("Failed at connect: no TCP connection", "connect refused"),
+        local=("blog-app (unit blog-app.service): OOM-killed 3 times in the last hour",),
+    )
+    down = build_message(went_down(), email=CFG, target=URL, context=context)
+    body = text_body(down)
+    assert body.startswith(
+        "blog is DOWN: HTTP 500.\nblog-app was OOM-killed 3 times in the last hour.\n"
+    )
+    assert "What sentinel knows:\n  - Failed at connect: no TCP connection\n" in body
+    assert "On this host:\n  - blog-app (unit blog-app.service): OOM-killed" in body
+    assert "<li>Failed at connect: no TCP connection</li>" in html_body(down)
+    # A reminder or a recovery does not repeat it.
+    assert "What sentinel knows" not in text_body(
+        build_message(recovered(), email=CFG, target=URL, context=context)
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    site=st.text(
+        alphabet=st.characters(exclude_categories=("Cc", "Cs", "Cf", "Zl", "Zp")),
+        min_size=1,
+        max_size=100,
+    ).filter(str.strip),
+    path=st.text(alphabet="abcdefghij/%-._~", max_size=1900),
+    message=remote_text,
+    kind=st.sampled_from(["down", "still_down", "recovered", "certificate"]),
+)
+def test_every_text_line_fits_78_columns_whatever_the_names_and_urls(
+    site: str, path: str, message: str, kind: str
+) -> None:
+    url = f"https://{'x' * 60}.example.org/{path}"
+    event: Event
+    if kind == "down":
+        event = went_down(site=site, message=message)
+    elif kind == "still_down":
+        event = StillDown(site, INCIDENT, T0, T0 + 3600, "timeout", message, 1, RECENT)
+    elif kind == "recovered":
+        event = recovered()
+    else:
+        event = CertExpiring(site=site, expires_at=T0, at=T0, subject=message)
+    context = MessageContext(
+        site_page=site_page_url(url, site), diagnosis=(message,), local=(message * 2,)
+    )
+    msg = build_message(event, email=CFG, target=url, context=context)
+    for line in text_body(msg).split("\n"):
+        assert len(line) <= 78, line
+
+
+@settings(max_examples=150, deadline=None)
+@given(reason=st.sampled_from(sorted(REASONS)) | remote_text, message=remote_text)
+def test_any_reason_and_detail_give_a_one_line_clean_bounded_subject(
+    reason: str, message: str
+) -> None:
+    msg = build(went_down(reason=reason, message=message))
+    subject = str(reparse(msg)["Subject"])
+    assert subject.startswith("[sentinel] DOWN: blog — ")
+    assert len(subject) <= 200
+    assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in subject)

@@ -6,6 +6,7 @@ Pure apart from `load_config` reading the file. Every error names the place it c
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -136,7 +137,8 @@ class SentinelSection(StrictSection):
     user_agent: str | None = None
     batch_window: Duration | None = None
     precise_latency: bool | None = None
-    status_url: str | None = None  # the public status page, linked from alerts
+    # Deprecated: [status_page] public_url is the one (this one is still read: logged once).
+    status_url: str | None = None
     # IANA name of the status page's times (checked by sentinel.history.settings; UTC if unset)
     timezone: str | None = None
     group_wait: Duration | None = None  # outage grouping (sentinel.notify.grouping); 0 = off
@@ -266,6 +268,9 @@ class SiteSection(SiteOptions):
     tcp: str | None = None
     body_contains: str | None = None
     body_regex: str | None = None
+    # Local services the site depends on: names of [[watch]] entries (checked in parse_config);
+    # its DOWN email then tells their restarts, OOM kills and memory trend.
+    watch: list[str] | None = None
 
     @field_validator("name")
     @classmethod
@@ -435,6 +440,7 @@ class SiteConfig:
     notify: tuple[str, ...] | None = None  # channel names; None = every channel
     fallback: str | None = None
     escalate_after: float | None = None
+    watch: tuple[str, ...] = ()  # [[watch]] names of the local services it depends on
 
     def accepts_status(self, status: int) -> bool:
         if self.expect_status is None:
@@ -476,7 +482,9 @@ class Config:
     early: EarlyConfig | None = None  # [[watch]] and [host]: the early warnings
     maintenance: tuple[MaintenanceWindow, ...] = ()  # [[maintenance]]: alerts held meanwhile
     channels: tuple[ChannelConfig, ...] = ()  # [[channels]]: webhook, apprise, alertmanager
-    status_url: str | None = None  # [sentinel] status_url: linked from alerts
+    # The status page's address as users reach it, linked from every alert: [status_page]
+    # public_url, else the deprecated [sentinel] status_url.
+    status_url: str | None = None
     notify: tuple[str, ...] | None = None  # [defaults] routing, for alerts not tied to a site
     fallback: str | None = None
     escalate_after: float | None = None
@@ -579,10 +587,32 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    watch_names = {w.name for w in early.watches} if early is not None else set()
+    for index, site in enumerate(sites):
+        for name in site.watch:
+            if name not in watch_names:
+                known = ", ".join(sorted(watch_names)) or "none"
+                errors.append(
+                    f"sites[{seen.get(site.name, index)}] {quote(site.name)}: watch: "
+                    f"{quote(name)} is not a [[watch]] name (known: {known})"
+                )
+
+    heartbeats: tuple[HeartbeatConfig, ...] = ()
+    if file_section is not None:
+        try:
+            listen = file_section.sentinel.listen
+            heartbeats = parse_heartbeats(
+                file_section.heartbeats, listen=DEFAULT_LISTEN if listen is None else listen
+            )
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     maintenance: tuple[MaintenanceWindow, ...] = ()
     if file_section is not None and file_section.maintenance:
+        # `sites = [...]` names sites and heartbeats alike (a name both have covers both).
+        names = {*seen, *(beat.name for beat in heartbeats)}
         try:
-            maintenance = parse_maintenance(file_section.maintenance, seen)
+            maintenance = parse_maintenance(file_section.maintenance, names)
         except ConfigError as exc:
             errors.extend(exc.errors)
 
@@ -596,18 +626,19 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
-    heartbeats: tuple[HeartbeatConfig, ...] = ()
-    if file_section is not None:
-        try:
-            listen = file_section.sentinel.listen
-            heartbeats = parse_heartbeats(
-                file_section.heartbeats, listen=DEFAULT_LISTEN if listen is None else listen
-            )
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-
     if errors or file_section is None:
         raise ConfigError(errors or ["invalid configuration"])
+
+    status_url = file_section.sentinel.status_url
+    if status_url is not None:
+        _deprecated(
+            "[sentinel] status_url is deprecated: set [status_page] public_url instead"
+            + (" (public_url is set and wins)" if status_page and status_page.public_url else "")
+        )
+        if status_page is not None and not status_page.public_url:
+            status_page = replace(status_page, public_url=status_url)
+    if status_page is not None and status_page.public_url:
+        status_url = status_page.public_url
 
     email = None
     if file_section.email is not None:
@@ -625,8 +656,9 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         maintenance=maintenance,
         heartbeats=heartbeats,
         **file_section.sentinel.model_dump(
-            exclude_none=True, exclude={"timezone", "shard", "canaries"}
+            exclude_none=True, exclude={"timezone", "shard", "canaries", "status_url"}
         ),
+        status_url=status_url,
         canaries=tuple(file_section.sentinel.canaries or ()),
         shard=None if (shard := file_section.sentinel.shard) is None else parse_shard(shard),
         deadman=None if file_section.deadman is None else file_section.deadman.resolve(),
@@ -637,6 +669,17 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         history=history,
         status_page=status_page,
     )
+
+
+_log = logging.getLogger("sentinel")
+_DEPRECATIONS_LOGGED: set[str] = set()  # bounded: one entry per deprecated key
+
+
+def _deprecated(text: str) -> None:
+    """A deprecated key still read: said once per process, not at every reload."""
+    if text not in _DEPRECATIONS_LOGGED:
+        _DEPRECATIONS_LOGGED.add(text)
+        _log.warning("%s", text)
 
 
 def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None, list[str]]:
@@ -688,6 +731,7 @@ def _resolve_site(values: dict[str, Any], label: str) -> tuple[SiteConfig | None
         policy=policy,
         headers=tuple(sorted((values.get("headers") or {}).items())),
         notify=None if values.get("notify") is None else tuple(values["notify"]),
+        watch=tuple(values.get("watch") or ()),
     )
     return site, []
 
@@ -701,6 +745,7 @@ _SITE_FIELDS = frozenset(f.name for f in fields(SiteConfig)) - {
     "policy",
     "headers",
     "notify",  # a tuple, from the file's list
+    "watch",  # a tuple, from the file's list
 }
 
 

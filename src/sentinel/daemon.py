@@ -47,6 +47,7 @@ from sentinel.monitor import (
     WentDown,
     observe,
 )
+from sentinel.notify.alert_context import AlertContext
 from sentinel.notify.channels import SetupError
 from sentinel.notify.dispatch import Dispatcher
 from sentinel.notify.group_message import NetworkNews
@@ -118,7 +119,13 @@ class Daemon:
         self.early: EarlyWarnings | None = None
         if config.early is not None:
             self.early = EarlyWarnings(config.early, self.metrics.registry, self._on_early_event)
-        self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
+        # What a DOWN email says beyond the event: phase times against the site's normal, and
+        # the restarts / OOM kills / memory of the local services it names in `watch`.
+        self.alert_context = AlertContext(lambda: self.early)
+        self.dispatch.message_context = self.alert_context
+        self.heartbeats = HeartbeatService(
+            self.metrics.registry, self._persist_heartbeat, muted=self.is_muted
+        )
         self.canaries = Canaries(
             config.canaries,
             self.prober.probe,
@@ -227,8 +234,8 @@ class Daemon:
                     healthy=self.healthy,
                     early_status=self.early.status_view if self.early is not None else None,
                     dead_letters=lambda: self.dispatch.dead_letters,
-                    heartbeat_status=self.heartbeats.status,
-                    extra_status=lambda: {"network": self.canaries.view()},
+                    heartbeat_status=self.heartbeat_status,
+                    extra_status=self.extra_status,
                 )
                 self.pages = self._status_pages()
                 routes.update(self.pages.routes())
@@ -356,7 +363,15 @@ class Daemon:
             return
         if [s.id for s in silences] != [s.id for s in self.silences]:
             log.info("silences %s", kv(active=len(silences)))
+            self.heartbeats.poke()  # (after the assignment below) a held alert may be due now
         self.silences = silences
+
+    def is_muted(self, name: str, now: float) -> bool:
+        """A maintenance window or a silence covers the site or heartbeat `name` at `now`
+        (a name in `sites = [...]` or `sentinel silence NAME` covers both kinds)."""
+        return bool(self.maintenance.active_for(name, now)) or bool(
+            active_for(self.silences, name, now)
+        )
 
     async def _watch_silences(self) -> None:
         """`sentinel silence` writes the store; pick its changes up within SILENCE_POLL."""
@@ -466,6 +481,7 @@ class Daemon:
             or bool(active_for(self.silences, site.name, now))
             or self.canaries.holding  # sentinel's own network is down (sentinel.canary)
         )
+        self.alert_context.observe(site.name, result)
         if not result.ok:
             self.canaries.poke()
         obs = observe(state, result, site.policy, now, muted=muted)
@@ -477,7 +493,7 @@ class Daemon:
             self._persist(site, obs.state, obs.events)
         self.metrics.observe(site.name, result, obs.state, obs.downtime_added)
         if self.history is not None:
-            self.history.record(site, result, state, obs.state, obs.events, now)
+            self.history.record(site, result, state, obs.state, obs.events, now, muted)
         if result.ok and site.latency_drift and self.early is not None:
             self.early.observe_latency(site.name, result.total, now)
         for event in obs.events:
@@ -569,6 +585,12 @@ class Daemon:
 
     def site_status(self) -> list[dict[str, Any]]:
         return status_views.site_status(self)
+
+    def heartbeat_status(self) -> list[dict[str, Any]]:
+        return status_views.heartbeat_status(self)
+
+    def extra_status(self) -> dict[str, Any]:
+        return status_views.extra_status(self)
 
     def _status_pages(self) -> StatusPages:
         return status_views.status_pages(self)

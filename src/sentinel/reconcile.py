@@ -103,6 +103,7 @@ def forget_site(daemon: Daemon, name: str) -> None:
     history and drift tracking, and close its incident quietly (no RECOVERED email)."""
     state = daemon.states.pop(name, None)
     daemon.forget_internal_error(name)
+    daemon.alert_context.forget(name)
     daemon.metrics.remove_site(name)
     if daemon.history is not None:
         daemon.history.forget(name)

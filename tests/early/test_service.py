@@ -486,3 +486,93 @@ async def test_a_watch_that_can_never_be_read_shows_as_unreadable_not_as_healthy
     assert row["memory_bytes"] is None and row["growth_bytes_per_second"] is None
     (disk_row,) = view["disks"]
     assert disk_row["state"] == "unreadable" and disk_row["seconds_to_full"] is None
+
+
+def test_watch_facts_count_the_restarts_and_oom_kills_of_the_last_hour(tmp_path: Path) -> None:
+    """The cgroup files as the kernel shows them, rewritten between samples: what a DOWN email of
+    a site with `watch = ["web"]` tells (sampling driven by hand, with a fake clock)."""
+    path = write_unit(tmp_path, limit=str(512 * MIB))
+    watch = WatchConfig(
+        name="web", source="unit", target="web.service", sample_every=60, cgroup_root=str(tmp_path)
+    )
+    disks = HostConfig(disks=(str(tmp_path),))
+    h = Harness(EarlyConfig(watches=(watch,), host=disks, self_watch=None))
+    svc = h.service
+    t0 = 1_800_000_000.0
+
+    def sample(at: float, events: str | None = None, procs: str | None = None) -> None:
+        if events is not None:
+            (path / "memory.events").write_text(events)
+        if procs is not None:
+            (path / "cgroup.procs").write_text(procs)
+        svc._apply_batch(svc._read_batch(svc._runtimes()), at)
+
+    sample(t0 - 7200, "oom_kill 5\n")  # kills before sentinel looked: not news
+    sample(t0 - 5400, "oom_kill 6\n")  # 1 kill, 90 minutes ago
+    sample(t0 - 1800, "oom_kill 8\n")  # 2 kills, 30 minutes ago
+    sample(t0 - 600, "oom_kill 1\n", procs="5000\n")  # restarted (new cgroup): and killed once
+    (facts,) = svc.watch_facts(["web", "unknown"], t0)
+    assert (facts.name, facts.source) == ("web", "unit web.service")
+    assert (facts.oom_kills, facts.restarts) == (3, 1)
+    assert (facts.memory, facts.limit, facts.limit_source) == (200 * MIB, 512 * MIB, "memory.max")
+    assert facts.error == ""
+    (older,) = svc.watch_facts(["web"], t0, span=3 * 3600)
+    assert older.oom_kills == 4
+    host = svc.host_facts()
+    assert [d.mount for d in host.disks] == [str(tmp_path)]
+    assert host.disks[0].size > 0
+
+
+async def test_the_daemons_alert_context_diagnoses_a_down_with_the_watch_facts(
+    tmp_path: Path,
+) -> None:
+    from sentinel.config import parse_config
+    from sentinel.monitor import ResultSummary, WentDown
+    from sentinel.notify.alert_context import AlertContext
+    from sentinel.probes.result import ProbeResult
+
+    path = write_unit(tmp_path)
+    watch = WatchConfig(
+        name="blog-app",
+        source="unit",
+        target="web.service",
+        sample_every=60,
+        cgroup_root=str(tmp_path),
+    )
+    h = Harness(EarlyConfig(watches=(watch,), self_watch=None))
+    svc = h.service
+    t0 = 1_800_000_000.0
+    svc._apply_batch(svc._read_batch(svc._runtimes()), t0 - 120)
+    (path / "memory.events").write_text("oom_kill 3\n")
+    svc._apply_batch(svc._read_batch(svc._runtimes()), t0 - 60)
+
+    config = parse_config(
+        {
+            "sentinel": {"timezone": "Europe/Zurich"},
+            "status_page": {"public_url": "https://status.example/"},
+            "watch": [{"name": "blog-app", "unit": "web.service", "cgroup_root": str(tmp_path)}],
+            "sites": [{"name": "blog", "url": "https://blog.example/", "watch": ["blog-app"]}],
+        }
+    )
+    site = config.site("blog")
+    context = AlertContext(lambda: svc, clock=lambda: t0)
+    for i in range(5):
+        good = ProbeResult(
+            True, "ok", "HTTP 200", t0 - 600 + i, 0.045, 200, 0.003, 0.002, None, 0.04
+        )
+        context.observe("blog", good)
+    bad = ProbeResult(False, "timeout", "no response within 10s", t0, 10.0, 0, 0.003, 0.002)
+    context.observe("blog", bad)
+    event = WentDown("blog", "i", t0, t0, "timeout", bad.message, (ResultSummary.of(bad),))
+    got = context(event, site, config)
+    assert got.site_page == "https://status.example/sites/blog"
+    assert got.tz is not None and str(got.tz) == "Europe/Zurich"
+    assert got.summary == "blog-app was OOM-killed 3 times in the last hour."
+    assert "no answer within 10 s; the application usually answers in 40 ms" in got.diagnosis
+    assert "connect 2 ms, as usual" in got.diagnosis
+    assert (
+        got.local[0]
+        == "blog-app (unit web.service): OOM-killed 3 times and no restart in the last hour"
+    )
+    context.forget("blog")
+    assert context.normal("blog") is None

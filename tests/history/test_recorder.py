@@ -37,6 +37,7 @@ class Probe:
     gap: float  # seconds since the previous step
     ok: bool
     latency_ms: float
+    muted: bool = False  # a maintenance window or a silence covers the site at this probe
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ def errors(exc: StoreError) -> None:
     raise exc
 
 
+# (state before, state after, time, muted) of every probe of the latest run()
+transitions: list[tuple[SiteState, SiteState, float, bool]] = []
+
+
 def run(
     steps: list[Probe | Flush | Kill], store: Store
 ) -> tuple[list[tuple[str, float, bool, int]], int, list[float]]:
@@ -81,6 +86,7 @@ def run(
     segment: list[tuple[str, float, bool, int]] = []
     opened = 0
     durations: list[float] = []
+    transitions.clear()
     try:
         for s in steps:
             if isinstance(s, Probe):
@@ -93,9 +99,10 @@ def run(
                     else ProbeResult.failure("timeout", "timed out <script>", t, latency)
                 )
                 before = states.get(site.name) or SiteState(site=site.name)
-                obs = observe(before, result, site.policy, t)
+                obs = observe(before, result, site.policy, t, muted=s.muted)
                 states[site.name] = obs.state
-                recorder.record(site, result, before, obs.state, obs.events, t)
+                recorder.record(site, result, before, obs.state, obs.events, t, s.muted)
+                transitions.append((before, obs.state, t, s.muted))
                 segment.append((site.name, t, s.ok, int(latency * 1_000_000)))
                 opened += sum(isinstance(e, WentDown) for e in obs.events)
                 durations += [e.downtime for e in obs.events if isinstance(e, Recovered)]
@@ -218,3 +225,58 @@ def test_prune_keeps_the_retention() -> None:
         assert min(hours) * HOUR_MS >= (now - 35 * 86400) * 1000 - HOUR_MS
         assert min(days) * DAY_MS >= (now - 400 * 86400) * 1000 - DAY_MS
         assert len(db.read_incidents(store, limit=100)) == 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from([30.0, 60.0, 90.0]), st.booleans()),
+        min_size=2,
+        max_size=120,
+    )
+)
+def test_muted_downtime_is_kept_apart_and_equals_the_raw_probes(
+    probes: list[tuple[bool, float, bool]],
+) -> None:
+    """Rollups of raw probes with a muted flag equal the stored figures: the downtime each
+    probe accounts for (the time since the previous probe while DOWN, or the failing streak it
+    confirms) is excused exactly when that probe ran muted; the incidents carry the same."""
+    steps: list[Probe | Flush | Kill] = [
+        Probe(0, gap, ok, 10.0, muted) for ok, gap, muted in probes
+    ]
+    with tempfile.TemporaryDirectory() as tmp, Store.open(tmp) as store:
+        run(steps, store)
+        hours = db.read_rollups(store, db.HOUR, 0).get("blog", {})
+        days = db.read_rollups(store, db.DAY, 0).get("blog", {})
+        incidents = db.read_incidents(store, limit=1000)
+    down = excused = 0
+    previous_ms: int | None = None
+    for before, after, t, muted in transitions:
+        t_ms = int(t * 1000)
+        span = 0
+        if before.status.value == "down" and previous_ms is not None:
+            span = t_ms - previous_ms
+        elif before.status.value != "down" and after.status.value == "down":
+            assert after.incident_started is not None
+            span = t_ms - max(int(after.incident_started * 1000), int(T0 * 1000))
+        down += span
+        excused += span if muted else 0
+        previous_ms = t_ms
+    assert sum(r.down_ms for r in hours.values()) == down
+    assert sum(r.excused_ms for r in hours.values()) == excused
+    assert sum(r.excused_ms for r in days.values()) == excused
+    assert all(0 <= r.excused_ms <= r.down_ms for r in hours.values())
+    # the incident log: every DOWN is there (muted or not), with the same excused time
+    assert len(incidents) == sum(
+        b.status.value != "down" and a.status.value == "down" for b, a, _, _ in transitions
+    )
+    assert sum(i.excused_ms for i in incidents) == excused
+    # uptime leaves excused downtime out of both sides
+    total = Rollup()
+    for r in hours.values():
+        total.merge(r)
+    judged = total.covered_ms - total.excused_ms
+    if judged > 0:
+        assert total.uptime() == max(0.0, 1 - (total.down_ms - total.excused_ms) / judged)
+    else:
+        assert total.uptime() is None

@@ -16,13 +16,15 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from prometheus_client import CollectorRegistry, Gauge
 
 from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendKind, TrendStarted
+from sentinel.early.facts import EVENT_LOG_SIZE, DiskFacts, HostFacts, WatchFacts, count_since
 from sentinel.early.latency import LatencyTracker
 from sentinel.early.sources import (
     CpuTimes,
@@ -71,6 +73,11 @@ class _Watch:
     limit: tuple[float | None, str] = (None, "")
     last: MemoryReading | None = None
     verdict: Verdict | None = None  # the latest evaluation, for the status view
+    # (time, "restart" | "oom_kill", count), newest last: what a DOWN email of a site that runs
+    # on this service tells. A ring: bounded whatever happens.
+    events: deque[tuple[float, str, int]] = field(
+        default_factory=lambda: deque(maxlen=EVENT_LOG_SIZE)
+    )
 
     @property
     def period(self) -> float:
@@ -97,6 +104,7 @@ class _Steal:
     warning: WarningState = field(default_factory=lambda: WarningState("steal", "cpu"))
     next_due: float = 0.0
     previous: CpuTimes | None = None
+    ratio: float | None = None  # between the last two samples
 
 
 @dataclass(slots=True)
@@ -433,6 +441,55 @@ class EarlyWarnings:
         with contextlib.suppress(KeyError):
             self.g_baseline.remove(name)
 
+    def latency_baseline(self, site: str) -> tuple[float, float] | None:
+        """A site's usual median probe time and the seconds of history behind it, or None
+        before there is enough history (a day by default)."""
+        entry = self._sites.get(site)
+        if entry is None:
+            return None
+        baseline = entry.tracker.baseline_seconds()
+        if baseline is None:
+            return None
+        return baseline, entry.tracker.settings.baseline_span
+
+    def watch_facts(
+        self, names: Sequence[str], now: float, span: float = 3600.0
+    ) -> list[WatchFacts]:
+        """What is known of the named watches (unknown names are skipped): restarts and OOM kills
+        within `span` seconds before `now`, the latest memory sample, limit and trend."""
+        out: list[WatchFacts] = []
+        for name in names:
+            w = self._watches.get(name)
+            if w is None:
+                continue
+            verdict = w.verdict
+            rate = None if verdict is None or w.last_error else verdict.rate_per_s
+            out.append(
+                WatchFacts(
+                    name=name,
+                    source=w.config.describe(),
+                    span=span,
+                    restarts=count_since(w.events, "restart", now - span),
+                    oom_kills=count_since(w.events, "oom_kill", now - span),
+                    memory=None if w.last is None or w.last_error else float(w.last.bytes),
+                    limit=w.limit[0],
+                    limit_source=w.limit[1],
+                    growth_per_s=rate,
+                    growth_over=verdict.covered if verdict is not None else 0.0,
+                    error=w.last_error,
+                )
+            )
+        return out
+
+    def host_facts(self) -> HostFacts:
+        """The latest CPU steal ratio and disk usage."""
+        disks = tuple(
+            DiskFacts(d.mount, d.used, d.size)
+            for d in self._disks.values()
+            if d.used is not None and d.size is not None and not d.last_error
+        )
+        return HostFacts(steal=self._steal.ratio, disks=disks)
+
     def active_warnings(self) -> tuple[TrendStarted, ...]:
         """The trends currently warned about (for a status view)."""
         states = [w.warning for w in self._all_watches()]
@@ -584,6 +641,15 @@ class EarlyWarnings:
             restart = watch.series.add(now, float(m.bytes), m.identity)
             if restart is not None:
                 log.info("early warning: new trend segment %s", kv(watch=c.name, why=restart))
+            if restart == "restarted":
+                watch.events.append((now, "restart", 1))
+            before = watch.last.events if watch.last is not None else None
+            if m.events is not None and before is not None:
+                # A restarted unit has a new cgroup whose counters start again from zero.
+                base = 0 if restart == "restarted" else before.oom_kill
+                kills = m.events.oom_kill - base
+                if kills > 0:
+                    watch.events.append((now, "oom_kill", kills))
             watch.limit = self._limit_for(c, m)
             watch.last = m
             if not is_self:
@@ -662,6 +728,7 @@ class EarlyWarnings:
         if ratio is None:
             return
         self.g_steal.set(ratio)
+        steal.ratio = ratio
         before = steal.warning
         steal.warning, events = step_steal(
             steal.warning, ratio, self.config.host.cpu_steal_warning, now

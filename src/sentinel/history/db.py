@@ -4,6 +4,10 @@ Rows are merged, never overwritten: a flush reads the stored row, adds the pendi
 (`Rollup.merge`, exact) and writes the sum, in one transaction with the other rows of its batch.
 A delta leaves memory only once its transaction has committed, so a kill -9 at any point loses
 at most the unwritten deltas and never counts a probe twice.
+
+`excused_ms` (downtime during a maintenance window or a silence) on the rollups and the
+incidents came with the store's schema migration 9; a store of an older schema opened read-only
+(by `sentinel status`) reads as excused_ms = 0.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sentinel.history.rollup import DAY_MS, HOUR_MS, Rollup, decode_hist, encode_hist
 from sentinel.store import Store
@@ -20,6 +25,17 @@ HOUR = "history_hour"
 DAY = "history_day"
 _TABLES = (HOUR, DAY)
 MESSAGE_LIMIT = 300  # characters of a failure message kept in the incident log
+# Per store: whether its history tables have excused_ms (checked once).
+_has_excused: WeakKeyDictionary[Store, bool] = WeakKeyDictionary()
+
+
+def _excused(store: Store, alias: str) -> str:
+    """The column's expression in a SELECT: the column, or 0 in a store not migrated."""
+    has = _has_excused.get(store)
+    if has is None:
+        rows = store.query("PRAGMA table_info(history_hour)")
+        has = _has_excused[store] = any(str(r[1]) == "excused_ms" for r in rows)
+    return f"{alias}.excused_ms" if has else "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +48,7 @@ class Incident:
     last_reason: str
     last_message: str
     alerts: int
+    excused_ms: int = 0  # of its downtime, in a maintenance window or a silence
 
     def duration_ms(self, now_ms: int) -> int:
         end = self.ended_ms if self.ended_ms is not None else now_ms
@@ -52,10 +69,11 @@ def _site_ids(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, int]:
 
 def _merge_row(
     conn: sqlite3.Connection, table: str, site_id: int, period: int, delta: Rollup
-) -> None:
+) -> Rollup:
+    """Add `delta` to the stored row; returns the new total."""
     assert table in _TABLES
     row = conn.execute(
-        f"SELECT probes, failures, covered_ms, down_ms, lat_max_us, hist FROM {table}"
+        f"SELECT probes, failures, covered_ms, down_ms, lat_max_us, hist, excused_ms FROM {table}"
         " WHERE site = ? AND period = ?",
         (site_id, period),
     ).fetchone()
@@ -64,7 +82,7 @@ def _merge_row(
         total.merge(_rollup(row))
     conn.execute(
         f"INSERT OR REPLACE INTO {table} (site, period, probes, failures, covered_ms, down_ms,"
-        " lat_max_us, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " lat_max_us, hist, excused_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             site_id,
             period,
@@ -74,22 +92,29 @@ def _merge_row(
             total.down_ms,
             total.lat_max_us,
             encode_hist(total.hist),
+            total.excused_ms,
         ),
     )
+    return total
 
 
 def _rollup(row: Sequence[Any]) -> Rollup:
-    probes, failures, covered, down, lat_max, hist = row
+    probes, failures, covered, down, lat_max, hist, excused = row
     try:
-        decoded = decode_hist(bytes(hist))
+        decoded = decode_hist(bytes(hist)) if hist else {}
     except (ValueError, TypeError):
         decoded = {}  # a damaged histogram loses its latency, not the row's counts
-    return Rollup(int(probes), int(failures), int(covered), int(down), int(lat_max), decoded)
+    return Rollup(
+        int(probes), int(failures), int(covered), int(down), int(lat_max), decoded, int(excused)
+    )
 
 
-def write_hours(store: Store, deltas: Mapping[tuple[str, int], Rollup]) -> None:
+Written = dict[tuple[str, str, int], Rollup]  # (table, site, period) -> the stored total
+
+
+def write_hours(store: Store, deltas: Mapping[tuple[str, int], Rollup]) -> Written:
     """Merge hourly deltas ((site, hour number) -> Rollup) into the hour and day tables, in one
-    transaction."""
+    transaction. Returns the rows' new totals (readers keep their copies current with them)."""
     days: dict[tuple[str, int], Rollup] = {}
     for (name, hour), delta in deltas.items():
         key = (name, hour * HOUR_MS // DAY_MS)
@@ -97,12 +122,14 @@ def write_hours(store: Store, deltas: Mapping[tuple[str, int], Rollup]) -> None:
             days[key].merge(delta)
         else:
             days[key] = delta.copy()
+    written: Written = {}
     with store.write() as conn:
         ids = _site_ids(conn, sorted({name for name, _ in deltas}))
         for (name, hour), delta in deltas.items():
-            _merge_row(conn, HOUR, ids[name], hour, delta)
+            written[(HOUR, name, hour)] = _merge_row(conn, HOUR, ids[name], hour, delta)
         for (name, day), delta in days.items():
-            _merge_row(conn, DAY, ids[name], day, delta)
+            written[(DAY, name, day)] = _merge_row(conn, DAY, ids[name], day, delta)
+    return written
 
 
 def read_rollups(
@@ -113,9 +140,10 @@ def read_rollups(
     *,
     until_period: int | None = None,
     latency: bool = True,
+    sites: Sequence[str] | None = None,
 ) -> dict[str, dict[int, Rollup]]:
-    """site -> period -> Rollup for since_period <= period (< until_period), of one site or all.
-    `latency` False skips the histograms (uptime only: much cheaper for many rows)."""
+    """site -> period -> Rollup for since_period <= period (< until_period), of one site, of
+    `sites`, or of all. `latency` False skips the histograms (much cheaper for many rows)."""
     assert table in _TABLES
     where = ""
     params: list[object] = [since_period]
@@ -125,10 +153,13 @@ def read_rollups(
     if site is not None:
         where += " AND s.name = ?"
         params.append(site)
+    if sites is not None:
+        where += f" AND s.name IN ({','.join('?' * len(sites))})"
+        params.extend(sites)
     hist = "r.hist" if latency else "x''"
     rows = store.query(
         "SELECT s.name, r.period, r.probes, r.failures, r.covered_ms, r.down_ms, r.lat_max_us,"
-        f" {hist} FROM {table} r JOIN history_site s ON s.id = r.site"
+        f" {hist}, {_excused(store, 'r')} FROM {table} r JOIN history_site s ON s.id = r.site"
         f" WHERE r.period >= ?{where}",
         params,
     )
@@ -138,14 +169,28 @@ def read_rollups(
     return out
 
 
+def read_day_figures(
+    store: Store, since_day: int, sites: Sequence[str]
+) -> list[tuple[str, int, int, int, int]]:
+    """(site, day, covered_ms, down_ms, excused_ms) of `sites` from since_day on: the daily
+    figures alone, as plain tuples (the status page reads 90 of them a site)."""
+    rows = store.query(
+        f"SELECT s.name, r.period, r.covered_ms, r.down_ms, {_excused(store, 'r')}"
+        " FROM history_site s JOIN history_day r ON r.site = s.id"
+        f" WHERE s.name IN ({','.join('?' * len(sites))}) AND r.period >= ?",
+        (*sites, since_day),
+    )
+    return [(str(n), int(p), int(c), int(d), int(e)) for n, p, c, d, e in rows]
+
+
 # ---------------------------------------------------------------------------- incidents
 
 
-def incident_opened(  # noqa: PLR0917
-    store: Store, site: str, started_ms: int, reason: str, message: str, alerts: int = 1
+def incident_opened(
+    store: Store, site: str, started_ms: int, reason: str, message: str, *, alerts: int = 1
 ) -> None:
-    """A site went DOWN (idempotent: the same incident opened again changes nothing); `alerts`
-    is 0 when no DOWN alert went out (a flapping site)."""
+    """A site went DOWN (idempotent: the same incident opened again changes nothing).
+    `alerts` 0: its DOWN alert was held (a maintenance window, a silence, flapping)."""
     message = message[:MESSAGE_LIMIT]
     with store.write() as conn:
         site_id = _site_ids(conn, [site])[site]
@@ -165,8 +210,10 @@ def incident_updated(
     last: tuple[str, str] | None = None,
     alerts: int = 0,
     ended_ms: int | None = None,
+    excused_ms: int = 0,
 ) -> None:
-    """A reminder (alerts), the latest failure (last) or the recovery (ended_ms) of an incident."""
+    """A reminder (alerts), the latest failure (last), downtime in a maintenance window or a
+    silence (excused_ms, added) or the recovery (ended_ms) of an incident."""
     with store.write() as conn:
         site_id = _site_ids(conn, [site])[site]
         if last is not None:
@@ -185,6 +232,12 @@ def incident_updated(
             " WHERE site = ? AND started_ms = ?",
             (alerts, ended_ms, site_id, started_ms),
         )
+        if excused_ms:
+            conn.execute(
+                "UPDATE history_incident SET excused_ms = excused_ms + ?"
+                " WHERE site = ? AND started_ms = ?",
+                (excused_ms, site_id, started_ms),
+            )
 
 
 def read_incidents(
@@ -198,8 +251,9 @@ def read_incidents(
     params.append(max(0, limit))
     rows = store.query(
         "SELECT s.name, i.started_ms, i.ended_ms, i.first_reason, i.first_message, i.last_reason,"
-        " i.last_message, i.alerts FROM history_incident i JOIN history_site s ON s.id = i.site"
-        f" WHERE i.started_ms >= ?{where} ORDER BY i.started_ms DESC LIMIT ?",
+        f" i.last_message, i.alerts, {_excused(store, 'i')} FROM history_incident i"
+        f" JOIN history_site s ON s.id = i.site WHERE i.started_ms >= ?{where}"
+        " ORDER BY i.started_ms DESC LIMIT ?",
         params,
     )
     return [_incident(r) for r in rows]
@@ -215,6 +269,7 @@ def _incident(r: Sequence[Any]) -> Incident:
         str(r[5] or r[3]),  # '' = the same as the first
         str(r[6]) if r[5] else str(r[4]),
         int(r[7]),
+        int(r[8]),
     )
 
 
@@ -245,13 +300,17 @@ def prune(
     return int(gone)
 
 
-def read_latest_incidents(store: Store, per_site: int) -> list[Incident]:
-    """The latest `per_site` incidents of every site (the all-sites page), newest first."""
+def read_latest_incidents(
+    store: Store, per_site: int, sites: Sequence[str] | None = None
+) -> list[Incident]:
+    """The latest `per_site` incidents of every site (or of `sites`), newest first."""
+    where = "" if sites is None else f" WHERE s.name IN ({','.join('?' * len(sites))})"
     rows = store.query(
         "SELECT name, started_ms, ended_ms, first_reason, first_message, last_reason,"
-        " last_message, alerts FROM (SELECT s.name, i.*, ROW_NUMBER() OVER"
-        " (PARTITION BY i.site ORDER BY i.started_ms DESC) AS n FROM history_incident i"
-        " JOIN history_site s ON s.id = i.site) WHERE n <= ? ORDER BY started_ms DESC",
-        (per_site,),
+        f" last_message, alerts, x FROM (SELECT s.name, i.*, {_excused(store, 'i')} AS x,"
+        " ROW_NUMBER() OVER (PARTITION BY i.site ORDER BY i.started_ms DESC) AS n"
+        f" FROM history_incident i JOIN history_site s ON s.id = i.site{where})"
+        " WHERE n <= ? ORDER BY started_ms DESC",
+        (*(sites or ()), per_site),
     )
     return [_incident(r) for r in rows]

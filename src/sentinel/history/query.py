@@ -1,8 +1,9 @@
 """Reads the history figures the status page, the API and the CLI show.
 
 Stored rows plus the recorder's not yet written deltas, so a figure is never a minute behind.
-What comes from the store is cached until the recorder's next flush (at most a minute), so
-polling the page every few seconds reads SQLite once a minute, not once a request.
+For the all-sites page (and /api/status) each site's figures are read from the store once, then
+kept in memory and updated with what the recorder writes (its listener), so polling the page
+reads nothing from SQLite and holds the loop only for the sites it renders.
 
 Windows: "24h" is the current hour and the 23 before it (hourly rows); "7d", "30d" and "90d" are
 the current UTC day and the 6, 29 or 89 before it (daily rows).
@@ -10,13 +11,17 @@ the current UTC day and the 6, 29 or 89 before it (daily rows).
 
 from __future__ import annotations
 
+import functools
+import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sentinel.history import db
 from sentinel.history.recorder import HistoryRecorder
-from sentinel.history.rollup import DAY_MS, HOUR_MS, Rollup
+from sentinel.history.rollup import DAY_MS, HOUR_MS, Rollup, uptime_of
 from sentinel.store import Store, StoreError
 
 WINDOWS: tuple[tuple[str, int], ...] = (("7d", 7), ("30d", 30), ("90d", 90))
@@ -25,7 +30,9 @@ PAGE_HOURS = 24
 SITE_PAGE_HOURS = 7 * 24
 PAGE_INCIDENTS = 10
 MAX_INCIDENTS = 1000  # the most a per-site page or an API answer lists
-CACHE_SECONDS = 60.0  # the cached store rows expire even if no flush comes
+# The all-sites page works out the latest hour's latency (p50, p95) of a site this often, the
+# sites' turns spread over it: what moves the chart is then a few sites a request, not all.
+LATENCY_EVERY_MS = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +41,19 @@ class Period:
 
     start_ms: int
     rollup: Rollup | None
+    # (p50, p95) in microseconds when the rollup carries no histogram (the page's kept hours)
+    latency: tuple[int | None, int | None] | None = None
 
     @property
     def uptime(self) -> float | None:
         return None if self.rollup is None else self.rollup.uptime()
+
+    def p50_p95(self) -> tuple[int | None, int | None]:
+        if self.latency is not None:
+            return self.latency
+        if self.rollup is None:
+            return None, None
+        return self.rollup.percentile_us(0.5), self.rollup.percentile_us(0.95)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +80,156 @@ def periods(rows: Mapping[int, Rollup], first: int, count: int, size_ms: int) ->
     return tuple(Period((first + i) * size_ms, rows.get(first + i)) for i in range(count))
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryKey:
+    """What each history block of a site shows: two equal parts give the same block (for the
+    same page settings), so the page renders a block again only when its part changed."""
+
+    uptime: tuple[int | None, ...]  # basis points, rounded down (what the page shows)
+    days: tuple[object, ...]  # the day, the past days' version, today's bar
+    hours: tuple[object, ...]  # the hour, the past hours' version, this hour's p50 and p95
+    incidents: tuple[object, ...]  # the incidents, and the time while one is ongoing
+
+
+@dataclass(frozen=True, slots=True)
+class LazyHistory:
+    """The all-sites page's history of one site: `key` says what its blocks show, `uptime` is
+    its figures; `build(part)` makes the `SiteHistory` a block needs ("days", "hours"; None for
+    all), only for a block not cached under its key."""
+
+    key: HistoryKey
+    uptime: dict[str, float | None]
+    build: Callable[[str | None], SiteHistory]
+
+
+_NONE = -1  # a slot with no stored row
+_DAY_FIELDS = 3  # covered, down, excused
+_HOUR_FIELDS = 5  # covered, down, excused, p50 (us), p95 (us)
+
+
+class _Site:
+    """What the all-sites page needs of one site, kept in memory between requests: the stored
+    figures of the past 89 days and 23 hours in flat integer arrays (~3 KiB a site), and the
+    stored rows of the current day and hour. Loaded from the store once, then kept current by
+    the recorder's writes (`HistoryReader._written`), never re-read."""
+
+    __slots__ = (
+        "day",
+        "days",
+        "days_version",
+        "hour",
+        "hours",
+        "hours_version",
+        "incidents",
+        "lat",
+        "now_day",
+        "now_hour",
+        "offset",
+        "ongoing",
+        "sums",
+    )
+
+    def __init__(self, day: int, hour: int) -> None:
+        self.day = day  # the current day and hour when it was loaded or last moved on
+        self.hour = hour
+        self.days = array("q", [_NONE, 0, 0] * (PAGE_DAYS - 1))  # day - 89 .. day - 1
+        self.hours = array("q", [_NONE, 0, 0, _NONE, _NONE] * (PAGE_HOURS - 1))
+        self.days_version = 0
+        self.hours_version = 0
+        self.now_day: tuple[int, int, int] | None = None
+        self.now_hour: Rollup | None = None
+        self.incidents: tuple[db.Incident, ...] | None = None  # None: to be read
+        self.sums: tuple[int, ...] | None = None  # past window sums; None: to be computed
+        # (turn, p50, p95) of the current hour, worked out once every LATENCY_EVERY_MS
+        self.lat: tuple[int, int | None, int | None] | None = None
+        self.ongoing = False  # one of the incidents is still open
+        self.offset = 0  # this site's turn to work out its latency (spread over the sites)
+
+    def set_day(self, period: int, r: Rollup) -> None:
+        if period == self.day:
+            self.now_day = (r.covered_ms, r.down_ms, r.excused_ms)
+            return
+        self.set_past_day(period, r.covered_ms, r.down_ms, r.excused_ms)
+
+    def set_past_day(self, period: int, covered: int, down: int, excused: int) -> None:
+        i = period - (self.day - PAGE_DAYS + 1)
+        if 0 <= i < PAGE_DAYS - 1:
+            d = self.days
+            d[i * 3], d[i * 3 + 1], d[i * 3 + 2] = covered, down, excused
+            self.days_version += 1
+            self.sums = None
+
+    def set_hour(self, period: int, r: Rollup) -> None:
+        if period == self.hour:
+            self.now_hour = r
+            return
+        i = period - (self.hour - PAGE_HOURS + 1)
+        if 0 <= i < PAGE_HOURS - 1:
+            p50, p95 = r.percentile_us(0.5), r.percentile_us(0.95)
+            self.hours[i * 5 : i * 5 + 5] = array(
+                "q",
+                (
+                    r.covered_ms,
+                    r.down_ms,
+                    r.excused_ms,
+                    _NONE if p50 is None else p50,
+                    _NONE if p95 is None else p95,
+                ),
+            )
+            self.hours_version += 1
+            self.sums = None
+
+    def move_to(self, day: int, hour: int) -> bool:
+        """Move the windows on to a later day and hour; False if too far (read again)."""
+        if (day, hour) == (self.day, self.hour):
+            return True
+        if hour < self.hour or hour - self.hour >= PAGE_HOURS or day - self.day > 1:
+            return False
+        if hour != self.hour:
+            now_hour, old = self.now_hour, self.hour
+            shift = (hour - self.hour) * _HOUR_FIELDS
+            self.hours = self.hours[shift:] + array("q", [_NONE, 0, 0, _NONE, _NONE]) * (
+                hour - self.hour
+            )
+            self.hour, self.now_hour, self.lat = hour, None, None
+            self.hours_version += 1
+            if now_hour is not None:
+                self.set_hour(old, now_hour)
+        if day != self.day:
+            now_day, old_day = self.now_day, self.day
+            self.days = self.days[_DAY_FIELDS:] + array("q", [_NONE, 0, 0])
+            self.day, self.now_day = day, None
+            self.days_version += 1
+            if now_day is not None:
+                self.set_day(
+                    old_day,
+                    Rollup(covered_ms=now_day[0], down_ms=now_day[1], excused_ms=now_day[2]),
+                )
+        self.sums = None
+        return True
+
+    def past_sums(self) -> tuple[int, ...]:
+        """(covered, down, excused) of the past 23 hours, then of the past 6, 29 and 89 days."""
+        if self.sums is None:
+            out: list[int] = []
+            h = self.hours
+            out += _sum_slots(h, _HOUR_FIELDS, 0, PAGE_HOURS - 1)
+            for _, n in WINDOWS:
+                out += _sum_slots(self.days, _DAY_FIELDS, PAGE_DAYS - n, PAGE_DAYS - 1)
+            self.sums = tuple(out)
+        return self.sums
+
+
+def _sum_slots(a: array[int], width: int, first: int, stop: int) -> list[int]:
+    cov = down = exc = 0
+    for i in range(first, stop):
+        if a[i * width] != _NONE:
+            cov += a[i * width]
+            down += a[i * width + 1]
+            exc += a[i * width + 2]
+    return [cov, down, exc]
+
+
 class HistoryReader:
     def __init__(
         self,
@@ -75,53 +241,212 @@ class HistoryReader:
         self.store = store
         self.recorder = recorder
         self._clock = clock
-        # For the all-sites page, two caches: the rows of past hours and days (read again when
-        # the hour changes, or after CACHE_SECONDS * 60), and the rows of the current hour and
-        # day with the latest incidents (read again after each write of the recorder).
-        self._past_key: tuple[int, int] | None = None
-        self._past_at = 0.0
-        self._past_days: dict[str, dict[int, Rollup]] = {}
-        self._past_hours: dict[str, dict[int, Rollup]] = {}
-        self._now_key: tuple[int, int, int] | None = None
-        self._now_at = 0.0
-        self._now_days: dict[str, dict[int, Rollup]] = {}
-        self._now_hours: dict[str, dict[int, Rollup]] = {}
-        self._incidents: dict[str, list[db.Incident]] = {}
+        # The all-sites page's figures of each site (bounded by the configured sites: `forget`).
+        self._sites: dict[str, _Site] = {}
+        if recorder is not None:
+            recorder.listeners.append(self._written)
 
-    def _stored(self, now_ms: int) -> None:
-        hour, day = now_ms // HOUR_MS, now_ms // DAY_MS
-        mono = time.monotonic()
-        if (day, hour) != self._past_key or mono - self._past_at >= CACHE_SECONDS * 60:
-            # The bars need only uptime: no histograms for the days.
-            self._past_days = db.read_rollups(
-                self.store, db.DAY, day - PAGE_DAYS + 1, until_period=day, latency=False
-            )
-            self._past_hours = db.read_rollups(
-                self.store, db.HOUR, hour - PAGE_HOURS + 1, until_period=hour
-            )
-            self._past_key, self._past_at = (day, hour), mono
-            self._now_key = None
-        generation = 0 if self.recorder is None else self.recorder.generation
-        key = (generation, day, hour)
-        if key != self._now_key or mono - self._now_at >= CACHE_SECONDS:
-            self._now_days = db.read_rollups(self.store, db.DAY, day, latency=False)
-            self._now_hours = db.read_rollups(self.store, db.HOUR, hour)
-            self._incidents = {}
-            for incident in db.read_latest_incidents(self.store, PAGE_INCIDENTS):
-                self._incidents.setdefault(incident.site, []).append(incident)
-            self._now_key, self._now_at = key, mono
+    # ------------------------------------------------------------------ the in-memory figures
 
-    def _stored_of(self, name: str) -> tuple[dict[int, Rollup], dict[int, Rollup]]:
-        hours = {**self._past_hours.get(name, {}), **self._now_hours.get(name, {})}
-        days = {**self._past_days.get(name, {}), **self._now_days.get(name, {})}
-        return hours, days
+    def _written(self, totals: db.Written, incidents: frozenset[str]) -> None:
+        """The recorder committed these rows' totals: the kept figures follow them."""
+        if not self._sites:
+            return
+        now_ms = int(self._clock() * 1000)
+        day, hour = now_ms // DAY_MS, now_ms // HOUR_MS
+        for (table, name, period), total in totals.items():
+            site = self._sites.get(name)
+            if site is None:
+                continue
+            if not site.move_to(day, hour):
+                del self._sites[name]
+                continue
+            if table == db.HOUR:
+                site.set_hour(period, total)
+            else:
+                site.set_day(period, total)
+        for name in incidents:
+            site = self._sites.get(name)
+            if site is not None:
+                site.incidents = None
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop the kept figures of sites no longer configured."""
+        wanted = set(keep)
+        for name in [n for n in self._sites if n not in wanted]:
+            del self._sites[name]
+
+    def _load(self, names: Sequence[str], day: int, hour: int) -> dict[str, _Site]:
+        """The kept figures of `names`, read from the store for those not kept yet (one query a
+        table for all of them: a page reads a few sites at a time)."""
+        out: dict[str, _Site] = {}
+        missing: list[str] = []
+        for name in names:
+            site = self._sites.get(name)
+            if site is not None and site.move_to(day, hour):
+                out[name] = site
+            else:
+                missing.append(name)
+        if missing:
+            for name in missing:
+                site = self._sites[name] = out[name] = _Site(day, hour)
+                site.offset = zlib.crc32(name.encode()) % LATENCY_EVERY_MS
+            # The past days as bare integers (the bulk of what is read), the hours as rollups.
+            for name, period, cov, down, exc in db.read_day_figures(
+                self.store, day - PAGE_DAYS + 1, missing
+            ):
+                if period == day:
+                    out[name].now_day = (cov, down, exc)
+                else:
+                    out[name].set_past_day(period, cov, down, exc)
+            hours = db.read_rollups(self.store, db.HOUR, hour - PAGE_HOURS + 1, sites=missing)
+            for name, rows in hours.items():
+                for period, r in rows.items():
+                    out[name].set_hour(period, r)
+        stale = [n for n, s in out.items() if s.incidents is None]
+        if stale:
+            found: dict[str, list[db.Incident]] = {}
+            for incident in db.read_latest_incidents(self.store, PAGE_INCIDENTS, stale):
+                found.setdefault(incident.site, []).append(incident)
+            for name in stale:
+                site = out[name]
+                site.incidents = tuple(found.get(name, ()))
+                site.ongoing = any(i.ended_ms is None for i in site.incidents)
+        return out
+
+    def _now_hour(self, name: str, site: _Site) -> Rollup | None:
+        """The current hour's rollup: stored plus the recorder's pending delta."""
+        stored = site.now_hour
+        delta = None if self.recorder is None else self.recorder.pending_for(name).get(site.hour)
+        if delta is None:
+            return stored
+        return delta.copy() if stored is None else _merged2(stored, delta)
+
+    def overview(self, names: Iterable[str]) -> dict[str, LazyHistory]:
+        """The all-sites page: 90 days, 24 hours and the last 10 incidents of each site, from the
+        kept figures (read from the store once a site). The figures add the recorder's pending
+        deltas of the current hour and day; those of an hour already past show once written
+        (within `[history] write_every`), and the latest hour's latency is worked out every
+        LATENCY_EVERY_MS (5 min; at once when the hour changes). An unreadable store gives no
+        history (the page still shows the live states). A few microseconds a site: this runs
+        for every site on every request."""
+        now_ms = int(self._clock() * 1000)
+        day, hour = now_ms // DAY_MS, now_ms // HOUR_MS
+        try:
+            sites = self._load(list(names), day, hour)
+        except StoreError:
+            return {}
+        pending_for = self.recorder.pending_for if self.recorder is not None else None
+        out = {}
+        for name, site in sites.items():
+            td_cov, td_down, td_exc = site.now_day or (0, 0, 0)
+            nh = site.now_hour
+            h_cov, h_down, h_exc = (nh.covered_ms, nh.down_ms, nh.excused_ms) if nh else (0, 0, 0)
+            for p_hour, delta in (pending_for(name) if pending_for is not None else {}).items():
+                if p_hour == hour:
+                    h_cov += delta.covered_ms
+                    h_down += delta.down_ms
+                    h_exc += delta.excused_ms
+                if p_hour <= hour and p_hour * HOUR_MS // DAY_MS == day:
+                    td_cov += delta.covered_ms
+                    td_down += delta.down_ms
+                    td_exc += delta.excused_ms
+            sums = site.sums or site.past_sums()
+            uptime = {
+                "24h": uptime_of(sums[0] + h_cov, sums[1] + h_down, sums[2] + h_exc),
+                "7d": uptime_of(sums[3] + td_cov, sums[4] + td_down, sums[5] + td_exc),
+                "30d": uptime_of(sums[6] + td_cov, sums[7] + td_down, sums[8] + td_exc),
+                "90d": uptime_of(sums[9] + td_cov, sums[10] + td_down, sums[11] + td_exc),
+            }
+            lat = site.lat
+            turn = (now_ms + site.offset) // LATENCY_EVERY_MS
+            if lat is None or lat[0] != turn:
+                merged = self._now_hour(name, site)
+                lat = site.lat = (
+                    turn,
+                    None if merged is None else merged.percentile_us(0.5),
+                    None if merged is None else merged.percentile_us(0.95),
+                )
+            incidents = site.incidents or ()
+            today = (td_cov, td_down, td_exc)
+            u24, u7, u30, u90 = uptime.values()
+            key = HistoryKey(
+                uptime=(_bp(u24), _bp(u7), _bp(u30), _bp(u90)),
+                days=(day, site.days_version, _day_key(*today)),
+                hours=(hour, site.hours_version, lat[1], lat[2]),
+                # an ongoing incident's duration grows: that block is not reused
+                incidents=(
+                    incidents,
+                    now_ms // 1000 if site.ongoing else None,
+                ),
+            )
+            out[name] = LazyHistory(
+                key, uptime, functools.partial(self._build, self, name, site, today, uptime)
+            )
+        return out
+
+    @staticmethod
+    def _build(  # noqa: PLR0917 (bound with functools.partial)
+        reader: HistoryReader,
+        name: str,
+        site: _Site,
+        today: tuple[int, int, int],
+        uptime: dict[str, float | None],
+        part: str | None = None,
+    ) -> SiteHistory:
+        days: list[Period] = []
+        hours: list[Period] = []
+        if part in (None, "days"):
+            HistoryReader._build_days(site, today, days)
+        if part in (None, "hours"):
+            HistoryReader._build_hours(site, reader._now_hour(name, site), hours)
+        return SiteHistory(
+            uptime=uptime, days=tuple(days), hours=tuple(hours), incidents=site.incidents or ()
+        )
+
+    @staticmethod
+    def _build_days(site: _Site, today: tuple[int, int, int], days: list[Period]) -> None:
+        first = site.day - PAGE_DAYS + 1
+        d = site.days
+        for i in range(PAGE_DAYS - 1):
+            cov = d[i * 3]
+            r = (
+                None
+                if cov == _NONE
+                else Rollup(covered_ms=cov, down_ms=d[i * 3 + 1], excused_ms=d[i * 3 + 2])
+            )
+            days.append(Period((first + i) * DAY_MS, r))
+        days.append(
+            Period(
+                site.day * DAY_MS,
+                None
+                if today == (0, 0, 0)
+                else Rollup(covered_ms=today[0], down_ms=today[1], excused_ms=today[2]),
+            )
+        )
+
+    @staticmethod
+    def _build_hours(site: _Site, now_hour: Rollup | None, hours: list[Period]) -> None:
+        first_h = site.hour - PAGE_HOURS + 1
+        h = site.hours
+        for i in range(PAGE_HOURS - 1):
+            if h[i * 5] == _NONE:
+                hours.append(Period((first_h + i) * HOUR_MS, None))
+            else:
+                r, lat = _from_percentiles(h[i * 5 : i * 5 + 5])
+                hours.append(Period((first_h + i) * HOUR_MS, r, lat))
+        hours.append(Period(site.hour * HOUR_MS, now_hour))
+
+    def uptimes(self, names: Iterable[str]) -> dict[str, dict[str, float | None]]:
+        """Only the uptime figures (for /api/status and the badges), from the kept figures."""
+        return {name: h.uptime for name, h in self.overview(names).items()}
 
     def _with_pending(
         self, name: str, hours: Mapping[int, Rollup], days: Mapping[int, Rollup]
     ) -> tuple[dict[int, Rollup], dict[int, Rollup]]:
         h, d = dict(hours), dict(days)
         pending = {} if self.recorder is None else self.recorder.pending_for(name)
-        for hour, delta in pending.items():  # (a copy where a delta adds: the cache stays)
+        for hour, delta in pending.items():  # (copies where a delta adds)
             day = hour * HOUR_MS // DAY_MS
             for rows, key in ((h, hour), (d, day)):
                 stored = rows.get(key)
@@ -129,39 +454,6 @@ class HistoryReader:
                 total.merge(delta)
                 rows[key] = total
         return h, d
-
-    def overview(self, names: Iterable[str]) -> dict[str, SiteHistory]:
-        """The all-sites page: 90 days, 24 hours and the last 10 incidents of each site.
-        An unreadable store gives no history (the page still shows the live states)."""
-        now_ms = int(self._clock() * 1000)
-        try:
-            self._stored(now_ms)
-        except StoreError:
-            return {}
-        out = {}
-        for name in names:
-            hours, days = self._with_pending(name, *self._stored_of(name))
-            out[name] = self._summarise(
-                now_ms, hours, days, PAGE_HOURS, tuple(self._incidents.get(name, ()))
-            )
-        return out
-
-    def uptimes(self, names: Iterable[str]) -> dict[str, dict[str, float | None]]:
-        """Only the uptime figures (for /api/status): no periods built, no histograms used."""
-        now_ms = int(self._clock() * 1000)
-        hour, day = now_ms // HOUR_MS, now_ms // DAY_MS
-        try:
-            self._stored(now_ms)
-        except StoreError:
-            return {}
-        out = {}
-        for name in names:
-            hours, days = self._with_pending(name, *self._stored_of(name))
-            figures: dict[str, float | None] = {"24h": _uptime(hours, hour - 23, hour)}
-            for label, n in WINDOWS:
-                figures[label] = _uptime(days, day - n + 1, day)
-            out[name] = figures
-        return out
 
     def site(self, name: str, *, hours: int = SITE_PAGE_HOURS) -> SiteHistory | None:
         """One site's page: 90 days, `hours` hours and every incident kept (bounded)."""
@@ -211,9 +503,36 @@ class HistoryReader:
 
 def _uptime(rows: Mapping[int, Rollup], first: int, last: int) -> float | None:
     """Uptime over periods first..last (sums of integers: no rollups copied)."""
-    covered = down = 0
+    covered = down = excused = 0
     for period, r in rows.items():
         if first <= period <= last:
             covered += r.covered_ms
             down += r.down_ms
-    return None if covered <= 0 else max(0.0, 1.0 - down / covered)
+            excused += r.excused_ms
+    return uptime_of(covered, down, excused)
+
+
+def _bp(share: float | None) -> int | None:
+    """A share as the page shows it: basis points, rounded down."""
+    return None if share is None else math.floor(share * 10000)
+
+
+def _day_key(covered: int, down: int, excused: int) -> tuple[int, int, int]:
+    """What a day's bar shows of these figures: uptime in basis points, whole seconds down and
+    excused."""
+    u = uptime_of(covered, down, excused)
+    return (-1 if u is None else math.floor(u * 10000), down // 1000, excused // 1000)
+
+
+def _merged2(a: Rollup, b: Rollup) -> Rollup:
+    total = a.copy()
+    total.merge(b)
+    return total
+
+
+def _from_percentiles(slot: Sequence[int]) -> tuple[Rollup, tuple[int | None, int | None]]:
+    cov, down, exc, p50, p95 = slot
+    return Rollup(covered_ms=cov, down_ms=down, excused_ms=exc), (
+        None if p50 == _NONE else p50,
+        None if p95 == _NONE else p95,
+    )

@@ -6,6 +6,12 @@ clean stop) merges them into the store, SITES_PER_WRITE deltas to a transaction 
 in between.
 Incidents are rare and written when they open, get a reminder and close. A kill -9 loses at most
 the deltas of the last minute (shown as no data), never counts a probe twice.
+
+Muted downtime: `record(..., muted=True)` (a maintenance window or a silence covers the site at
+this probe) books the downtime the probe accounts for (the stretch since the previous probe, or
+the failing streak it confirms) as `excused_ms` as well as `down_ms`, in the rollups and on the
+incident. An incident opens when the site's state becomes DOWN, whether or not its alert was
+held, so muted and flapping downtime are in the log too (with alerts = 0 if none went out).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sentinel.config import SiteConfig
 from sentinel.history import db
@@ -39,6 +46,18 @@ def ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+@dataclass(slots=True)
+class _Excused:
+    """Excused downtime of a site's open incident not yet added to the store."""
+
+    started_ms: int
+    pending_ms: int = 0
+
+
+# Told after each committed write: the rows' new totals, and the sites whose incidents changed.
+Listener = Callable[[db.Written, frozenset[str]], None]
+
+
 class HistoryRecorder:
     def __init__(
         self,
@@ -60,10 +79,13 @@ class HistoryRecorder:
         self.cert_expiry: dict[str, float] = {}  # site -> NotAfter seen by its latest probe
         self.generation = 0  # counts flushes: readers cache what they read from the store
         self._last_prune = 0.0
+        self._excused: dict[str, _Excused] = {}
+        self._incidents_changed: set[str] = set()
+        self.listeners: list[Listener] = []
 
     # ------------------------------------------------------------------ the probe path
 
-    def record(  # noqa: PLR0917 (the daemon's probe path: one call, no keyword overhead)
+    def record(  # noqa: PLR0917 (the daemon's probe path: one call)
         self,
         site: SiteConfig,
         result: ProbeResult,
@@ -71,7 +93,9 @@ class HistoryRecorder:
         after: SiteState,
         events: Sequence[Event],
         now: float,
+        muted: bool = False,
     ) -> None:
+        """One probe. `muted`: a maintenance window or a silence covered the site at it."""
         name = site.name
         t_ms = ms(now)
         cap_ms = ms(GAP_INTERVALS * site.interval + site.timeout + 5.0)
@@ -79,16 +103,14 @@ class HistoryRecorder:
         if coverage is None:
             coverage = self._coverage[name] = Coverage(cap_ms)
         coverage.cap_ms = cap_ms
-        # Incidents follow the state, not the alerts: a flapping site changes state without
-        # DOWN/RECOVERED events, and its downtime and incident log must still add up.
-        went_down = next((e for e in events if isinstance(e, WentDown)), None)
-        entered_down = before.status is not Status.DOWN and after.status is Status.DOWN
-        failing_since = went_down.since if went_down is not None else after.incident_started
+        # From the state, not the events: a DOWN whose alert is held (muted, flapping) is one.
+        went_down = before.status is not Status.DOWN and after.status is Status.DOWN
+        started = after.incident_started if went_down else None
         watched, down = coverage.observe(
             t_ms,
             was_down=before.status is Status.DOWN,
-            went_down=entered_down and failing_since is not None,
-            failing_since_ms=None if failing_since is None else ms(failing_since),
+            went_down=went_down,
+            failing_since_ms=None if started is None else ms(started),
         )
         self._acc(name, t_ms // HOUR_MS).add_probe(result.ok, int(result.total * 1_000_000))
         if watched is not None:
@@ -96,32 +118,80 @@ class HistoryRecorder:
                 self._acc(name, hour).covered_ms += span
         if down is not None:
             for hour, span in split(*down, HOUR_MS):
-                self._acc(name, hour).down_ms += span
+                acc = self._acc(name, hour)
+                acc.down_ms += span
+                if muted:
+                    acc.excused_ms += span
         if result.tls_expiry is not None:
             self.cert_expiry[name] = result.tls_expiry
         if not result.ok and after.status is Status.DOWN and after.incident_started is not None:
             self._last_failure[name] = (ms(after.incident_started), result.reason, result.message)
-        for event in events:
-            self._incident_event(event)
-        if went_down is None and entered_down and after.incident_started is not None:
-            self._quiet_incident(name, ms(after.incident_started), result, ended_ms=None)
-        left_down = before.status is Status.DOWN and after.status is not Status.DOWN
-        recovered = any(isinstance(e, Recovered) for e in events)
-        if left_down and not recovered and before.incident_started is not None:
-            self._quiet_incident(name, ms(before.incident_started), result, ended_ms=t_ms)
+        self._incident(name=name, result=result, before=before, after=after, events=events, now=now)
+        if muted and down is not None:
+            incident = after.incident_started
+            if incident is None:  # the probe that ended it: the stretch was the incident's
+                incident = before.incident_started
+            if incident is not None:
+                self._excuse(name, ms(incident), down[1] - down[0])
 
-    def _quiet_incident(
-        self, name: str, started_ms: int, result: ProbeResult, *, ended_ms: int | None
+    def _excuse(self, name: str, started_ms: int, span_ms: int) -> None:
+        entry = self._excused.get(name)
+        if entry is None or entry.started_ms != started_ms:
+            if entry is not None:
+                self._write_excused(name, entry)
+            entry = self._excused[name] = _Excused(started_ms)
+        entry.pending_ms += span_ms
+
+    def _incident(
+        self,
+        *,
+        name: str,
+        result: ProbeResult,
+        before: SiteState,
+        after: SiteState,
+        events: Sequence[Event],
+        now: float,
     ) -> None:
-        """Open or close an incident that sent no alert (the site is flapping)."""
+        sent_down = any(isinstance(e, WentDown) for e in events)
         try:
-            if ended_ms is None:
-                db.incident_opened(
-                    self.store, name, started_ms, result.reason, result.message, alerts=0
+            if before.status is not Status.DOWN and after.status is Status.DOWN:
+                if after.incident_started is not None:
+                    db.incident_opened(
+                        self.store,
+                        name,
+                        ms(after.incident_started),
+                        result.reason,
+                        result.message,
+                        alerts=1 if sent_down else 0,
+                    )
+                    self._incidents_changed.add(name)
+                return
+            for event in events:
+                if isinstance(event, WentDown):  # a held DOWN alert, sent now
+                    db.incident_updated(self.store, name, ms(event.since), alerts=1)
+                elif isinstance(event, StillDown):
+                    latest = (event.reason, event.message)
+                    db.incident_updated(self.store, name, ms(event.since), last=latest, alerts=1)
+                self._incidents_changed.add(name)
+            if before.status is Status.DOWN and after.status is not Status.DOWN:
+                started = before.incident_started
+                if started is None:
+                    return
+                recovered = next((e for e in events if isinstance(e, Recovered)), None)
+                until = max(started, after.since if after.since is not None else now)
+                failure = self._last_failure.pop(name, None)
+                last: tuple[str, str] | None = None
+                if failure is not None and failure[0] == ms(started):
+                    last = (failure[1], failure[2])
+                db.incident_updated(
+                    self.store,
+                    name,
+                    ms(started),
+                    last=last,
+                    alerts=1 if recovered is not None else 0,
+                    ended_ms=ms(recovered.until if recovered is not None else until),
                 )
-            else:
-                self._last_failure.pop(name, None)
-                db.incident_updated(self.store, name, started_ms, ended_ms=ended_ms)
+                self._incidents_changed.add(name)
         except StoreError as exc:
             self._on_error(exc)
 
@@ -134,35 +204,11 @@ class HistoryRecorder:
             acc = hours[hour] = Rollup()
         return acc
 
-    def _incident_event(self, event: Event) -> None:
-        try:
-            if isinstance(event, WentDown):
-                db.incident_opened(
-                    self.store, event.site, ms(event.since), event.reason, event.message
-                )
-            elif isinstance(event, StillDown):
-                last = (event.reason, event.message)
-                db.incident_updated(self.store, event.site, ms(event.since), last=last, alerts=1)
-            elif isinstance(event, Recovered):
-                failure = self._last_failure.pop(event.site, None)
-                last = None
-                if failure is not None and failure[0] == ms(event.since):
-                    last = (failure[1], failure[2])
-                db.incident_updated(
-                    self.store,
-                    event.site,
-                    ms(event.since),
-                    last=last,
-                    alerts=1,
-                    ended_ms=ms(event.until),
-                )
-        except StoreError as exc:
-            self._on_error(exc)
-
     def forget(self, name: str) -> None:
         """A site left the config: its watching stops (its stored history stays until pruned)."""
         self._coverage.pop(name, None)
         self._last_failure.pop(name, None)
+        self._excused.pop(name, None)
         self.cert_expiry.pop(name, None)
 
     def pending_for(self, name: str) -> dict[int, Rollup]:
@@ -184,7 +230,7 @@ class HistoryRecorder:
                 if h in self.pending.get(n, {})
             }
             try:
-                db.write_hours(self.store, chunk)
+                totals = db.write_hours(self.store, chunk)
             except StoreError as exc:
                 self._on_error(exc)
                 break
@@ -193,16 +239,37 @@ class HistoryRecorder:
                 if not self.pending[name]:
                     del self.pending[name]
             written += len(chunk)
+            self._tell(totals, frozenset())
             await asyncio.sleep(0)
         self._write_last_failures()
+        for name, entry in list(self._excused.items()):
+            self._write_excused(name, entry)
         self._bound_pending()
         self.generation += 1
+        changed, self._incidents_changed = frozenset(self._incidents_changed), set()
+        self._tell({}, changed)
         return written
+
+    def _write_excused(self, name: str, entry: _Excused) -> None:
+        if entry.pending_ms <= 0:
+            return
+        try:
+            db.incident_updated(self.store, name, entry.started_ms, excused_ms=entry.pending_ms)
+        except StoreError as exc:
+            self._on_error(exc)
+            return
+        entry.pending_ms = 0
+        self._incidents_changed.add(name)
+
+    def _tell(self, totals: db.Written, incidents: frozenset[str]) -> None:
+        for listener in self.listeners:
+            listener(totals, incidents)
 
     def _write_last_failures(self) -> None:
         for name, (started_ms, reason, message) in list(self._last_failure.items()):
             try:
                 db.incident_updated(self.store, name, started_ms, last=(reason, message))
+                self._incidents_changed.add(name)
             except StoreError as exc:
                 self._on_error(exc)
                 return

@@ -1,8 +1,9 @@
 """Rollup arithmetic: pure, integers only, so merging rollups is exact and order-free.
 
 A `Rollup` summarises the probes of one site over one hour or one day: how many, how many failed,
-how long the site was watched (`covered_ms`), how much of that it was DOWN (`down_ms`), and the
-latency of the good probes as a histogram over fixed log-spaced buckets plus the exact maximum.
+how long the site was watched (`covered_ms`), how much of that it was DOWN (`down_ms`), how much
+of that downtime fell in a maintenance window or a silence (`excused_ms`, part of `down_ms`), and
+the latency of the good probes as a histogram over fixed log-spaced buckets plus the exact maximum.
 Because the buckets are fixed and every figure is an integer, `merge` is associative and
 commutative: 24 hours merged give exactly the day, however the probes were batched.
 
@@ -48,6 +49,9 @@ class Rollup:
     down_ms: int = 0
     lat_max_us: int = 0  # of the good probes; 0 when there were none
     hist: dict[int, int] = field(default_factory=dict)  # bucket -> good probes, no zeros
+    # The part of down_ms during a maintenance window or a silence ("excused"): kept apart so
+    # that uptime can leave it out (see `uptime`).
+    excused_ms: int = 0
 
     @property
     def good(self) -> int:
@@ -68,6 +72,7 @@ class Rollup:
         self.failures += other.failures
         self.covered_ms += other.covered_ms
         self.down_ms += other.down_ms
+        self.excused_ms += other.excused_ms
         self.lat_max_us = max(self.lat_max_us, other.lat_max_us)
         for index, count in other.hist.items():
             self.hist[index] = self.hist.get(index, 0) + count
@@ -80,6 +85,7 @@ class Rollup:
             self.down_ms,
             self.lat_max_us,
             dict(self.hist),
+            self.excused_ms,
         )
 
     def empty(self) -> bool:
@@ -102,10 +108,19 @@ class Rollup:
         return self.lat_max_us  # not reached
 
     def uptime(self) -> float | None:
-        """Share of the watched time the site was not DOWN; None when it was never watched."""
-        if self.covered_ms <= 0:
-            return None
-        return max(0.0, 1.0 - self.down_ms / self.covered_ms)
+        """Share of the judged time the site was not DOWN (`uptime_of`); None without any."""
+        return uptime_of(self.covered_ms, self.down_ms, self.excused_ms)
+
+
+def uptime_of(covered_ms: int, down_ms: int, excused_ms: int) -> float | None:
+    """Uptime = 1 - (down - excused) / (watched - excused): downtime during a maintenance window
+    or a silence counts as neither up nor down (it leaves both sides of the ratio), like a
+    maintenance beat in Uptime Kuma. None when nothing is left to judge (no data, or a period
+    that was all excused downtime)."""
+    judged = covered_ms - excused_ms
+    if judged <= 0:
+        return None
+    return max(0.0, 1.0 - (down_ms - excused_ms) / judged)
 
 
 def encode_hist(hist: dict[int, int]) -> bytes:

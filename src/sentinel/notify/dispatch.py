@@ -28,6 +28,7 @@ from sentinel.early.messages import build_early_message, early_message_kind
 from sentinel.logsetup import kv
 from sentinel.metrics import Metrics
 from sentinel.monitor import Event, SiteState, Status
+from sentinel.notify.alert_context import basic_context
 from sentinel.notify.channel_config import EMAIL
 from sentinel.notify.channels import Channel, build_channels
 from sentinel.notify.channels.base import Delivery
@@ -45,6 +46,7 @@ from sentinel.notify.group_message import (
 from sentinel.notify.grouping import GROUPED_KINDS, Held, decide, host_key
 from sentinel.notify.health import ChannelHealth
 from sentinel.notify.message import (
+    MessageContext,
     build_message,
     incident_message_id,
     message_domain,
@@ -67,6 +69,13 @@ log = logging.getLogger("sentinel")  # the daemon's own lines (grep "email not s
 
 # For tests and drills: the permanent-failure retry schedule, e.g. "1s,1s" (default 1m,5m,15m).
 PERMANENT_DELAYS_ENV = "SENTINEL_PERMANENT_RETRY_DELAYS"
+
+
+def _basic(event: Event, site: SiteConfig, config: Config) -> MessageContext:
+    return basic_context(config, site.name)
+
+
+MessageContextFor = Callable[[Event, SiteConfig, Config], MessageContext]
 
 
 def permanent_delays_from(environ: Mapping[str, str]) -> tuple[float, ...]:
@@ -107,6 +116,9 @@ class Dispatcher:
         self.dead_letters = 0
         self._dropped_seen = 0
         self._retired: list[Channel] = []  # replaced by a reload; closed by run()
+        # What a site's email says beyond its event (time zone, page link, DOWN diagnosis):
+        # set by the daemon to its AlertContext; without it, just the time zone and the link.
+        self.message_context: MessageContextFor = _basic
         self.health = ChannelHealth()  # can alerts still go out? (the dead man's switch asks)
         r = metrics.registry
         self.sent = Counter(
@@ -215,7 +227,8 @@ class Dispatcher:
 
         def email_bytes() -> bytes:
             assert email is not None
-            message = build_message(event, email=email, target=site.target)
+            context = self.message_context(event, site, config)
+            message = build_message(event, email=email, target=site.target, context=context)
             return message.as_bytes(policy=email_policy.SMTP)
 
         return self._items(alert, site.notify, email_bytes)
@@ -230,7 +243,10 @@ class Dispatcher:
 
         def email_bytes() -> bytes:
             assert email is not None
-            message = build_early_message(event, sender=email.sender, recipients=email.recipients)
+            tz = basic_context(config, "").tz  # ([sentinel] timezone)
+            message = build_early_message(
+                event, sender=email.sender, recipients=email.recipients, tz=tz
+            )
             return message.as_bytes(policy=email_policy.SMTP)
 
         return self._items(alert, config.notify, email_bytes)

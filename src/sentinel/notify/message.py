@@ -117,7 +117,7 @@ def _fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
     return wrap_fields(fields)
 
 
-def _base_message(
+def base_message_for(
     *,
     cfg: EmailConfig,
     subject: str,
@@ -127,6 +127,7 @@ def _base_message(
     root: str | None = None,
     site: str | None = None,
 ) -> EmailMessage:
+    """`mime.base_message` addressed as `cfg` says (the email channel's fallback uses it too)."""
     return base_message(
         sender=cfg.sender,
         recipients=cfg.recipients,
@@ -267,8 +268,9 @@ def _results_html(recent: Sequence[ResultSummary], tz: tzinfo | None) -> str:
         return ""
     items = []
     for when, outcome, status, latency, detail in (_result_row(r, tz) for r in recent):
-        parts = [f"<strong>{html.escape(outcome)}</strong>", html.escape(status)]
-        parts.append(f"{html.escape(latency)}")
+        parts = [f"<strong>{html.escape(outcome)}</strong>"]
+        # (no "—" placeholders here: a list item says only what there is)
+        parts += [html.escape(cell) for cell in (status, latency) if cell != "—"]
         if detail:
             parts.append(html.escape(detail))
         items.append(
@@ -435,7 +437,7 @@ def build_message(
     content = _content(event, site, target, ctx.tz)
     message_id, root = _event_message_id(event, domain)
 
-    msg = _base_message(
+    msg = base_message_for(
         cfg=email,
         subject=content.subject,
         at=event.at,
@@ -451,8 +453,9 @@ def build_message(
     fields = list(content.fields)
     if ctx.site_page:
         fields.insert(2, ("Status page", ctx.site_page))
-    diagnosis = ctx.diagnosis if kind == "down" else ()
-    local = ctx.local if kind == "down" else ()
+    # (lines that quote a server's words: cleaned like any text from outside)
+    diagnosis = tuple(one_line(x, 500) for x in ctx.diagnosis) if kind == "down" else ()
+    local = tuple(one_line(x, 500) for x in ctx.local) if kind == "down" else ()
     summary = one_line(ctx.summary, 600) if kind == "down" else ""
     recent: Sequence[ResultSummary] = () if isinstance(event, CertExpiring) else event.recent
 
@@ -486,7 +489,7 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     """`sentinel test-email`: proves the SMTP settings work end to end."""
     domain = message_domain(email.sender)
     millis = int(min(max(_finite(now), _MIN_TS), _MAX_TS) * 1000)
-    msg = _base_message(
+    msg = base_message_for(
         cfg=email,
         subject=f"{SUBJECT_PREFIX} test email",
         at=now,

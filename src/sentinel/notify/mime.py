@@ -90,9 +90,13 @@ def wire_header(name: str, value: str) -> str | None:
     literal = value.find("=?")
     if literal != -1:
         first = min(first, literal)
+    budget = MAX_LINE - len(name) - 2  # room on the first line, after "Name: "
+    if len(value.split(" ", 1)[0]) > budget:
+        # A first word too long for the first line: CPython would fold right after "Name:",
+        # and its parser then keeps the fold's space as part of the value (" blog").
+        first = 0
     if first == len(value):
         return None
-    budget = MAX_LINE - len(name) - 2  # room on the first line, after "Name: "
     head_end = value.rfind(" ", 0, min(first, budget)) + 1  # the head keeps its trailing space
     head, tail = value[:head_end], value[head_end:]
     word_len = min(75, budget)

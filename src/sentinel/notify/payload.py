@@ -33,6 +33,7 @@ from typing import Any
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
 from sentinel.early.messages import early_message_kind, early_subject
 from sentinel.monitor import CertExpiring, Event, Recovered, StillDown, WentDown
+from sentinel.notify.wording import failure_words
 from sentinel.sanitize import one_line
 
 __all__ = [
@@ -116,7 +117,10 @@ def alert_from_event(event: Event, *, target: str, status_page: str | None = Non
     if isinstance(event, WentDown | StillDown):
         detail = _clean(event.message, 200)
         reason = _clean(event.reason, 40)
-        what = f"{reason} ({detail})" if detail and detail != reason else reason
+        # The same words as the email's subject (sentinel.notify.wording); the code stays in
+        # `reason`.
+        status = next((r.status for r in reversed(event.recent) if not r.ok), 0)
+        what = failure_words(event.reason, event.message, status=status)
         if isinstance(event, WentDown):
             summary = f"DOWN: {site} — {what}"
         else:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, tzinfo
 from sentinel.sanitize import one_line
 
 __all__ = [
+    "KNOWN_REASONS",
     "MAX_WORDS",
     "TEXT_WIDTH",
     "failure_words",
@@ -35,6 +36,28 @@ _MAX_TS = 253402300799.0  # 9999-12-31 23:59:59 UTC
 _WITHIN_RE = re.compile(r"within (\d+(?:\.\d+)?)s\b")
 _EXPECTED_RE = re.compile(r"\(expected ([^()]{1,60})\)")
 _TOOK_RE = re.compile(r"took (\d+(?:\.\d+)?)s \(limit (\d+(?:\.\d+)?)s\)")
+
+
+# Every reason code the probes give (sentinel.probes.result.REASONS) has its words here; a test
+# keeps the two lists equal.
+KNOWN_REASONS = frozenset(
+    {
+        "ok",
+        "timeout",
+        "connect_refused",
+        "connect_reset",
+        "connect",
+        "dns",
+        "tls",
+        "status",
+        "body",
+        "body_too_large",
+        "slow",
+        "protocol",
+        "redirects",
+        "error",
+    }
+)
 
 
 def _seconds(detail: str) -> str:
@@ -119,7 +142,8 @@ def _words(reason: str, detail: str, status: int) -> str:
     if reason == "protocol":
         return "malformed HTTP answer"
     if reason == "redirects":
-        return _with("too many redirects", _tail(detail).removeprefix("too many redirects "))
+        limit = re.search(r"limit (\d+)", detail)
+        return f"too many redirects (limit {limit.group(1)})" if limit else "too many redirects"
     if reason == "error":
         return _with("the check itself failed", _tail(detail))
     # A reason this module does not know (a newer probe): its code and detail, cleaned.
@@ -146,6 +170,8 @@ def fmt_latency(seconds: float | None) -> str:
     """'42 ms', '1.25 s', '12 s'; '—' when there is no time (a failed probe, an unknown phase)."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "—"
+    if seconds < 0.0005:
+        return "< 1 ms"  # (loopback and LAN connects: "0 ms" would read as "nothing happened")
     if seconds < 1:
         return f"{round(seconds * 1000)} ms"
     if seconds < 10:
@@ -224,8 +250,13 @@ def wrap_lines(lines: Iterable[str], width: int = TEXT_WIDTH) -> list[str]:
     out: list[str] = []
     for line in lines:
         for piece in line.split("\n"):
-            indent = " " * min(len(piece) - len(piece.lstrip(" ")), width // 2)
-            out.extend(_wrap_one(piece.rstrip(), width, indent or ""))
+            if len(piece) <= width:
+                out.append(piece)  # (kept as is: "-- " keeps the space of a signature line)
+                continue
+            lead = len(piece) - len(piece.lstrip(" "))
+            if piece[lead : lead + 2] in ("- ", "* "):
+                lead += 2  # a list item's continuation lines hang under its text
+            out.extend(_wrap_one(piece.rstrip(), width, " " * min(lead, width // 2)))
     return out
 
 

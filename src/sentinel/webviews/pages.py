@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -24,6 +23,7 @@ from sentinel.monitor import SiteState
 from sentinel.web import Reply
 from sentinel.webviews import badges
 from sentinel.webviews.status_page import (
+    BlockCache,
     PageContext,
     SiteView,
     render_page,
@@ -75,6 +75,7 @@ class StatusPages:
         self._recorder = recorder
         self._reader = reader
         self._clock = clock
+        self._blocks = BlockCache()
 
     # ------------------------------------------------------------------ wiring
 
@@ -121,16 +122,23 @@ class StatusPages:
         views = [self._view(n, states.get(n), None) for n in self._sites()]
         reader = self._reader
 
-        def fill(chunk: Sequence[SiteView]) -> list[SiteView]:
+        def fill(chunk: Sequence[SiteView]) -> Sequence[SiteView]:
             # Each chunk's history is summarised when it is rendered, not all up front.
             if reader is None:
                 return list(chunk)
             histories = reader.overview([v.name for v in chunk])
-            return [replace(v, history=histories.get(v.name)) for v in chunk]
+            for v in chunk:  # (views are built for this request alone)
+                v.history = histories.get(v.name)
+            return chunk
+
+        # Room for every configured site: a removed site's blocks age out.
+        self._blocks.limit = max(100, 2 * len(views))
+        if reader is not None:
+            reader.forget(self._sites())
 
         def chunks() -> Iterator[bytes]:
             extra = self._extra() if self._extra is not None else ()
-            for chunk in render_page(views, ctx, extra, fill=fill):
+            for chunk in render_page(views, ctx, extra, fill=fill, cache=self._blocks):
                 yield chunk.encode()
 
         return Reply(200, HTML, chunks=chunks)
@@ -249,6 +257,7 @@ class StatusPages:
                         "last_reason": i.last_reason,
                         "last_message": i.last_message if show else None,
                         "alerts": i.alerts,
+                        "excused_seconds": round(i.excused_ms / 1000, 3),
                     }
                     for i in incidents
                 ]
@@ -291,6 +300,8 @@ def _period_json(p: Period) -> dict[str, Any]:
         "failures": r.failures,
         "watched_seconds": r.covered_ms / 1000,
         "down_seconds": r.down_ms / 1000,
+        # of down_seconds, in a maintenance window or a silence (not counted in uptime)
+        "excused_seconds": r.excused_ms / 1000,
         "uptime": None if r.uptime() is None else round(r.uptime() or 0.0, 6),
         "latency_p50_ms": None if p50 is None else p50 / 1000,
         "latency_p95_ms": None if p95 is None else p95 / 1000,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import html
 import math
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -22,17 +24,21 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from sentinel.history.db import Incident
-from sentinel.history.query import Period, SiteHistory
+from sentinel.history.query import LazyHistory, Period, SiteHistory
+from sentinel.history.rollup import uptime_of
 from sentinel.sanitize import html_text
 
-SITES_PER_CHUNK = 20
+SITES_PER_CHUNK = 4  # sites completed (`fill`) at a time: the most read from the store at once
+CHUNK_SECONDS = 0.005  # a piece of the page is sent once this much time went into it
 _EPOCH = date(1970, 1, 1)
 WINDOW_LABELS = (("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"))
 STATE_WORDS = {"up": "Up", "down": "Down", "unknown": "Unknown"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SiteView:
+    """One site as the page shows it, built for one request (`fill` sets its history)."""
+
     name: str
     status: str  # "up", "down", "unknown"
     since: float | None = None
@@ -43,7 +49,7 @@ class SiteView:
     target: str | None = None
     cert_expiry: float | None = None
     incident_started: float | None = None
-    history: SiteHistory | None = None
+    history: SiteHistory | LazyHistory | None = None
     # Short facts shown under the state (pending, flapping, maintenance, silenced), as text.
     notes: tuple[str, ...] = ()
 
@@ -56,6 +62,8 @@ class PageContext:
     show_targets: bool = False
     public_url: str = ""
     detail: bool = False  # a site's own page: every day in the table, every incident
+    # The age of the last check as a NUL, filled in per request (`site_block` caches the rest).
+    age_placeholder: bool = False
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -129,6 +137,7 @@ def ms_text(us: int | None) -> str:
     return f"{us / 1000:.0f} ms" if us >= 10_000 else f"{us / 1000:.1f} ms"
 
 
+@functools.lru_cache(maxsize=8)
 def shape(status: str) -> str:
     """The state's shape: a circle (up), a triangle (down), a diamond (unknown)."""
     paths = {
@@ -147,9 +156,10 @@ def site_href(name: str) -> str:
 
 CSS = """
 :root{color-scheme:light dark;--bg:#fff;--fg:#1f2328;--muted:#57606a;--up:#1a7f37;
---down:#cf222e;--part:#9a6700;--none:#6e7781;--line:#d0d7de;--card:#f6f8fa}
+--down:#cf222e;--part:#9a6700;--none:#6e7781;--maint:#0969da;--line:#d0d7de;--card:#f6f8fa}
 @media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9da7b3;
---up:#3fb950;--down:#ff7b72;--part:#d29922;--none:#8b949e;--line:#30363d;--card:#161b22}}
+--up:#3fb950;--down:#ff7b72;--part:#d29922;--none:#8b949e;--maint:#58a6ff;--line:#30363d;
+--card:#161b22}}
 *{box-sizing:border-box}
 body{margin:0 auto;max-width:62rem;padding:1rem;font:16px/1.5 system-ui,sans-serif;
 background:var(--bg);color:var(--fg);overflow-wrap:anywhere}
@@ -170,6 +180,10 @@ figure{margin:.5rem 0}figcaption{font-size:.9rem;color:var(--muted)}
 svg.bars{width:100%;height:2.2rem;display:block}
 svg.chart{width:100%;height:auto;max-height:9rem;display:block}
 .b-up{fill:var(--up)}.b-part{fill:var(--part)}.b-down{fill:var(--down)}.b-none{fill:var(--none)}
+.b-maint{fill:var(--maint)}
+.bars path{fill:none;stroke-dasharray:8 2}.bars path.b-up{stroke:var(--up)}
+.bars path.b-part{stroke:var(--part)}.bars path.b-down{stroke:var(--down)}
+.bars path.b-none{stroke:var(--none)}.bars path.b-maint{stroke:var(--maint)}
 .p50{stroke:var(--fg);fill:none;stroke-width:2}.p95{stroke:var(--part);fill:none;stroke-width:2;
 stroke-dasharray:5 3}.axis{stroke:var(--line)}.lbl{fill:var(--muted);font-size:11px}
 .scroll{overflow-x:auto;max-width:100%}
@@ -197,26 +211,35 @@ def banner(sites: Sequence[SiteView], ctx: PageContext) -> str:
 def state_block(site: SiteView, ctx: PageContext) -> str:
     word = STATE_WORDS.get(site.status, "Unknown")
     since = f" since {time_tag(site.since, ctx)}" if site.since is not None else ""
-    if site.last_at is None:
-        age = "never checked"
-    else:
-        age = f"last check {duration(ctx.now - site.last_at)} ago"
+    age = "\x00" if ctx.age_placeholder else age_text(site, ctx)
     target = ""
     if ctx.show_targets and site.target:
         target = f'<p class="muted target">{text(site.target)}</p>'
     notes = ""
     if site.notes:
-        notes = '<p class="notes">' + " · ".join(text(n) for n in site.notes) + "</p>"
+        notes = '<p class="notes">' + " &middot; ".join(text(n) for n in site.notes) + "</p>"
     return (
         f'<p class="state {site.status}" data-state="{site.status}">{shape(site.status)} '
-        f'<span class="word">{word}</span>{since} <span class="muted age">· {age}</span></p>'
+        f'<span class="word">{word}</span>{since} <span class="muted age">&middot; {age}</span></p>'
         + notes
         + target
     )
 
 
-def uptime_block(site: SiteView, ctx: PageContext) -> str:
+def age_text(site: SiteView, ctx: PageContext) -> str:
+    if site.last_at is None:
+        return "never checked"
+    return f"last check {duration(ctx.now - site.last_at)} ago"
+
+
+def history_of(site: SiteView) -> SiteHistory | None:
+    """The site's full history (built now if the view carries a lazy one)."""
     h = site.history
+    return h.build(None) if isinstance(h, LazyHistory) else h
+
+
+def uptime_block(site: SiteView, ctx: PageContext) -> str:
+    h = site.history  # (a LazyHistory has the figures too)
     if h is None:
         return ""
     cells = "".join(
@@ -236,25 +259,37 @@ def _date_of(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).isoformat()
 
 
-def _day_facts(covered_ms: int, down_ms: int) -> tuple[str, int, str, float | None]:
+def _day_facts(
+    covered_ms: int, down_ms: int, excused_ms: int = 0
+) -> tuple[str, int, str, float | None]:
     """(bar class, bar height of 30, text, uptime) of a day: full when up, shorter the worse,
-    a stub when there is no data."""
+    a stub when there is no data; a day with downtime in a maintenance window or a silence is
+    its own colour (b-maint) and says so (that downtime is not counted, see `uptime_of`)."""
     if covered_ms <= 0:
         return "b-none", 6, "no data", None
-    u = max(0.0, 1.0 - down_ms / covered_ms)
-    cls, height, text_ = _day_look(math.floor(u * 10000), down_ms // 1000)
+    u = uptime_of(covered_ms, down_ms, excused_ms)
+    cls, height, text_ = _day_look(
+        -1 if u is None else math.floor(u * 10000),
+        (down_ms - excused_ms) // 1000,
+        excused_ms // 1000,
+    )
     return cls, height, text_, u
 
 
 @functools.lru_cache(maxsize=4096)
-def _day_look(basis_points: int, down_s: int) -> tuple[str, int, str]:
+def _day_look(basis_points: int, down_s: int, excused_s: int = 0) -> tuple[str, int, str]:
     # Cached on what is shown (most days of most sites are 100 % up): the page builds tens of
     # thousands of these.
     down = f", down {duration(down_s)}" if down_s else ""
+    excused = f", {duration(excused_s)} down in maintenance or silenced" if excused_s else ""
+    if basis_points < 0:  # all of the day's watched time was excused downtime
+        return "b-maint", 30, f"in maintenance or silenced{excused}"
     shown = (
         "100 %" if basis_points >= 10000 else f"{basis_points // 100}.{basis_points % 100:02d} %"
     )
-    text_ = f"{shown} up{down}"
+    text_ = f"{shown} up{down}{excused}"
+    if excused_s and basis_points >= 9990:
+        return "b-maint", 30, text_
     if basis_points >= 9990:
         return "b-up", 30, text_
     if basis_points >= 9500:
@@ -263,31 +298,54 @@ def _day_look(basis_points: int, down_s: int) -> tuple[str, int, str]:
 
 
 def days_block(site: SiteView, ctx: PageContext) -> str:
-    h = site.history
+    h = history_of(site)
     if h is None or not h.days:
         return ""
     n = len(h.days)
-    rects = []
+    bars: list[str] = []
     rows = []
     full = empty = 0
+    run: list[tuple[int, str, str, int, str]] = []  # (x, label, class, height, text)
+
+    def draw() -> None:
+        # A lone day is a <rect>; on the all-sites page, days in a row that look the same are
+        # one <path> with one <title> (a site's 90 bars in ~1 KiB instead of ~8).
+        if len(run) == 1:
+            x, label, cls, height, day_text = run[0]
+            bars.append(
+                f'<rect class="{cls}" x="{x}" y="{30 - height}" width="8" height="{height}"'
+                f' data-days="1"><title>{label}: {day_text}</title></rect>'
+            )
+        elif run:
+            # One dashed stroke: 8 units of bar, 2 of gap, the bar's height thick.
+            x, first, cls, height, day_text = run[0]
+            bars.append(
+                f'<path class="{cls}" d="M{x} {30 - height / 2:g}h{10 * len(run) - 2}"'
+                f' stroke-width="{height}" data-days="{len(run)}"><title>{first} to'
+                f" {run[-1][1]}: {day_text} (each of {len(run)} days)</title></path>"
+            )
+        run.clear()
+
     for i, period in enumerate(h.days):
         r = period.rollup
-        cls, height, day_text, u = _day_facts(
-            0 if r is None else r.covered_ms, 0 if r is None else r.down_ms
+        cls, height, day_text, u = (
+            ("b-none", 6, "no data", None)
+            if r is None
+            else _day_facts(r.covered_ms, r.down_ms, r.excused_ms)
         )
         label = _day_label(period, ctx)
-        rects.append(
-            f'<rect class="{cls}" x="{i * 10}" y="{30 - height}" width="8" height="{height}">'
-            f"<title>{label}: {day_text}</title></rect>"
-        )
+        if run and (ctx.detail or (run[-1][2], run[-1][4]) != (cls, day_text)):
+            draw()
+        run.append((i * 10, label, cls, height, day_text))
         # The all-sites page lists the days that were not fully up (the rest in one line), to
         # stay small at thousands of sites; a site's own page lists every day with data.
-        if u is None:
+        if u is None and cls == "b-none":
             empty += 1
-        elif u >= 1.0 and not ctx.detail:
+        elif u is not None and u >= 1.0 and cls == "b-up" and not ctx.detail:
             full += 1
         else:
             rows.append(f"<tr><td>{label}</td><td>{day_text}</td></tr>")
+    draw()
     rows.reverse()
     if full:
         rows.append(f"<tr><td>{full} other days</td><td>100 % up</td></tr>")
@@ -296,9 +354,10 @@ def days_block(site: SiteView, ctx: PageContext) -> str:
     return (
         f'<figure class="days"><svg class="bars" viewBox="0 0 {10 * n} 30" role="img"'
         f' preserveAspectRatio="none" aria-label="Daily uptime, last {n} days">'
-        + "".join(rects)
+        + "".join(bars)
         + f"</svg><figcaption>Daily uptime, last {n} days (UTC days; taller is better, a stub"
-        " is no data)</figcaption></figure>"
+        " is no data, blue had downtime in a maintenance window or a silence, not counted)"
+        "</figcaption></figure>"
         f"<details><summary>Daily uptime as a table</summary>"
         f'<div class="scroll"><table><thead><tr><th scope="col">Day (UTC)</th>'
         f'<th scope="col">Uptime</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -307,11 +366,12 @@ def days_block(site: SiteView, ctx: PageContext) -> str:
 
 
 def latency_block(site: SiteView, ctx: PageContext) -> str:
-    h = site.history
+    h = history_of(site)
     if h is None or not h.hours:
         return ""
-    p50 = [None if p.rollup is None else p.rollup.percentile_us(0.5) for p in h.hours]
-    p95 = [None if p.rollup is None else p.rollup.percentile_us(0.95) for p in h.hours]
+    both = [p.p50_p95() for p in h.hours]
+    p50 = [b[0] for b in both]
+    p95 = [b[1] for b in both]
     top = max((v for v in p95 if v is not None), default=None)
     n = len(h.hours)
     span = f"{n // 24} days" if n > 24 else f"{n} hours"
@@ -393,11 +453,16 @@ def incident_item(incident: Incident, ctx: PageContext) -> str:
     ):
         reason += ", then " + _reason(incident.last_reason, incident.last_message, ctx)
     alerts = f", {incident.alerts} alert{'s' if incident.alerts != 1 else ''}"
+    if incident.excused_ms > 0:
+        alerts += (
+            f", {duration(incident.excused_ms / 1000)} of it in a maintenance window or"
+            " silenced (not counted as downtime)"
+        )
     return f"<li>{time_tag(start, ctx)}, {state} {lasted}: {reason}{alerts}</li>"
 
 
 def incidents_block(site: SiteView, ctx: PageContext) -> str:
-    h = site.history
+    h = history_of(site)
     if h is None:
         return ""
     if not h.incidents:
@@ -418,11 +483,170 @@ SITE_SECTIONS: tuple[SiteSection, ...] = (
 )
 
 
-def site_block(site: SiteView, ctx: PageContext, index: int, *, link: bool = True) -> str:
-    name = f'<a href="{site_href(site.name)}">{text(site.name)}</a>' if link else text(site.name)
-    body = "".join(section(site, ctx) for section in SITE_SECTIONS)
+_SECTIONS = SITE_SECTIONS  # the sections `_site_key` knows the inputs of
+
+# The blocks drawn from the history alone, and which part of a `HistoryKey` each depends on.
+HISTORY_PARTS: dict[SiteSection, str] = {
+    uptime_block: "uptime",
+    days_block: "days",
+    latency_block: "hours",
+    incidents_block: "incidents",
+}
+
+
+class BlockCache:
+    """The history blocks last rendered for each site, reused while the part of the site's
+    `HistoryKey` they depend on (and the page's settings) is the same: polled every few seconds,
+    most sites' 90-day bars, charts and incident lists have not changed. Bounded: `limit` sites,
+    the least recently rendered go first."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._sites: OrderedDict[str, dict[str, tuple[object, str]]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def blocks(self, site: str) -> dict[str, tuple[object, str]]:
+        entry = self._sites.get(site)
+        if entry is None:
+            entry = self._sites[site] = {}
+            while len(self._sites) > self.limit:
+                self._sites.popitem(last=False)
+        else:
+            self._sites.move_to_end(site)
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._sites)
+
+
+@functools.lru_cache(maxsize=4)
+def _runs(
+    sections: tuple[SiteSection, ...],
+) -> tuple[tuple[SiteSection, ...] | SiteSection, ...]:
+    """The sections with each run of consecutive history blocks grouped (cached as one)."""
+    out: list[tuple[SiteSection, ...] | SiteSection] = []
+    run: list[SiteSection] = []
+    for section in sections:
+        if section in HISTORY_PARTS:
+            run.append(section)
+            continue
+        if run:
+            out.append(tuple(run))
+            run = []
+        out.append(section)
+    if run:
+        out.append(tuple(run))
+    return tuple(out)
+
+
+def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> str:
+    lazy = site.history if isinstance(site.history, LazyHistory) else None
+    if lazy is None or cache is None:
+        return "".join(section(site, ctx) for section in SITE_SECTIONS)
+    blocks = cache.blocks(site.name)
+    settings = (ctx.tz.key, ctx.show_targets, ctx.detail)
+    out = []
+    for i, item in enumerate(_runs(SITE_SECTIONS)):
+        if not isinstance(item, tuple):
+            out.append(item(site, ctx))
+            continue
+        # One cached string a run; within a run that changed, each block's own key decides.
+        key = (settings, *(getattr(lazy.key, HISTORY_PARTS[s]) for s in item))
+        hit = blocks.get(str(i))
+        if hit is not None and hit[0] == key:
+            cache.hits += 1
+            out.append(hit[1])
+            continue
+        parts = []
+        for section in item:
+            part = HISTORY_PARTS[section]
+            part_key = (settings, getattr(lazy.key, part))
+            old = blocks.get(part)
+            if old is not None and old[0] == part_key:
+                parts.append(old[1])
+                continue
+            cache.misses += 1
+            saved, site.history = site.history, lazy.build(part)
+            try:
+                rendered = section(site, ctx)
+            finally:
+                site.history = saved
+            blocks[part] = (part_key, rendered)
+            parts.append(rendered)
+        joined = "".join(parts)
+        blocks[str(i)] = (key, joined)
+        out.append(joined)
+    return "".join(out)
+
+
+def _site_key(site: SiteView, ctx: PageContext, index: int) -> tuple[object, ...] | None:
+    """Everything a site's block shows but the age of its last check, or None when it cannot
+    be cached: history not from the reader, other sections than these, or the site DOWN (its
+    current incident's duration grows)."""
+    lazy = site.history
+    if not isinstance(lazy, LazyHistory) or site.status == "down":
+        return None
+    if SITE_SECTIONS != _SECTIONS:
+        return None
+    cert_days = None if site.cert_expiry is None else int((site.cert_expiry - ctx.now) // 86400)
     return (
-        f'<section class="site" aria-labelledby="s{index}" data-site="{attr(site.name)}">'
+        index,
+        ctx.tz.key,
+        ctx.show_targets,
+        site.status,
+        site.since,
+        site.last_at is None,
+        site.target,
+        site.notes,
+        site.cert_expiry,
+        cert_days,
+        lazy.key,
+    )
+
+
+def site_block(
+    site: SiteView,
+    ctx: PageContext,
+    index: int,
+    *,
+    link: bool = True,
+    cache: BlockCache | None = None,
+) -> str:
+    """One site's <section>. With a `cache` and a lazy history, a site whose block would be the
+    same as last time but for the age of its last check is that block with the age filled in:
+    polled every few seconds, most sites cost a comparison and a string copy."""
+    key = None if cache is None or not link or ctx.detail else _site_key(site, ctx, index)
+    if key is not None and cache is not None:
+        blocks = cache.blocks(site.name)
+        hit = blocks.get("site")
+        if hit is not None and hit[0] == key:
+            cache.hits += 1
+            return hit[1].replace("\x00", age_text(site, ctx), 1)
+        rendered = _site_block(site, replace(ctx, age_placeholder=True), index, link, cache)
+        blocks["site"] = (key, rendered)
+        return rendered.replace("\x00", age_text(site, ctx), 1)
+    return _site_block(site, ctx, index, link, cache)
+
+
+def _site_block(
+    site: SiteView, ctx: PageContext, index: int, link: bool, cache: BlockCache | None
+) -> str:
+    if cache is not None and link:
+        # The heading's escaped name, kept (text() and attr() leave no NUL to split on).
+        blocks = cache.blocks(site.name)
+        hit = blocks.get("name")
+        if hit is None:
+            heading = f'<a href="{site_href(site.name)}">{text(site.name)}</a>\x00{attr(site.name)}'
+            hit = blocks["name"] = (None, heading)
+        name, quoted = hit[1].split("\x00")
+    else:
+        name = (
+            f'<a href="{site_href(site.name)}">{text(site.name)}</a>' if link else text(site.name)
+        )
+        quoted = attr(site.name)
+    body = _site_body(site, ctx, cache)
+    return (
+        f'<section class="site" aria-labelledby="s{index}" data-site="{quoted}">'
         f'<h2 id="s{index}">{name}</h2>{body}</section>'
     )
 
@@ -450,22 +674,30 @@ def render_page(
     ctx: PageContext,
     extra_sections: Sequence[Callable[[PageContext], str]] = (),
     fill: Callable[[Sequence[SiteView]], Sequence[SiteView]] | None = None,
+    cache: BlockCache | None = None,
 ) -> Iterator[str]:
-    """The all-sites page, in chunks of SITES_PER_CHUNK sites. Down sites come first.
-    `fill`, if given, completes each chunk's views (their history) just before it is rendered,
-    so the work is spread over the chunks with the event loop free in between."""
+    """The all-sites page in pieces, down sites first. Sites are completed (`fill`: their
+    history) and rendered SITES_PER_CHUNK at a time, and a piece is yielded once CHUNK_SECONDS
+    went into it, so the server sends it with the event loop free in between: each piece holds
+    the loop a few milliseconds, however many sites. `cache` reuses unchanged history blocks."""
     ordered = sorted(sites, key=lambda s: (s.status != "down", s.status != "unknown", s.name))
     yield (
         head(ctx.title, ctx)
         + f"<header><h1>{html.escape(ctx.title)}</h1>{banner(ordered, ctx)}</header><main>"
         + "".join(section(ctx) for section in extra_sections)
     )
+    piece: list[str] = []
+    began = time.perf_counter()
     for start in range(0, len(ordered), SITES_PER_CHUNK):
         chunk = ordered[start : start + SITES_PER_CHUNK]
         if fill is not None:
             chunk = list(fill(chunk))
-        yield "".join(site_block(s, ctx, start + i) for i, s in enumerate(chunk))
-    yield "</main>" + footer(ctx)
+        piece.extend(site_block(s, ctx, start + i, cache=cache) for i, s in enumerate(chunk))
+        if time.perf_counter() - began >= CHUNK_SECONDS:
+            yield "".join(piece)
+            piece = []
+            began = time.perf_counter()  # (the time between pieces is not this page's)
+    yield "".join(piece) + "</main>" + footer(ctx)
 
 
 def render_site_page(site: SiteView, ctx: PageContext) -> str:
