@@ -10,6 +10,7 @@ from sentinel.monitor import (
     CertExpiring,
     Event,
     Recovered,
+    ResultSummary,
     SiteState,
     Status,
     StillDown,
@@ -164,3 +165,41 @@ def test_downtime_counter_matches_closed_incidents(seq: list[bool], policy: Poli
     _, events, downtime = run([*seq, *([True] * policy.success_threshold)], policy)
     closed = sum(e.downtime for e in events if isinstance(e, Recovered))
     assert downtime >= closed - 1e-6
+
+
+def test_counted_carries_every_field_like_replace() -> None:
+    """The hot path's positional copy must stay `dataclasses.replace`: a field added to SiteState
+    and forgotten in `_counted` fails here."""
+    import dataclasses
+
+    from sentinel.monitor import _counted
+
+    values: dict[str, object] = {}
+    for i, f in enumerate(dataclasses.fields(SiteState)):
+        if f.name == "site":
+            values[f.name] = "s"
+        elif f.name == "status":
+            values[f.name] = Status.DOWN
+        elif f.name in {"recent", "state_changes"}:
+            values[f.name] = (float(i),)
+        elif f.name in {"flapping", "flap_alerted", "down_held"}:
+            values[f.name] = True
+        elif f.name in {"incident_id"}:
+            values[f.name] = f"id{i}"
+        elif f.name in {"consecutive_failures", "consecutive_successes", "reminders_sent"}:
+            values[f.name] = i
+        else:
+            values[f.name] = float(i * 100)
+    state = SiteState(**values)  # type: ignore[arg-type]
+    recent = (ResultSummary(1.0, True, 200, 0.1, "ok", ""),)
+    got = _counted(state, 7, 0, 5.0, None, 99.0, recent)
+    want = dataclasses.replace(
+        state,
+        consecutive_failures=7,
+        consecutive_successes=0,
+        failing_since=5.0,
+        recovering_since=None,
+        last_observed=99.0,
+        recent=recent,
+    )
+    assert got == want

@@ -476,20 +476,22 @@ class Daemon:
     def handle_result(self, site: SiteConfig, result: ProbeResult) -> None:
         state = self.states.get(site.name) or SiteState(site=site.name)
         now = time.time()
+        # (The lookups are skipped when there is nothing to look up: this runs every probe.)
         muted = (
-            bool(self.maintenance.active_for(site.name, now))
-            or bool(active_for(self.silences, site.name, now))
+            (bool(self.maintenance.windows) and bool(self.maintenance.active_for(site.name, now)))
+            or (bool(self.silences) and bool(active_for(self.silences, site.name, now)))
             or self.canaries.holding  # sentinel's own network is down (sentinel.canary)
         )
         self.alert_context.observe(site.name, result)
         if not result.ok:
             self.canaries.poke()
         obs = observe(state, result, site.policy, now, muted=muted)
-        if obs.state.state_name == "pending":
+        new = obs.state
+        if new.consecutive_failures and new.status is not Status.DOWN:  # "pending"
             # Confirm (or clear) the failure at retry_interval instead of whole intervals.
             self.scheduler.retry(site.name, site.policy.retry_interval)
-        self.states[site.name] = obs.state
-        if obs.events or obs.state.persistent_key() != state.persistent_key():
+        self.states[site.name] = new
+        if obs.events or new.persistent_key() != state.persistent_key():
             self._persist(site, obs.state, obs.events)
         self.metrics.observe(site.name, result, obs.state, obs.downtime_added)
         if self.history is not None:

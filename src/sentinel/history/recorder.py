@@ -112,10 +112,15 @@ class HistoryRecorder:
             went_down=went_down,
             failing_since_ms=None if started is None else ms(started),
         )
-        self._acc(name, t_ms // HOUR_MS).add_probe(result.ok, int(result.total * 1_000_000))
+        hour = t_ms // HOUR_MS
+        acc = self._acc(name, hour)
+        acc.add_probe(result.ok, int(result.total * 1_000_000))
         if watched is not None:
-            for hour, span in split(*watched, HOUR_MS):
-                self._acc(name, hour).covered_ms += span
+            if watched[0] // HOUR_MS == hour:  # the common case: split() would yield one piece
+                acc.covered_ms += watched[1] - watched[0]
+            else:
+                for piece, span in split(*watched, HOUR_MS):
+                    self._acc(name, piece).covered_ms += span
         if down is not None:
             for hour, span in split(*down, HOUR_MS):
                 acc = self._acc(name, hour)
@@ -126,7 +131,10 @@ class HistoryRecorder:
             self.cert_expiry[name] = result.tls_expiry
         if not result.ok and after.status is Status.DOWN and after.incident_started is not None:
             self._last_failure[name] = (ms(after.incident_started), result.reason, result.message)
-        self._incident(name=name, result=result, before=before, after=after, events=events, now=now)
+        if events or before.status is not after.status:  # (else _incident has nothing to do)
+            self._incident(
+                name=name, result=result, before=before, after=after, events=events, now=now
+            )
         if muted and down is not None:
             incident = after.incident_started
             if incident is None:  # the probe that ended it: the stretch was the incident's
