@@ -26,9 +26,11 @@ class SiteStates(MutableMapping[str, SiteState]):
 
     def __setitem__(self, name: str, state: SiteState) -> None:
         old = self._states.get(name)
-        if old is not None:
-            self._counts[old.status] -= 1
         self._states[name] = state
+        if old is not None:
+            if old.status is state.status:  # every probe but a change: the counts stay
+                return
+            self._counts[old.status] -= 1
         self._counts[state.status] += 1
 
     def __delitem__(self, name: str) -> None:
