@@ -17,12 +17,14 @@ import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
-
-import aiosmtplib
+from typing import TYPE_CHECKING
 
 from sentinel.config import EmailConfig
 from sentinel.notify.errors import SendError
 from sentinel.sanitize import one_line
+
+if TYPE_CHECKING:  # imported on first use: ~1 MiB a daemon without [email] never needs
+    import aiosmtplib
 
 __all__ = [
     "CREDENTIAL_NAME",
@@ -134,6 +136,8 @@ def _reply(code: int, message: str) -> str:
 
 def _classify(exc: BaseException, stage: str, r: _Redactor, timeout: float) -> SendError:
     """The SendError for an exception raised while `stage` was in progress."""
+    import aiosmtplib  # (lazy: see the top of the module)
+
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         refused = [f"{e.recipient}: {_reply(e.code, e.message)}" for e in exc.recipients]
         permanent = bool(exc.recipients) and all(500 <= e.code <= 599 for e in exc.recipients)
@@ -186,6 +190,8 @@ class _Session:
         self.cfg = cfg
         self.r = r
         self.stage = "connect"
+        import aiosmtplib  # (lazy: see the top of the module)
+
         self.client = aiosmtplib.SMTP(
             hostname=cfg.smtp_host,
             port=cfg.smtp_port,
