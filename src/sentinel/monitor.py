@@ -368,9 +368,10 @@ def _quiet(
     if changed:
         changes = (*changes, now)
         after = replace(after, last_change=now)
-    changes = tuple(t for t in changes if now - t < policy.flap_window)[-MAX_STATE_CHANGES:]
-    if changes != after.state_changes:  # (rare: a replace() costs as much as all the rest)
-        after = replace(after, state_changes=changes)
+    if changes:  # (none, the common case: nothing to drop, nothing to replace)
+        changes = tuple(t for t in changes if now - t < policy.flap_window)[-MAX_STATE_CHANGES:]
+        if changes != after.state_changes:  # (rare: a replace() costs as much as all the rest)
+            after = replace(after, state_changes=changes)
     out: list[Event] = []
 
     if (
