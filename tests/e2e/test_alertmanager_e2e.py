@@ -29,7 +29,13 @@ if BINARY is None:
         raise RuntimeError("prometheus-alertmanager is missing: .ci/run installs it")
     pytest.skip("prometheus-alertmanager is not installed", allow_module_level=True)
 
-INCIDENT_LENGTH = 10.0  # seconds: several peer-timeouts and group intervals
+# How long a peer waits, per position in the cluster, for the gossiped notification log before it
+# sends its own copy. Gossip on loopback takes well under a second; 10 s leaves room for a loaded
+# 2-core machine, where a 2 s wait let a starved gossip arrive late and both peers notify.
+PEER_TIMEOUT = 10.0
+# The incident, and the window over which a duplicate's absence is observed: a peer-timeout plus
+# group intervals plus a wide margin for a slow flush (Alertmanager's clock is the wall clock).
+INCIDENT_LENGTH = PEER_TIMEOUT + 15.0
 
 AM_CONFIG = """
 route:
@@ -48,10 +54,24 @@ receivers:
 
 def ready(port: int) -> bool:
     url = f"http://127.0.0.1:{port}/api/v2/status"
-    with urllib.request.urlopen(url, timeout=2) as r:
+    with urllib.request.urlopen(url, timeout=10) as r:
         status = json.loads(r.read())
     cluster = status.get("cluster", {})
     return cluster.get("status") == "ready" and len(cluster.get("peers") or []) == 2
+
+
+def cluster_formed(ports: list[int]) -> bool:
+    """Both peers are settled and each lists both members, by the same names: only then does the
+    second peer know it is second and wait for the first one's notification log."""
+    names = []
+    for port in ports:
+        url = f"http://127.0.0.1:{port}/api/v2/status"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            cluster = json.loads(r.read()).get("cluster", {})
+        if cluster.get("status") != "ready":
+            return False
+        names.append(sorted(peer.get("name", "") for peer in cluster.get("peers") or []))
+    return len(names[0]) == 2 and names[0] == names[1]
 
 
 @contextmanager
@@ -74,8 +94,8 @@ def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
                         f"--web.listen-address=127.0.0.1:{web[i]}",
                         f"--cluster.listen-address=127.0.0.1:{gossip[i]}",
                         f"--cluster.peer=127.0.0.1:{gossip[1 - i]}",
-                        "--cluster.settle-timeout=2s",
-                        "--cluster.peer-timeout=2s",
+                        "--cluster.settle-timeout=5s",
+                        f"--cluster.peer-timeout={PEER_TIMEOUT:g}s",
                         "--cluster.gossip-interval=100ms",
                         "--cluster.pushpull-interval=2s",
                     ],
@@ -86,6 +106,7 @@ def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
             log.close()
         for port in web:
             wait_until(lambda port=port: ready(port), timeout=60, interval=0.2)
+        wait_until(lambda: cluster_formed(web), timeout=60, interval=0.2)
         yield web
     finally:
         for proc in procs:
@@ -154,7 +175,7 @@ def test_two_sentinels_two_alertmanagers_one_notification_each_way(tmp_path: Pat
                 "severity": "critical",
             }
             # The incident lasts a while, as real ones do: the second peer holds its copy of the
-            # notification back for its position x peer-timeout (2 s) and then finds in the
+            # notification back for its position x peer-timeout (PEER_TIMEOUT) and then finds in the
             # gossiped log that the first peer sent it. An incident resolved before that is, by
             # Alertmanager's design, notified by both peers.
             time.sleep(INCIDENT_LENGTH)
@@ -173,7 +194,7 @@ def test_two_sentinels_two_alertmanagers_one_notification_each_way(tmp_path: Pat
                 lambda: [r for r in sink.received if r.json()["status"] == "resolved"], timeout=60
             )
             # Absence can only be observed over a while: longer than the peers' wait for each
-            # other (peer-timeout 2 s) plus a group interval, so a duplicate would have arrived.
+            # other (PEER_TIMEOUT) plus a group interval, so a duplicate would have arrived.
             time.sleep(INCIDENT_LENGTH)
             statuses = [r.json()["status"] for r in sink.received]
             assert statuses == ["firing", "resolved"], statuses
