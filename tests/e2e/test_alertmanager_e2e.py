@@ -33,16 +33,23 @@ if BINARY is None:
 # sends its own copy. Gossip on loopback takes well under a second; 10 s leaves room for a loaded
 # 2-core machine, where a 2 s wait let a starved gossip arrive late and both peers notify.
 PEER_TIMEOUT = 10.0
-# The incident, and the window over which a duplicate's absence is observed: a peer-timeout plus
-# group intervals plus a wide margin for a slow flush (Alertmanager's clock is the wall clock).
+# The incident, and the window over which a duplicate's absence is observed: a peer-timeout plus a
+# wide margin for a slow flush (Alertmanager's clock is the wall clock).
 INCIDENT_LENGTH = PEER_TIMEOUT + 15.0
+# A peer flushes its group every group interval and each flush waits the peer-timeout before its
+# deduplication; a flush still waiting with the firing alert when the other peer's "resolved"
+# reaches it sends a second "firing" (seen with a 2 s interval and a 10 s peer-timeout). The
+# interval is therefore well above the peer-timeout plus the skew between the two peers' ticks
+# (both receive the alert within a second, from the same sentinels), as in real deployments
+# (defaults 5 min and 15 s).
+GROUP_INTERVAL = PEER_TIMEOUT * 3
 
 AM_CONFIG = """
 route:
   receiver: sink
   group_by: [alertname, site]
   group_wait: 1s
-  group_interval: 2s
+  group_interval: {group_interval}
   repeat_interval: 1h
 receivers:
   - name: sink
@@ -77,7 +84,7 @@ def cluster_formed(ports: list[int]) -> bool:
 @contextmanager
 def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
     config = tmp / "alertmanager.yml"
-    config.write_text(AM_CONFIG.format(url=receiver))
+    config.write_text(AM_CONFIG.format(url=receiver, group_interval=f"{GROUP_INTERVAL:g}s"))
     web = [free_port(), free_port()]
     gossip = [free_port(), free_port()]
     procs: list[subprocess.Popen[bytes]] = []
@@ -191,10 +198,12 @@ def test_two_sentinels_two_alertmanagers_one_notification_each_way(tmp_path: Pat
                     timeout=30,
                 )
             got = wait_until(
-                lambda: [r for r in sink.received if r.json()["status"] == "resolved"], timeout=60
+                lambda: [r for r in sink.received if r.json()["status"] == "resolved"],
+                timeout=GROUP_INTERVAL + 60,
             )
             # Absence can only be observed over a while: longer than the peers' wait for each
-            # other (PEER_TIMEOUT) plus a group interval, so a duplicate would have arrived.
+            # other (PEER_TIMEOUT) after the group interval's tick that sent the resolved one, so
+            # a duplicate would have arrived.
             time.sleep(INCIDENT_LENGTH)
             statuses = [r.json()["status"] for r in sink.received]
             assert statuses == ["firing", "resolved"], statuses
