@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sentinel.config import Policy, SiteConfig
 from sentinel.history import db
-from sentinel.history.query import HistoryReader
+from sentinel.history.query import LATENCY_EVERY_MS, HistoryReader
 from sentinel.history.recorder import HistoryRecorder
 from sentinel.history.rollup import DAY_MS, Rollup
 from sentinel.history.settings import HistoryConfig
@@ -101,7 +101,9 @@ def test_the_kept_figures_and_reused_blocks_equal_a_fresh_render(
                 elif action == 1:
                     page(kept, states, now[0], cache)
             loop.run_until_complete(recorder.flush())
-            # A fresh reader reads everything from the store; pending deltas are none now.
+            # The latest hour's latency is worked out every LATENCY_EVERY_MS: a turn later,
+            # a fresh reader (everything from the store; no pending deltas now) says the same.
+            now[0] += LATENCY_EVERY_MS / 1000
             fresh = HistoryReader(store, recorder, clock=lambda: now[0])
             assert page(kept, states, now[0], cache) == page(fresh, states, now[0], None)
         finally:

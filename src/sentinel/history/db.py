@@ -5,9 +5,9 @@ Rows are merged, never overwritten: a flush reads the stored row, adds the pendi
 A delta leaves memory only once its transaction has committed, so a kill -9 at any point loses
 at most the unwritten deltas and never counts a probe twice.
 
-`migrate` adds what came after the store's history schema: `excused_ms` (downtime during a
-maintenance window or a silence) on the rollups and the incidents. A store not yet migrated (read
-only, by `sentinel status`) reads as excused_ms = 0.
+`excused_ms` (downtime during a maintenance window or a silence) on the rollups and the
+incidents came with the store's schema migration 9; a store of an older schema opened read-only
+(by `sentinel status`) reads as excused_ms = 0.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ PAGE_HOURS = 24
 SITE_PAGE_HOURS = 7 * 24
 PAGE_INCIDENTS = 10
 MAX_INCIDENTS = 1000  # the most a per-site page or an API answer lists
+# The all-sites page works out the latest hour's latency (p50, p95) of a site this often, the
+# sites' turns spread over it: what moves the chart is then a few sites a request, not all.
+LATENCY_EVERY_MS = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,7 @@ class _Site:
         "lat",
         "now_day",
         "now_hour",
+        "offset",
         "ongoing",
         "sums",
     )
@@ -135,9 +140,10 @@ class _Site:
         self.now_hour: Rollup | None = None
         self.incidents: tuple[db.Incident, ...] | None = None  # None: to be read
         self.sums: tuple[int, ...] | None = None  # past window sums; None: to be computed
-        # (minute, p50, p95) of the current hour, worked out at most once a minute
+        # (turn, p50, p95) of the current hour, worked out once every LATENCY_EVERY_MS
         self.lat: tuple[int, int | None, int | None] | None = None
         self.ongoing = False  # one of the incidents is still open
+        self.offset = 0  # this site's turn to work out its latency (spread over the sites)
 
     def set_day(self, period: int, r: Rollup) -> None:
         if period == self.day:
@@ -155,7 +161,7 @@ class _Site:
 
     def set_hour(self, period: int, r: Rollup) -> None:
         if period == self.hour:
-            self.now_hour, self.lat = r, None  # (a write: the latency is worked out again)
+            self.now_hour = r
             return
         i = period - (self.hour - PAGE_HOURS + 1)
         if 0 <= i < PAGE_HOURS - 1:
@@ -283,7 +289,8 @@ class HistoryReader:
                 missing.append(name)
         if missing:
             for name in missing:
-                self._sites[name] = out[name] = _Site(day, hour)
+                site = self._sites[name] = out[name] = _Site(day, hour)
+                site.offset = zlib.crc32(name.encode()) % LATENCY_EVERY_MS
             # The past days as bare integers (the bulk of what is read), the hours as rollups.
             for name, period, cov, down, exc in db.read_day_figures(
                 self.store, day - PAGE_DAYS + 1, missing
@@ -319,11 +326,12 @@ class HistoryReader:
         """The all-sites page: 90 days, 24 hours and the last 10 incidents of each site, from the
         kept figures (read from the store once a site). The figures add the recorder's pending
         deltas of the current hour and day; those of an hour already past show once written
-        (within `[history] write_every`), and the latest hour's latency is worked out at most
-        once a minute. An unreadable store gives no history (the page still shows the live
-        states). Costs a few microseconds a site: this runs for every site on every request."""
+        (within `[history] write_every`), and the latest hour's latency is worked out every
+        LATENCY_EVERY_MS (5 min; at once when the hour changes). An unreadable store gives no
+        history (the page still shows the live states). A few microseconds a site: this runs
+        for every site on every request."""
         now_ms = int(self._clock() * 1000)
-        day, hour, minute = now_ms // DAY_MS, now_ms // HOUR_MS, now_ms // 60_000
+        day, hour = now_ms // DAY_MS, now_ms // HOUR_MS
         try:
             sites = self._load(list(names), day, hour)
         except StoreError:
@@ -351,10 +359,11 @@ class HistoryReader:
                 "90d": uptime_of(sums[9] + td_cov, sums[10] + td_down, sums[11] + td_exc),
             }
             lat = site.lat
-            if lat is None or lat[0] != minute:
+            turn = (now_ms + site.offset) // LATENCY_EVERY_MS
+            if lat is None or lat[0] != turn:
                 merged = self._now_hour(name, site)
                 lat = site.lat = (
-                    minute,
+                    turn,
                     None if merged is None else merged.percentile_us(0.5),
                     None if merged is None else merged.percentile_us(0.95),
                 )

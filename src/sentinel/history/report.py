@@ -2,7 +2,9 @@
 
 Reads the daily rollups and the incident log of the store, read-only (works while the daemon
 runs). Months are UTC calendar months; the current month counts up to now. Uptime is over the
-watched time: time nobody watched is reported as such, not as up or down.
+watched time: time nobody watched is reported as such, not as up or down. With `[sentinel]
+shard = "k/n"` it lists this shard's sites only (those this sentinel probes, `report_sites`) and
+says which shard it is: the other shards report theirs from their own stores.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
+from sentinel.config import Config
 from sentinel.history import db
-from sentinel.history.rollup import DAY_MS
+from sentinel.history.rollup import DAY_MS, uptime_of
 from sentinel.store import Store
 
 FORMATS = ("text", "csv", "json")
@@ -28,11 +31,19 @@ class SiteReport:
     site: str
     uptime_percent: float | None
     watched_seconds: float
-    downtime_seconds: float
+    downtime_seconds: float  # real downtime: not in a maintenance window or a silence
     probes: int
     failures: int
     incidents: int
     longest_incident_seconds: float
+    # downtime in a maintenance window or a silence: counted as neither up nor down
+    excused_seconds: float = 0.0
+
+
+def report_sites(config: Config) -> list[str]:
+    """The sites a report covers: all, or with `[sentinel] shard` this shard's (as the daemon)."""
+    shard = config.shard
+    return [s.name for s in config.sites if shard is None or shard.owns(s.name)]
 
 
 def month_bounds(month: str | None, now: float) -> tuple[str, int, int]:
@@ -65,29 +76,38 @@ def build_report(
         days = rows.get(name, {}).values()
         covered = sum(r.covered_ms for r in days)
         down = sum(r.down_ms for r in days)
+        excused = sum(r.excused_ms for r in days)
+        uptime = uptime_of(covered, down, excused)
         mine = [i for i in incidents if i.site == name]
         out.append(
             SiteReport(
                 site=name,
-                uptime_percent=None
-                if covered == 0
-                else math.floor(1_000_000 * max(0.0, 1 - down / covered)) / 10_000,
+                uptime_percent=None if uptime is None else math.floor(1_000_000 * uptime) / 10_000,
                 watched_seconds=covered / 1000,
-                downtime_seconds=down / 1000,
+                downtime_seconds=(down - excused) / 1000,
                 probes=sum(r.probes for r in days),
                 failures=sum(r.failures for r in days),
                 incidents=len(mine),
                 longest_incident_seconds=max(
                     (i.duration_ms(now_ms) / 1000 for i in mine), default=0.0
                 ),
+                excused_seconds=excused / 1000,
             )
         )
     return label, out
 
 
-def write_report(label: str, reports: list[SiteReport], fmt: str, out: TextIO) -> None:
+def write_report(
+    label: str, reports: list[SiteReport], fmt: str, out: TextIO, *, shard: str | None = None
+) -> None:
+    """`shard`: "k/n" when the report covers one shard's sites (json: a "shard" field, text: the
+    title says so; csv rows stay as they were)."""
     if fmt == "json":
-        json.dump({"month": label, "sites": [asdict(r) for r in reports]}, out, indent=1)
+        body: dict[str, object] = {"month": label}
+        if shard is not None:
+            body["shard"] = shard
+        body["sites"] = [asdict(r) for r in reports]
+        json.dump(body, out, indent=1)
         out.write("\n")
         return
     if fmt == "csv":
@@ -115,6 +135,7 @@ def write_report(label: str, reports: list[SiteReport], fmt: str, out: TextIO) -
             )
         )
     widths = [max(len(x[i]) for x in lines) for i in range(len(header))]
-    out.write(f"uptime report for {label} (UTC)\n")
+    title = f"uptime report for {label} (UTC)"
+    out.write(title + (f", shard {shard}\n" if shard is not None else "\n"))
     for line in lines:
         out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(line)).rstrip() + "\n")

@@ -60,13 +60,11 @@ __all__ = [
     "build_message",
     "build_test_message",
     "certificate_message_id",
-    "format_time",
     "human_duration",
     "incident_message_id",
     "message_domain",
     "message_kind",
     "site_page_url",
-    "text_header",
 ]
 
 SUBJECT_PREFIX = "[sentinel]"
@@ -514,8 +512,3 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     ]
     attach_bodies(msg, lines, None)
     return msg
-
-
-# Hooks for sentinel.notify.group_message (grouped alerts and the network canary's emails);
-# `text_header` comes from sentinel.notify.mime.
-format_time = _fmt_time

@@ -164,5 +164,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE history_day ADD COLUMN excused_ms INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE history_incident ADD COLUMN excused_ms INTEGER NOT NULL DEFAULT 0",
     ),
+    (
+        # The sender looks for held items before every send: without this (partial, so tiny)
+        # index that look read the whole outbox, messages included (2 ms with 500 queued).
+        "CREATE INDEX outbox_held ON outbox (channel, id) WHERE hold IS NOT NULL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,128 @@
+"""`sentinel status` read from the store shows the heartbeats (state, age of the last ping) and,
+with `[sentinel] shard`, only this shard's sites; `sentinel report` covers this shard's sites."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+from pathlib import Path
+
+from sentinel.config import Config, parse_config
+from sentinel.heartbeats import state as hb
+from sentinel.history.report import SiteReport, report_sites, write_report
+from sentinel.status_cli import cmd_status, format_heartbeats
+from sentinel.store import Store, encode_dataclass
+
+NAMES = [f"site-{i}" for i in range(10)]
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def config(shard: str | None, state_dir: Path) -> Config:
+    sentinel: dict[str, object] = {
+        "listen": f"127.0.0.1:{unused_port()}",  # nobody answers: the store is read
+        "state_dir": str(state_dir),
+    }
+    if shard is not None:
+        sentinel["shard"] = shard
+    return parse_config(
+        {
+            "sentinel": sentinel,
+            "sites": [{"name": n, "url": f"http://127.0.0.1:9/{n}"} for n in NAMES],
+            "heartbeats": [
+                {"name": "backup", "every": "1h", "grace": "10m"},
+                {"name": "never", "every": "1h"},
+            ],
+        }
+    )
+
+
+def stored(tmp_path: Path, now: float) -> Path:
+    state_dir = tmp_path / "state"
+    store = Store.open(state_dir)
+    try:
+        beat_config = config(None, state_dir).heartbeats[0]
+        beat = hb.new_state("backup", now - 7200)
+        beat = hb.ping(beat, beat_config, "fail", now - 90, exit_code=3).state
+        store.save_heartbeat("backup", encode_dataclass(beat))
+    finally:
+        store.close()
+    return state_dir
+
+
+def status_text(cfg: Config, state_dir: Path) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    assert cmd_status(cfg, state_dir, out, err) == 0, err.getvalue()
+    return out.getvalue()
+
+
+def test_status_from_the_store_shows_the_heartbeats(tmp_path: Path) -> None:
+    now = time.time()
+    state_dir = stored(tmp_path, now)
+    text = status_text(config(None, state_dir), state_dir)
+    assert "from the state store" in text
+    (backup,) = [line for line in text.splitlines() if line.startswith("backup ")]
+    assert "FAILED" in backup and "(fail)" in backup and "exit 3" in backup
+    assert "m ago" in backup or "s ago" in backup
+    (never,) = [line for line in text.splitlines() if line.startswith("never ")]
+    assert "new" in never and "never" in never.split()[2]
+
+
+def test_status_from_the_store_with_a_shard_lists_its_sites_only(tmp_path: Path) -> None:
+    now = time.time()
+    state_dir = stored(tmp_path, now)
+    for shard in ("1/3", "2/3"):
+        cfg = config(shard, state_dir)
+        assert cfg.shard is not None
+        text = status_text(cfg, state_dir)
+        assert f"shard {shard}" in text.splitlines()[0]
+        listed = {w for w in text.split() if w.startswith("site-")}
+        assert listed == set(cfg.shard.select(NAMES))
+        # Heartbeats are watched by shard 1 only.
+        assert ("backup " in text) == (shard == "1/3")
+
+
+def test_report_covers_this_shards_sites_and_says_which(tmp_path: Path) -> None:
+    shards = [config(f"{k}/3", tmp_path) for k in (1, 2, 3)]
+    parts = [report_sites(c) for c in shards]
+    assert sorted(n for p in parts for n in p) == sorted(NAMES)  # each site in one report
+    assert report_sites(config(None, tmp_path)) == NAMES
+    rows = [SiteReport(n, 100.0, 86400.0, 0.0, 10, 0, 0, 0.0) for n in parts[1]]
+    out = io.StringIO()
+    write_report("2026-11", rows, "json", out, shard="2/3")
+    body = json.loads(out.getvalue())
+    assert body["shard"] == "2/3" and [s["site"] for s in body["sites"]] == parts[1]
+    out = io.StringIO()
+    write_report("2026-11", rows, "text", out, shard="2/3")
+    assert out.getvalue().startswith("uptime report for 2026-11 (UTC), shard 2/3\n")
+    out = io.StringIO()
+    write_report("2026-11", rows, "json", out)
+    assert "shard" not in json.loads(out.getvalue())
+
+
+def test_the_heartbeat_table_says_when_an_alert_is_held() -> None:
+    text = format_heartbeats(
+        [
+            {
+                "heartbeat": "job",
+                "status": "late",
+                "schedule": "every 1h",
+                "last_ping_age_seconds": 30.0,
+                "last_ping_kind": "start",
+                "alert_held": True,
+                "silenced": [{"id": 1}],
+                "maintenance": [],
+            }
+        ]
+    )
+    header, row = text.splitlines()
+    assert header.split()[:3] == ["heartbeat", "state", "last"]
+    assert row.split()[:2] == ["job", "LATE"]
+    assert "30s ago (start)" in row and "alert held (muted)" in row and "silenced" in row
+    assert format_heartbeats([]) == ""
