@@ -172,3 +172,14 @@ def test_the_daemons_views_carry_the_shard_and_what_mutes_each_heartbeat() -> No
     ]
     assert beats["other"]["maintenance"] == [] and beats["other"]["silenced"] == []
     assert "shard" not in views(None)[0]
+
+
+def test_the_page_says_a_heartbeat_is_muted_and_its_alert_held() -> None:
+    from sentinel.heartbeats.page import render_heartbeats_section
+
+    base = {"heartbeat": "job", "status": "late", "maintenance": [], "silenced": []}
+    held = render_heartbeats_section([{**base, "alert_held": True, "silenced": [{"id": 1}]}])
+    assert "LATE (alert held: silenced)" in held
+    window = render_heartbeats_section([{**base, "status": "up", "maintenance": ["rework"]}])
+    assert "UP (in maintenance)" in window
+    assert "LATE</td>" in render_heartbeats_section([base])
