@@ -183,3 +183,36 @@ def test_the_page_says_a_heartbeat_is_muted_and_its_alert_held() -> None:
     window = render_heartbeats_section([{**base, "status": "up", "maintenance": ["rework"]}])
     assert "UP (in maintenance)" in window
     assert "LATE</td>" in render_heartbeats_section([base])
+
+
+def test_silence_all_and_a_window_without_sites_cover_every_heartbeat() -> None:
+    import asyncio
+
+    from sentinel.daemon import Daemon
+    from sentinel.silences import Silence
+
+    now = time.time()
+
+    async def muted(window_sites: list[str] | None, silence_all: bool) -> set[str]:
+        window: dict[str, object] = {
+            "name": "w",
+            "start": datetime.fromtimestamp(now - 60, UTC).isoformat(),
+            "end": datetime.fromtimestamp(now + 3600, UTC).isoformat(),
+        }
+        if window_sites is not None:
+            window["sites"] = window_sites
+        cfg = parse_config(
+            {
+                "sites": [{"name": "a", "url": "http://127.0.0.1:9/"}],
+                "heartbeats": [{"name": n, "every": "1h"} for n in ("job", "other")],
+                "maintenance": [window] if not silence_all else [],
+            }
+        )
+        daemon = Daemon("sentinel.toml", cfg)
+        if silence_all:
+            daemon.silences = [Silence(1, None, now + 3600, "", now)]
+        return {n for n in ("a", "job", "other") if daemon.is_muted(n, now)}
+
+    assert asyncio.run(muted(None, False)) == {"a", "job", "other"}
+    assert asyncio.run(muted(["a"], False)) == {"a"}
+    assert asyncio.run(muted(None, True)) == {"a", "job", "other"}
