@@ -310,6 +310,16 @@ class FleetProc:
             raise BenchError("the fleet did not start")
         self.port = int(json.loads(line)["port"])
         self.final: dict[str, Any] | None = None
+        # How the probers name site i: None for the address itself (127.0.0.1), else a host
+        # name template such as "t{i}.bench.test" (compare.py --names, served by dnsmasq).
+        self.host_template: str | None = None
+
+    def site_host(self, i: int) -> str:
+        return "127.0.0.1" if self.host_template is None else self.host_template.format(i=i)
+
+    def site_url(self, i: int) -> str:
+        """The URL the probers are given for site i (by address, or by name)."""
+        return f"http://{self.site_host(i)}:{self.port}/t/{i}"
 
     @property
     def pid(self) -> int:
@@ -392,9 +402,13 @@ def sentinel_config(
     return "\n".join(head) + "\n" + "\n".join(sites)
 
 
-def fleet_sites(n: int, fleet_port: int, start: int = 0) -> list[str]:
+def fleet_sites(
+    n: int, fleet_port: int, start: int = 0, *, fleet: FleetProc | None = None
+) -> list[str]:
+    """The [[sites]] blocks for sites start..start+n of the fleet (by name if `fleet` says so)."""
     return [
-        site_block(f"t{i}", f"http://127.0.0.1:{fleet_port}/t/{i}") for i in range(start, start + n)
+        site_block(f"t{i}", fleet.site_url(i) if fleet else f"http://127.0.0.1:{fleet_port}/t/{i}")
+        for i in range(start, start + n)
     ]
 
 

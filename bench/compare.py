@@ -8,16 +8,24 @@ conditions. The ratio sentinel / exporter (CPU per probe) is reported per round;
 the median of the per-round ratios (and, for reference, the ratio of the medians). Prometheus' own
 CPU is reported separately: sentinel does its own scheduling and keeps its own metrics, so
 "exporter + Prometheus" is the fairer whole-system comparison and is shown too.
+
+`--names`: every site is addressed by a host name (`t<i>.bench.test`) that both tools resolve
+through a real DNS server on loopback (dnsmasq) on every probe, as users' sites are named. The
+run then happens inside network and mount namespaces of its own, where /etc/resolv.conf names
+only that server (see loopdns.py; root, `unshare`, `dnsmasq`). Without dnsmasq or the rights
+for namespaces it prints why and exits 0 (skipped), measuring nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import loopdns
 import run_blackbox
 import run_sentinel
 from benchlib import (
@@ -43,7 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--no-save", action="store_true")
+    p.add_argument(
+        "--names",
+        action="store_true",
+        help="sites by host name, resolved by dnsmasq on loopback for both tools (loopdns.py)",
+    )
     args = p.parse_args(argv)
+    if args.names and not loopdns.inside():
+        why = loopdns.unavailable()
+        if why is not None:
+            print(f"compare.py --names skipped: {why}", file=sys.stderr)
+            return 0
+        return loopdns.reexec([__file__, *(sys.argv[1:] if argv is None else argv)])
     exporter_bin, prometheus_bin = run_blackbox.binaries()
     machine = machine_info()
     machine["versions"]["blackbox_exporter"] = run_blackbox.version(exporter_bin)
@@ -51,8 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     env = run_sentinel.parse_env(args.env)
     rounds: list[dict[str, Any]] = []
     try:
-        with FleetProc(args.sites) as fleet:
+        with contextlib.ExitStack() as stack:
+            dns = stack.enter_context(loopdns.LoopbackDns(args.sites)) if args.names else None
+            fleet = stack.enter_context(FleetProc(args.sites))
+            if args.names:
+                fleet.host_template = loopdns.TEMPLATE
             for i in range(args.runs):
+                q0 = dns.answered() if dns is not None else None
                 s = run_sentinel.measure(
                     fleet,
                     sites=args.sites,
@@ -61,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                     warmup=args.warmup,
                     env=env,
                 )
+                q1 = dns.answered() if dns is not None else None
                 b = run_blackbox.measure(
                     fleet,
                     sites=args.sites,
@@ -68,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
                     window=args.window,
                     warmup=args.warmup,
                 )
+                q2 = dns.answered() if dns is not None else None
+                if q0 is not None and q1 is not None and q2 is not None:
+                    # Whole runs (start-up and warm-up too), so more than the window's probes.
+                    s["dns_queries_answered"], b["dns_queries_answered"] = q1 - q0, q2 - q1
                 s_cpu, b_cpu = s["cpu_ms_per_probe"], b["exporter_cpu_ms_per_probe"]
                 p_cpu = b["prometheus_cpu_ms_per_probe"]
                 rnd_ = {
@@ -113,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_save:
         result["path"] = str(
-            write_result(f"compare-{args.sites}x{args.interval:g}s", result, args.results)
+            write_result(
+                f"compare{'-names' if args.names else ''}-{args.sites}x{args.interval:g}s",
+                result,
+                args.results,
+            )
         )
     rows = [
         [
@@ -137,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     print(
-        f"{args.sites} sites at {args.interval:g}s, windows of {args.window:g}s "
+        f"{args.sites} sites{' by host name (dnsmasq)' if args.names else ''} at "
+        f"{args.interval:g}s, windows of {args.window:g}s "
         f"({machine['nproc']} x {machine['cpu_model']})"
     )
     print(

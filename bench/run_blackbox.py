@@ -134,7 +134,7 @@ def measure(
     )
     # The scrape timeout must exceed the module's (blackbox takes min(module, scrape - 0.5 s)).
     scrape_timeout = min(interval, probe_timeout + 1.0)
-    targets = [f"http://127.0.0.1:{fleet.port}/t/{i}" for i in range(sites)]
+    targets = [fleet.site_url(i) for i in range(sites)]
     (work / "prometheus.yml").write_text(
         "global:\n"
         f"  scrape_interval: {_dur(interval)}\n"

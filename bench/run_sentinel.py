@@ -135,7 +135,7 @@ def measure(
         state_dir=work / "state",
         interval=interval,
         timeout=timeout if timeout is not None else min(5.0, interval / 2),
-        sites=fleet_sites(sites, fleet.port),
+        sites=fleet_sites(sites, fleet.port, fleet=fleet),
         max_concurrency=max_concurrency,
         precise_latency=precise_latency,
     )

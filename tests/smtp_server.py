@@ -278,7 +278,7 @@ class SmtpServer:
         with self._cond:
             return list(self.messages_received)
 
-    def wait_for_sync(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
+    def wait_for_sync(self, count: int, timeout: float = 30.0) -> list[ReceivedMail]:
         """Block until at least `count` messages were accepted; TimeoutError after `timeout`."""
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.messages_received) >= count, timeout):
@@ -288,11 +288,11 @@ class SmtpServer:
                 )
             return list(self.messages_received)
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
+    async def wait_for(self, count: int, timeout: float = 30.0) -> list[ReceivedMail]:
         """`wait_for_sync` without blocking the event loop."""
         return await asyncio.to_thread(self.wait_for_sync, count, timeout)
 
-    def wait_for_attempts_sync(self, count: int, timeout: float = 5.0) -> int:
+    def wait_for_attempts_sync(self, count: int, timeout: float = 30.0) -> int:
         """Block until at least `count` DATA commands (accepted or refused) were seen."""
         with self._cond:
             if not self._cond.wait_for(lambda: self.attempts >= count, timeout):
@@ -301,7 +301,7 @@ class SmtpServer:
                 )
             return self.attempts
 
-    async def wait_for_attempts(self, count: int, timeout: float = 5.0) -> int:
+    async def wait_for_attempts(self, count: int, timeout: float = 30.0) -> int:
         return await asyncio.to_thread(self.wait_for_attempts_sync, count, timeout)
 
 

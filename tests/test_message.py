@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import unicodedata
 import zoneinfo
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -34,6 +35,7 @@ from sentinel.notify.message import (
     message_kind,
     site_page_url,
 )
+from sentinel.probes.result import REASONS
 
 CFG = EmailConfig(
     sender="sentinel <sentinel@example.org>",
@@ -557,3 +559,15 @@ def test_every_text_line_fits_78_columns_whatever_the_names_and_urls(
     msg = build_message(event, email=CFG, target=url, context=context)
     for line in text_body(msg).split("\n"):
         assert len(line) <= 78, line
+
+
+@settings(max_examples=150, deadline=None)
+@given(reason=st.sampled_from(sorted(REASONS)) | remote_text, message=remote_text)
+def test_any_reason_and_detail_give_a_one_line_clean_bounded_subject(
+    reason: str, message: str
+) -> None:
+    msg = build(went_down(reason=reason, message=message))
+    subject = str(reparse(msg)["Subject"])
+    assert subject.startswith("[sentinel] DOWN: blog — ")
+    assert len(subject) <= 200
+    assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in subject)

@@ -25,6 +25,7 @@ from sentinel.monitor import SiteState
 from sentinel.notify.errors import SendError
 from sentinel.notify.outbox import OutboxSender, retry_delay
 from sentinel.store import Outgoing, Store
+from timing import Stopwatch
 
 HOST = "127.0.0.1"
 
@@ -248,10 +249,10 @@ async def test_server_down_then_up_delivers_each_email_once_in_order(store: Stor
         assert not any(err.permanent for _, err in rec.failure_list)
 
         await server.start()
-        appeared = time.monotonic()
+        appeared = Stopwatch()
         try:
-            await server.handler.received.reach(3, timeout=5.0)
-            assert time.monotonic() - appeared < 3.0
+            await server.handler.received.reach(3, timeout=30.0)
+            assert appeared.elapsed() < 3.0
             assert await sender.flush(timeout=5.0)
         finally:
             await server.stop()
@@ -388,10 +389,10 @@ async def test_stop_ends_an_idle_sender_promptly(store: Store) -> None:
     sender = OutboxSender(store, smtp_send(free_port()), **rec.kwargs())
     task = asyncio.create_task(sender.run())
     await rec.pending.reach(1)
-    started = time.monotonic()
+    started = Stopwatch()
     await sender.stop()
     assert task.done() and not task.cancelled()
-    assert time.monotonic() - started < 1.0
+    assert started.elapsed() < 1.0
 
 
 async def test_a_delivered_email_is_not_resent_while_the_store_cannot_delete_it(

@@ -190,6 +190,29 @@ def test_contexts_are_cached_per_key_bounded_and_expire() -> None:
     assert contexts.get(verify=True, now=1e9) is plain and len(contexts) == 3
 
 
+async def test_the_trust_store_is_loaded_by_the_first_https_probe_not_at_start() -> None:
+    # ~2.5 MiB a daemon of plain-HTTP sites never needs; loaded before the probe's clock starts.
+    from sentinel.probes.lean import LeanHttpProber
+
+    prober = LeanHttpProber()
+    await prober.start()
+    try:
+        contexts = prober._contexts
+        assert contexts is not None and contexts._plain == {}
+        site = SiteConfig(name="s", kind="http", target="https://127.0.0.1:1/", timeout=5)
+        result = await prober.probe(site)  # refused: nothing listens on port 1
+        assert not result.ok
+        verifying = contexts._plain[True]
+        assert verifying.verify_mode == ssl.CERT_REQUIRED and verifying.check_hostname
+        contexts.warm(False)
+        plain = contexts._plain[False]
+        assert plain.verify_mode == ssl.CERT_NONE and not plain.check_hostname
+        contexts.warm(True)
+        assert contexts._plain[True] is verifying  # built once
+    finally:
+        await prober.close()
+
+
 def test_a_context_whose_file_went_away_is_a_tls_verdict(tmp_path: Path) -> None:
     with pytest.raises(ConnectError) as info:
         TlsContexts().get(verify=True, ca_file=str(tmp_path / "gone.pem"), now=0.0)
@@ -377,6 +400,28 @@ def test_the_resolver_pool_is_sized_to_max_concurrency_with_a_cap() -> None:
     assert Resolver(200).threads == 200
     assert Resolver(100_000).threads == 256
     assert Prober(resolver_threads=50)._resolver.threads == 50
+
+
+async def test_the_resolver_pool_follows_max_concurrency_on_reload() -> None:
+    # A reload that raises max_concurrency must not leave lookups queueing for the old size.
+    prober = Prober(resolver_threads=2)
+    resolver = prober._resolver
+    old_pool = resolver._executor()
+    in_flight = old_pool.submit(time.sleep, 0.2)  # queued work on the retired pool still runs
+    prober.set_max_concurrency(40)
+    assert resolver.threads == 40 and resolver._pool is None
+    try:
+        assert resolver._executor()._max_workers == 40
+        async with asyncio.timeout(20):
+            assert await resolver.resolve("localhost", 80, PhaseTimes())
+        prober.set_max_concurrency(100_000)
+        assert resolver.threads == 256
+        pool = resolver._executor()
+        prober.set_max_concurrency(256)  # the same size: the pool is kept
+        assert resolver._pool is pool
+    finally:
+        resolver.close()
+    in_flight.result(timeout=10)
 
 
 async def test_lookups_beyond_libuvs_threads_go_to_the_own_pool() -> None:

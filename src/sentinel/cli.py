@@ -516,7 +516,7 @@ def cmd_report(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
     config = _load(config_path)
     if config is None:
         return EXIT_CONFIG
-    from sentinel.history.report import build_report, write_report
+    from sentinel.history.report import build_report, report_sites, write_report
     from sentinel.operator_env import StateDirError, choose_state_dir, presence
     from sentinel.store import Store, StoreError
 
@@ -525,14 +525,13 @@ def cmd_report(args: argparse.Namespace, config_path: str, out: TextIO) -> int:
             config.state_dir or "", os.environ, presence, config_path=config_path
         )
         with Store.open_readonly(state_dir) as store:
-            label, reports = build_report(
-                store, [s.name for s in config.sites], args.month, time.time()
-            )
+            label, reports = build_report(store, report_sites(config), args.month, time.time())
     except ValueError as exc:
         report(f"--month: {exc}")
         return EXIT_USAGE
     except (StateDirError, StoreError) as exc:
         report(str(exc))
         return EXIT_FAILED
-    write_report(label, reports, args.format, out)
+    shard = None if config.shard is None else str(config.shard)
+    write_report(label, reports, args.format, out, shard=shard)
     return EXIT_OK

@@ -33,8 +33,8 @@ def add_parsers(command: Callable[[str, str, str], argparse.ArgumentParser]) -> 
         "Hold DOWN and STILL DOWN alerts of a site (or every site) for a while. "
         "Probes go on; a site still down when the silence ends is alerted then.",
     )
-    silence.add_argument("site", nargs="?", help="the site to silence")
-    silence.add_argument("--all", action="store_true", help="silence every site")
+    silence.add_argument("site", nargs="?", help="the site (or heartbeat) to silence")
+    silence.add_argument("--all", action="store_true", help="silence every site and heartbeat")
     silence.add_argument("--for", dest="duration", help='how long, e.g. "2h" (at most 90d)')
     silence.add_argument("--reason", default="", help="shown in the list, the API and the logs")
     silence.add_argument("--list", action="store_true", help="list the silences in force")
@@ -86,8 +86,10 @@ def cmd_silence(
     if args.duration is None:
         report("silence needs --for, e.g. --for 2h", stream=err)
         return EXIT_USAGE
-    if args.site is not None and all(s.name != args.site for s in config.sites):
-        report(f"no site named {args.site!r} in {config.source or 'the config'}", stream=err)
+    names = {s.name for s in config.sites} | {h.name for h in config.heartbeats}
+    if args.site is not None and args.site not in names:
+        where = config.source or "the config"
+        report(f"no site named {args.site!r} (nor a heartbeat) in {where}", stream=err)
         return EXIT_USAGE
     try:
         duration = parse_duration(args.duration)

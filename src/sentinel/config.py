@@ -597,10 +597,22 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
                     f"{quote(name)} is not a [[watch]] name (known: {known})"
                 )
 
+    heartbeats: tuple[HeartbeatConfig, ...] = ()
+    if file_section is not None:
+        try:
+            listen = file_section.sentinel.listen
+            heartbeats = parse_heartbeats(
+                file_section.heartbeats, listen=DEFAULT_LISTEN if listen is None else listen
+            )
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+
     maintenance: tuple[MaintenanceWindow, ...] = ()
     if file_section is not None and file_section.maintenance:
+        # `sites = [...]` names sites and heartbeats alike (a name both have covers both).
+        names = {*seen, *(beat.name for beat in heartbeats)}
         try:
-            maintenance = parse_maintenance(file_section.maintenance, seen)
+            maintenance = parse_maintenance(file_section.maintenance, names)
         except ConfigError as exc:
             errors.extend(exc.errors)
 
@@ -611,16 +623,6 @@ def parse_config(data: Mapping[str, Any], source: str = "") -> Config:
         try:
             channels = parse_channels(file_section.channels)
             check_routes(channels, file_section.email is not None, defaults, raw_sites, sites)
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-
-    heartbeats: tuple[HeartbeatConfig, ...] = ()
-    if file_section is not None:
-        try:
-            listen = file_section.sentinel.listen
-            heartbeats = parse_heartbeats(
-                file_section.heartbeats, listen=DEFAULT_LISTEN if listen is None else listen
-            )
         except ConfigError as exc:
             errors.extend(exc.errors)
 

@@ -123,7 +123,9 @@ class Daemon:
         # the restarts / OOM kills / memory of the local services it names in `watch`.
         self.alert_context = AlertContext(lambda: self.early)
         self.dispatch.message_context = self.alert_context
-        self.heartbeats = HeartbeatService(self.metrics.registry, self._persist_heartbeat)
+        self.heartbeats = HeartbeatService(
+            self.metrics.registry, self._persist_heartbeat, muted=self.is_muted
+        )
         self.canaries = Canaries(
             config.canaries,
             self.prober.probe,
@@ -232,8 +234,8 @@ class Daemon:
                     healthy=self.healthy,
                     early_status=self.early.status_view if self.early is not None else None,
                     dead_letters=lambda: self.dispatch.dead_letters,
-                    heartbeat_status=self.heartbeats.status,
-                    extra_status=lambda: {"network": self.canaries.view()},
+                    heartbeat_status=self.heartbeat_status,
+                    extra_status=self.extra_status,
                 )
                 self.pages = self._status_pages()
                 routes.update(self.pages.routes())
@@ -361,7 +363,15 @@ class Daemon:
             return
         if [s.id for s in silences] != [s.id for s in self.silences]:
             log.info("silences %s", kv(active=len(silences)))
+            self.heartbeats.poke()  # (after the assignment below) a held alert may be due now
         self.silences = silences
+
+    def is_muted(self, name: str, now: float) -> bool:
+        """A maintenance window or a silence covers the site or heartbeat `name` at `now`
+        (a name in `sites = [...]` or `sentinel silence NAME` covers both kinds)."""
+        return bool(self.maintenance.active_for(name, now)) or bool(
+            active_for(self.silences, name, now)
+        )
 
     async def _watch_silences(self) -> None:
         """`sentinel silence` writes the store; pick its changes up within SILENCE_POLL."""
@@ -575,6 +585,12 @@ class Daemon:
 
     def site_status(self) -> list[dict[str, Any]]:
         return status_views.site_status(self)
+
+    def heartbeat_status(self) -> list[dict[str, Any]]:
+        return status_views.heartbeat_status(self)
+
+    def extra_status(self) -> dict[str, Any]:
+        return status_views.extra_status(self)
 
     def _status_pages(self) -> StatusPages:
         return status_views.status_pages(self)

@@ -32,7 +32,7 @@ MAX_WINDOW = 30 * 86400.0  # a longer "maintenance" is a removed site, not a win
 @dataclass(frozen=True, slots=True)
 class MaintenanceWindow:
     name: str
-    sites: tuple[str, ...] | None  # None = every site
+    sites: tuple[str, ...] | None  # None = every site and heartbeat (names may be either)
     schedule: str | None = None  # cron, with duration and timezone
     duration: float = 0.0
     timezone: str = "UTC"
@@ -168,7 +168,7 @@ def _window(section: MaintenanceSection, site_names: Iterable[str]) -> Maintenan
         known = set(site_names)
         for site in section.sites:
             if site not in known:
-                raise ValueError(f"sites: no site named {site!r}")
+                raise ValueError(f"sites: no site named {site!r} (nor a heartbeat)")
         sites = tuple(section.sites)
     once = section.start is not None or section.end is not None
     if (section.schedule is not None) == once:

@@ -349,7 +349,8 @@ def _quiet(
         changes = (*changes, now)
         after = replace(after, last_change=now)
     changes = tuple(t for t in changes if now - t < policy.flap_window)[-MAX_STATE_CHANGES:]
-    after = replace(after, state_changes=changes)
+    if changes != after.state_changes:  # (rare: a replace() costs as much as all the rest)
+        after = replace(after, state_changes=changes)
     out: list[Event] = []
 
     if (

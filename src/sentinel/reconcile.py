@@ -65,6 +65,7 @@ def reload(daemon: Daemon) -> bool:
             if not site.latency_drift:
                 daemon.early.remove_site(name)
     daemon.scheduler.set_max_concurrency(new.max_concurrency)
+    daemon.prober.set_max_concurrency(new.max_concurrency)  # the resolver pool too
     daemon.scheduler.set_batch(new.batch_window)
     daemon.prober.set_precise_latency(new.precise_latency)
     daemon.scheduler.set_sites(daemon.sites.values())

@@ -4,6 +4,10 @@ It asks the daemon's /api/status at the config's `listen` address (with the age 
 check and the 24 h uptime). If no daemon answers it reads the state store the daemon uses,
 read-only, and says so (the figures are as of the daemon's last write). If neither is found it
 says where it looked and exits 1, rather than showing every site as "never probed".
+
+Heartbeats get a second table (state, age of the last ping, schedule) from either source. With
+`[sentinel] shard = "k/n"` the store path shows this shard's sites (and the heartbeats only on
+shard 1, which watches them), as the daemon does; the live path says which shard answered.
 """
 
 from __future__ import annotations
@@ -35,17 +39,23 @@ def status_url(listen: str) -> str | None:
     return f"http://{host}:{port}/api/status"
 
 
-def ask_daemon(url: str, timeout: float = ASK_TIMEOUT) -> list[dict[str, Any]] | None:
-    """The daemon's site list, or None if nothing (or not a sentinel) answers there."""
+def ask_daemon_status(url: str, timeout: float = ASK_TIMEOUT) -> dict[str, Any] | None:
+    """The daemon's whole /api/status body (its "sites" checked to be a list of objects, its
+    "heartbeats" made one), or None if nothing (or not a sentinel) answers there."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = json.loads(response.read())
     except (OSError, ValueError):
         return None
-    sites = data.get("sites") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    sites = data.get("sites")
     if not isinstance(sites, list) or not all(isinstance(s, dict) for s in sites):
         return None
-    return sites
+    beats = data.get("heartbeats")
+    if not isinstance(beats, list) or not all(isinstance(b, dict) for b in beats):
+        data["heartbeats"] = []
+    return data
 
 
 def _pct(value: object) -> str:
@@ -102,6 +112,60 @@ def format_table(sites: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
+def format_heartbeats(beats: Sequence[Mapping[str, Any]]) -> str:
+    """The heartbeats' table: state (LATE/FAILED in capitals, "held" while muted), the age of
+    the last ping and its kind, the schedule; empty text when there are none."""
+    if not beats:
+        return ""
+    rows = [("heartbeat", "state", "last ping", "schedule", "note")]
+    for b in sorted(beats, key=lambda b: str(b.get("heartbeat"))):
+        status = str(b.get("status", "unknown"))
+        state = status.upper() if status in ("late", "failed") else status
+        kind = b.get("last_ping_kind")
+        age = _age(b.get("last_ping_age_seconds"))
+        notes = []
+        if b.get("alert_held"):
+            notes.append("alert held (muted)")
+        if b.get("maintenance"):
+            notes.append("in maintenance")
+        if b.get("silenced"):
+            notes.append("silenced")
+        if status == "failed" and b.get("last_exit") is not None:
+            notes.append(f"exit {b.get('last_exit')}")
+        rows.append(
+            (
+                str(b.get("heartbeat")),
+                state,
+                age if not isinstance(kind, str) or age == "never" else f"{age} ({kind})",
+                str(b.get("schedule") or "-"),
+                ", ".join(notes),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(
+        ("  ".join(c.ljust(widths[i]) for i, c in enumerate(r[:4])) + "  " + r[4]).rstrip()
+        for r in rows
+    )
+
+
+def heartbeats_from_store(config: Config, store: Any, now: float) -> list[dict[str, Any]]:
+    """The heartbeats as /api/status would show them, from the store's saved states (a
+    heartbeat without one shows as new, never pinged). Only shard 1 watches heartbeats."""
+    from sentinel.heartbeats import state as hb
+    from sentinel.heartbeats.service import load_states, status_dict
+
+    if config.shard is not None and not config.shard.owns_heartbeats:
+        return []
+    if not config.heartbeats:
+        return []
+    saved = load_states(store)
+    views = []
+    for beat in config.heartbeats:
+        state = saved.get(beat.name) or hb.new_state(beat.name, now)
+        views.append(status_dict(beat, state, now))
+    return views
+
+
 def from_store(config: Config, state_dir: Path, now: float) -> tuple[list[dict[str, Any]], int]:
     """The sites as /api/status would show them, from the store (read-only); and the outbox."""
     from sentinel.history.query import HistoryReader
@@ -137,12 +201,14 @@ def cmd_status(
     from sentinel.store import Store, StoreError, StoreNotFoundError
 
     url = status_url(config.listen)
-    live = ask_daemon(url) if url is not None else None
+    body = ask_daemon_status(url) if url is not None else None
     now = time.time()
     stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    if live is not None:
-        print(f"live from the running daemon at {url} ({stamp})", file=out)
-        print(format_table(live), file=out)
+    if body is not None:
+        shard = f", shard {body['shard']}" if isinstance(body.get("shard"), str) else ""
+        print(f"live from the running daemon at {url} ({stamp}{shard})", file=out)
+        print(format_table(body["sites"]), file=out)
+        _print_heartbeats(body["heartbeats"], out)
         if state_dir is None:
             print("outbox: unknown (no state store found here)", file=out)
             return EXIT_OK
@@ -160,6 +226,7 @@ def cmd_status(
         sites, pending = from_store(config, state_dir, now)
         with Store.open_readonly(state_dir) as store:
             dead = store.dead_letter_count()
+            beats = heartbeats_from_store(config, store, now)
     except StoreNotFoundError:
         report(
             f"{asked}, and there is no state store at {state_dir / 'sentinel.db'};"
@@ -171,13 +238,22 @@ def cmd_status(
     except StoreError as exc:
         report(f"{asked}, and {exc}", stream=err)
         return EXIT_FAILED
+    shard = "" if config.shard is None else f", shard {config.shard}"
     print(
-        f"{asked}: from the state store {state_dir} as of the daemon's last write ({stamp})",
+        f"{asked}: from the state store {state_dir} as of the daemon's last write ({stamp}{shard})",
         file=out,
     )
     print(format_table(sites), file=out)
+    _print_heartbeats(beats, out)
     _outbox_lines(pending, dead, out)
     return EXIT_OK
+
+
+def _print_heartbeats(beats: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+    table = format_heartbeats(beats)
+    if table:
+        print("", file=out)
+        print(table, file=out)
 
 
 def _outbox_lines(pending: int, dead: int, out: TextIO) -> None:

@@ -43,6 +43,30 @@ def site_status(daemon: Daemon) -> list[dict[str, Any]]:
     return views
 
 
+def heartbeat_status(daemon: Daemon) -> list[dict[str, Any]]:
+    """The heartbeats in /api/status, with the maintenance windows and silences covering them
+    (the same fields as a site's)."""
+    now = time.time()
+    views = daemon.heartbeats.status()
+    for view in views:
+        name = str(view["heartbeat"])
+        view["maintenance"] = [w.name for w in daemon.maintenance.active_for(name, now)]
+        view["silenced"] = [
+            {"id": x.id, "until": iso_utc(x.until), "reason": x.reason}
+            for x in active_for(daemon.silences, name, now)
+        ]
+    return views
+
+
+def extra_status(daemon: Daemon) -> dict[str, Any]:
+    """/api/status's other fields: "network" (sentinel.canary) and, with `[sentinel] shard`,
+    "shard": "k/n" (this sentinel's part of the site list)."""
+    extra: dict[str, Any] = {"network": daemon.canaries.view()}
+    if daemon.config.shard is not None:
+        extra["shard"] = str(daemon.config.shard)
+    return extra
+
+
 def status_pages(daemon: Daemon) -> StatusPages:
     """The HTML status pages, reading the daemon's live config and states on every request."""
     history = daemon.history
@@ -81,7 +105,7 @@ def page_sections(daemon: Daemon) -> list[Callable[[PageContext], str]]:
     heartbeats."""
     dead = daemon.dispatch.dead_letters
     early = daemon.early.status_view() if daemon.early is not None else None
-    beats = daemon.heartbeats.status()
+    beats = heartbeat_status(daemon)  # with the windows and silences covering each
     network = daemon.canaries.banner()
     return [
         lambda ctx: network,

@@ -4,6 +4,7 @@ for the incident and one when it is resolved (same labels, so Alertmanager dedup
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -54,6 +55,15 @@ def ready(port: int) -> bool:
     return cluster.get("status") == "ready" and len(cluster.get("peers") or []) == 2
 
 
+def site_up(proc: SentinelProcess) -> bool:
+    return proc.metric("sentinel_site_up", site="shop") == 1
+
+
+def sent_once(proc: SentinelProcess, kind: str) -> bool:
+    """The sentinel handed exactly one `kind` notification to Alertmanager."""
+    return proc.metric("sentinel_notifications_sent_total", channel="am", kind=kind) == 1
+
+
 @contextmanager
 def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
     config = tmp / "alertmanager.yml"
@@ -85,7 +95,7 @@ def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
             )
             log.close()
         for port in web:
-            wait_until(lambda port=port: ready(port), timeout=60, interval=0.2)
+            wait_until(functools.partial(ready, port), timeout=60, interval=0.2)
         yield web
     finally:
         for proc in procs:
@@ -134,16 +144,10 @@ def test_two_sentinels_two_alertmanagers_one_notification_each_way(tmp_path: Pat
             for proc in procs:
                 proc.start()
             for proc in procs:
-                wait_until(lambda p=proc: p.metric("sentinel_site_up", site="shop") == 1, 20)
+                wait_until(functools.partial(site_up, proc), 20)
             target.routes["/shop"] = 500
             for proc in procs:
-                wait_until(
-                    lambda p=proc: (
-                        p.metric("sentinel_notifications_sent_total", channel="am", kind="down")
-                        == 1
-                    ),
-                    timeout=30,
-                )
+                wait_until(functools.partial(sent_once, proc, "down"), timeout=30)
             [firing] = sink.wait_for(1, timeout=60)
             body = firing.json()
             assert body["status"] == "firing"
@@ -160,15 +164,7 @@ def test_two_sentinels_two_alertmanagers_one_notification_each_way(tmp_path: Pat
             time.sleep(INCIDENT_LENGTH)
             target.routes["/shop"] = 200
             for proc in procs:
-                wait_until(
-                    lambda p=proc: (
-                        p.metric(
-                            "sentinel_notifications_sent_total", channel="am", kind="recovered"
-                        )
-                        == 1
-                    ),
-                    timeout=30,
-                )
+                wait_until(functools.partial(sent_once, proc, "recovered"), timeout=30)
             got = wait_until(
                 lambda: [r for r in sink.received if r.json()["status"] == "resolved"], timeout=60
             )

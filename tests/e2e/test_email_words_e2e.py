@@ -9,10 +9,13 @@ import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from daemon_proc import SentinelProcess, free_port, wait_until
+from early.children import MIB
+from early.test_sources import write_unit
 from smtp_server import ReceivedMail, SmtpServer
 from targets import target_server
 
@@ -110,7 +113,7 @@ def test_down_emails_say_in_words_what_failed_and_where(
         blog, api, slow = text(downs["blog"]), text(downs["api"]), text(downs["slow"])
         assert blog.startswith("blog is DOWN: HTTP 404 (expected 200).\n")
         assert "Failed at the application's answer (connect worked)" in blog
-        assert re.search(r"answered HTTP 404 in \d+ ms", blog)
+        assert re.search(r"answered HTTP 404 in (?:\d+|< 1) ms", blog)
         assert re.search(r"Status page:\s+https://status\.example\.org/sites/blog\n", blog)
         assert re.search(r"Down since:\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0[12]:00 \(CES?T\)", blog)
         assert "Failed at connect: no TCP connection" in api
@@ -126,3 +129,67 @@ def test_down_emails_say_in_words_what_failed_and_where(
         assert html is not None
         assert '<span class="state bad">\u25bc DOWN</span>' in html.get_content()
         assert proc.metric("sentinel_emails_sent_total", kind="down") == 3
+
+
+def test_the_founding_story_is_one_email(
+    sentinel_proc: Callable[..., SentinelProcess], tmp_path: Path
+) -> None:
+    """A site that runs on a local service (`watch = ["blog-app"]`) whose cgroup (files written
+    as the kernel shows them) reports OOM kills: its DOWN email says so at the top."""
+    cgroup = tmp_path / "cgroup"
+    unit = write_unit(cgroup, "blog-app.service", limit=str(512 * MIB))
+    with target_server({"/blog": 200}) as target, SmtpServer() as smtp:
+        proc = sentinel_proc(
+            f"""
+[defaults]
+interval = "1s"
+timeout = "900ms"
+failure_threshold = 2
+remind_every = "0s"
+
+[email]
+from = "sentinel <sentinel@example.org>"
+to = ["owner@example.org"]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp.port}
+security = "none"
+
+[[watch]]
+name = "blog-app"
+unit = "blog-app.service"
+cgroup_root = "{cgroup}"
+sample_every = "100ms"
+window = "6s"
+
+[[sites]]
+name = "blog"
+url = "{target.url("/blog")}"
+watch = ["blog-app"]
+"""
+        ).start()
+        wait_until(lambda: proc.metric("sentinel_watch_memory_bytes", watch="blog-app"), 20)
+        wait_until(lambda: proc.metric("sentinel_site_up", site="blog") == 1, timeout=20)
+        (unit / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 3\noom_kill 3\n")
+        wait_until(
+            lambda: any(
+                "OOM: blog-app" in str(m.message["Subject"]) for m in smtp.messages_received
+            ),
+            timeout=20,
+        )
+        target.routes["/blog"] = 502
+        down = wait_until(
+            lambda: [
+                m
+                for m in smtp.messages_received
+                if str(m.message["Subject"]).startswith("[sentinel] DOWN: blog")
+            ],
+            timeout=30,
+        )[0]
+        assert str(down.message["Subject"]) == "[sentinel] DOWN: blog — HTTP 502 (expected 2xx)"
+        body = text(down)
+        assert body.startswith(
+            "blog is DOWN: HTTP 502 (expected 2xx).\n"
+            "blog-app was OOM-killed 3 times in the last hour.\n"
+        ), body
+        assert "On this host:\n  - blog-app (unit blog-app.service): OOM-killed 3 times" in body
+        assert "  - blog-app memory 200 MiB of 512 MiB (memory.max, 39%)" in body

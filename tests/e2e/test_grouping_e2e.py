@@ -56,35 +56,37 @@ def sites_in(mail: dict[str, str]) -> int:
     return 1 if group == "None" else int(group)
 
 
-@contextmanager
-def port_switch() -> Iterator[Callable[[bool], None]]:
-    """A loopback port that refuses connections until switched on (listen) and again when off."""
-    holder: list[socket.socket] = []
+class PortSwitch:
+    """A loopback port (`port`) that refuses connections until switched on (`switch(True)`:
+    listen) and again when switched off."""
 
-    def bind() -> socket.socket:
+    def __init__(self) -> None:
+        first = socket.socket()
+        first.bind(("127.0.0.1", 0))
+        self.port = int(first.getsockname()[1])
+        self._holder = [first]  # bound, not listening: refused
+
+    def __call__(self, on: bool) -> None:
+        self._holder.pop().close()
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
-        return s
-
-    first = socket.socket()
-    first.bind(("127.0.0.1", 0))
-    port = int(first.getsockname()[1])
-    holder.append(first)  # bound, not listening: refused
-
-    def switch(on: bool) -> None:
-        holder.pop().close()
-        s = bind()
+        s.bind(("127.0.0.1", self.port))
         if on:
             s.listen(16)
-        holder.append(s)
+        self._holder.append(s)
 
-    switch.port = port  # type: ignore[attr-defined]
+    def close(self) -> None:
+        for s in self._holder:
+            s.close()
+
+
+@contextmanager
+def port_switch() -> Iterator[PortSwitch]:
+    switch = PortSwitch()
     try:
         yield switch
     finally:
-        for s in holder:
-            s.close()
+        switch.close()
 
 
 @pytest.mark.slow

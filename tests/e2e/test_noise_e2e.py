@@ -20,7 +20,7 @@ to = ["owner@example.org"]
 smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
 security = "none"
-timeout = "3s"
+timeout = "20s"  # never reached by the working server, even on a loaded machine
 """
 
 
@@ -40,7 +40,7 @@ def test_a_failure_is_confirmed_at_retry_interval_not_whole_intervals(
         proc = sentinel_proc(
             f"""
 [defaults]
-interval = "20s"
+interval = "30s"
 timeout = "2s"
 retry_interval = "1s"
 failure_threshold = 3
@@ -50,15 +50,16 @@ name = "shop"
 url = "{target.url("/shop")}"
 """
         ).start()
-        # The first probe comes at a random moment of the first 20 s; then it is PENDING.
+        # The first probe comes at a random moment of the first 30 s; then it is PENDING.
         wait_until(
             lambda: proc.metric("sentinel_site_state", site="shop", state="pending") == 1,
-            timeout=40,
+            timeout=60,
         )
         first_failure = time.monotonic()
-        wait_until(lambda: down_subjects(smtp), timeout=30)
-        # Two more probes 1 s apart, not 2 x 20 s.
-        assert time.monotonic() - first_failure < 15
+        wait_until(lambda: down_subjects(smtp), timeout=60)
+        # Two more probes 1 s apart (~2 s), not 2 x 30 s: the bound sits halfway, so that a loaded
+        # machine's delays cannot reach it while whole intervals would be far past it.
+        assert time.monotonic() - first_failure < 30
         (subject,) = down_subjects(smtp)
         assert subject.startswith("[sentinel] DOWN: shop — HTTP 500")
         assert proc.metric("sentinel_site_state", site="shop", state="down") == 1
@@ -66,12 +67,18 @@ url = "{target.url("/shop")}"
         assert proc.status()["shop"]["state"] == "down"
 
 
+# The maintenance window's length, from before the daemon starts.
+WINDOW = 30
+
+
 @pytest.mark.slow
 def test_a_site_down_in_a_maintenance_window_is_alerted_when_it_ends(
     sentinel_proc: Callable[..., SentinelProcess],
 ) -> None:
     now = dt.datetime.now(dt.UTC)
-    end = now + dt.timedelta(seconds=8)
+    # The window must outlast the daemon's start, two failed probes and a scrape, which a loaded
+    # machine can stretch to many seconds; the in-window checks below must all happen before it.
+    end = now + dt.timedelta(seconds=WINDOW)
     with target_server({"/shop": 500}) as target, SmtpServer() as smtp:
         proc = sentinel_proc(
             f"""
@@ -90,11 +97,11 @@ start = "{(now - dt.timedelta(minutes=1)).isoformat()}"
 end = "{end.isoformat()}"
 """
         ).start()
-        wait_until(lambda: proc.metric("sentinel_site_up", site="shop") == 0, timeout=20)
+        wait_until(lambda: proc.metric("sentinel_site_up", site="shop") == 0, timeout=WINDOW)
         assert proc.metric("sentinel_maintenance_active", maintenance="deploy") == 1
         assert proc.status()["shop"]["maintenance"] == ["deploy"]
         assert down_subjects(smtp) == []  # DOWN, but held during the window
-        wait_until(lambda: down_subjects(smtp), timeout=30)
+        wait_until(lambda: down_subjects(smtp), timeout=WINDOW + 30)
         assert dt.datetime.now(dt.UTC) >= end
         (subject,) = down_subjects(smtp)
         assert subject.startswith("[sentinel] DOWN: shop — HTTP 500")

@@ -274,3 +274,15 @@ def test_times_rates_and_latencies_read_like_a_person_writes_them() -> None:
     assert format_latency(0.82) == "820 ms"
     assert format_latency(2.5) == "2.50 s"
     assert format_latency(12.34) == "12.3 s"
+
+
+def test_early_emails_fit_78_columns_and_use_the_display_time_zone() -> None:
+    import zoneinfo
+
+    for event in (CREEPING, DISK, SLOWER, STEAL, SELF, OOM):
+        msg = build_early_message(event, sender=SENDER, recipients=TO)
+        assert all(len(line) <= 78 for line in body(msg).split("\n")), event
+    zurich = build_early_message(
+        OOM, sender=SENDER, recipients=TO, tz=zoneinfo.ZoneInfo("Europe/Zurich")
+    )
+    assert "2023-01-06 19:15:00 +01:00 (CET)" in body(zurich)

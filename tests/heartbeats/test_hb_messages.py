@@ -111,3 +111,23 @@ def test_any_output_is_one_safe_text(output: str) -> None:
     failed = Failed("job", at(3), "x", 1, output, None, opens=True)
     msg = received(build_heartbeat_message(failed, email=EMAIL))
     assert msg["Subject"] == "[sentinel] FAILED: job — exit 1"
+
+
+def test_times_are_in_the_display_time_zone_and_lines_fit_78_columns() -> None:
+    import zoneinfo
+
+    late = Late(
+        name="nightly-backup-" + "x" * 85,
+        at=at(4, 0, 1),
+        incident_id="abc",
+        last_ping=at(3, 0, 5, day=1),
+        expected_at=at(3),
+        started_at=None,
+    )
+    msg = received(
+        build_heartbeat_message(late, email=EMAIL, tz=zoneinfo.ZoneInfo("Europe/Zurich"))
+    )
+    assert "(expected by 2026-12-02 04:00:00 +01:00 (CET))" in str(msg["Subject"])
+    body = text_of(msg)
+    assert "2026-12-01 04:00:05 +01:00 (CET)" in body
+    assert all(len(line) <= 78 for line in body.split("\n"))

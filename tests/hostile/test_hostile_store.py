@@ -202,7 +202,7 @@ def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullDisk]:
             )
             failures = (failing, metric("sentinel_probes_total", site="shop", result="failure"))
             try:
-                [down] = smtp.wait_for_sync(1, timeout=1.0)
+                [down] = smtp.wait_for_sync(1, timeout=30)
                 down_email: EmailMessage | None = down.message
             except TimeoutError:
                 down_email = None
@@ -303,7 +303,7 @@ async def test_outbox_delivers_stored_and_unstored_emails_once_on_a_full_disk(
         task = asyncio.create_task(sender.run())
         try:
             sender.enqueue_unstored([Outgoing("recovered", "shop", message("unstored"), now)])
-            await smtp.wait_for(2, timeout=5)
+            await smtp.wait_for(2, timeout=30)
             # The sender goes round several times, failing to delete the stored email each time,
             # and never sends it again.
             seen = loops.count

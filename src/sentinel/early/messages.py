@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
 
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
 from sentinel.notify.mime import attach_bodies, base_message, message_domain
+from sentinel.notify.wording import fmt_time
 from sentinel.sanitize import one_line
 
 __all__ = [
@@ -102,8 +103,9 @@ def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(min(max(_finite(ts), 0.0), _MAX_TS), tz=UTC)
 
 
-def _when(ts: float) -> str:
-    return _utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _when(ts: float, tz: tzinfo | None = None) -> str:
+    """'2026-11-26 23:10:05 UTC', or in `tz` with its offset (sentinel.notify.wording)."""
+    return fmt_time(ts, tz)
 
 
 def _span(seconds: float) -> str:
@@ -249,9 +251,9 @@ def _evidence(event: TrendStarted) -> str:
     )
 
 
-def _started_body(event: TrendStarted) -> list[str]:
+def _started_body(event: TrendStarted, tz: tzinfo | None) -> list[str]:
     name = one_line(event.subject, 500) or "?"
-    since = _when(event.since)
+    since = _when(event.since, tz)
     if event.evaluations > 1:
         since += f" (confirmed on {event.evaluations} evaluations in a row)"
     if event.kind in ("creeping", "self"):
@@ -263,7 +265,7 @@ def _started_body(event: TrendStarted) -> list[str]:
         )
         left = (
             f"~{format_approx(event.seconds_to_limit)} "
-            f"(around {_when(event.at + _finite(event.seconds_to_limit))})"
+            f"(around {_when(event.at + _finite(event.seconds_to_limit), tz)})"
             if event.seconds_to_limit is not None
             else "no forecast"
         )
@@ -302,7 +304,7 @@ def _started_body(event: TrendStarted) -> list[str]:
             (
                 "Full in",
                 f"~{format_approx(event.seconds_to_limit)} "
-                f"(around {_when(event.at + _finite(event.seconds_to_limit))})",
+                f"(around {_when(event.at + _finite(event.seconds_to_limit), tz)})",
             ),
             ("Evidence", _evidence(event)),
             ("First seen", since),
@@ -338,7 +340,7 @@ def _started_body(event: TrendStarted) -> list[str]:
     return [headline, "", *_fields(fields), "", *_WHAT_TO_DO[event.kind]]
 
 
-def _ended_body(event: TrendEnded) -> list[str]:
+def _ended_body(event: TrendEnded, tz: tzinfo | None) -> list[str]:
     w = event.warning
     name = one_line(w.subject, 500) or "?"
     if event.reason == "restarted":
@@ -371,8 +373,8 @@ def _ended_body(event: TrendEnded) -> list[str]:
             level = format_bytes(event.level)
     fields = [
         ("Warning", _warning_subject(w)),
-        ("Warned at", _when(w.at)),
-        ("Ended at", _when(event.at)),
+        ("Warned at", _when(w.at, tz)),
+        ("Ended at", _when(event.at, tz)),
         ("Lasted", _span(event.at - w.since)),
     ]
     if level:
@@ -380,7 +382,7 @@ def _ended_body(event: TrendEnded) -> list[str]:
     return [f"Resolved: {_warning_subject(w)}", "", why, "", *_fields(fields)]
 
 
-def _oom_body(event: OomEvent) -> list[str]:
+def _oom_body(event: OomEvent, tz: tzinfo | None) -> list[str]:
     name = one_line(event.watch, 500) or "?"
     lines = []
     if event.oom_kills:
@@ -394,7 +396,7 @@ def _oom_body(event: OomEvent) -> list[str]:
             "and forced it to reclaim memory, which makes it slow."
         )
     fields = [("Watch", f"{name} ({one_line(event.source, 500)})" if event.source else name)]
-    fields.append(("Detected", _when(event.at)))
+    fields.append(("Detected", _when(event.at, tz)))
     fields.append(("OOM kills", str(event.oom_kills)))
     fields.append(("memory.high breaches", str(event.high_events)))
     if event.level is not None:
@@ -405,17 +407,18 @@ def _oom_body(event: OomEvent) -> list[str]:
 
 
 def build_early_message(
-    event: EarlyEvent, *, sender: str, recipients: Sequence[str]
+    event: EarlyEvent, *, sender: str, recipients: Sequence[str], tz: tzinfo | None = None
 ) -> EmailMessage:
-    """The email for an early-warning event. Same event + addresses -> the same message."""
+    """The email for an early-warning event, its times in `tz` (`[sentinel] timezone`; None:
+    UTC). Same event + addresses -> the same message."""
     domain = message_domain(sender)
     message_id, parent = early_message_id(event, domain=domain)
     if isinstance(event, TrendStarted):
-        body = _started_body(event)
+        body = _started_body(event, tz)
     elif isinstance(event, TrendEnded):
-        body = _ended_body(event)
+        body = _ended_body(event, tz)
     else:
-        body = _oom_body(event)
+        body = _oom_body(event, tz)
     msg = base_message(
         sender=sender,
         recipients=recipients,

@@ -15,6 +15,7 @@ import hashlib
 import html
 import re
 from collections.abc import Sequence
+from datetime import tzinfo
 from email.message import EmailMessage
 
 from sentinel.config import EmailConfig
@@ -84,31 +85,37 @@ def _exit_text(code: int | None) -> str:
     return "reported a failure" if code is None else f"exit {code}"
 
 
-def _content(event: Event, name: str) -> tuple[str, str, list[tuple[str, str]], str]:
-    """(subject, headline, fields, output) for an event."""
+def _content(
+    event: Event, name: str, tz: tzinfo | None = None
+) -> tuple[str, str, list[tuple[str, str]], str]:
+    """(subject, headline, fields, output) for an event; times in `tz` (None: UTC)."""
+
+    def t(ts: float) -> str:
+        return _fmt_time(ts, tz)
+
     if isinstance(event, Late):
-        expected = _fmt_time(event.expected_at)
+        expected = t(event.expected_at)
         if event.started_at is not None:
-            summary = f"started {_fmt_time(event.started_at)}, no end ping (expected by {expected})"
+            summary = f"started {t(event.started_at)}, no end ping (expected by {expected})"
             headline = f"{name} started but did not report its end in time."
         elif event.last_ping is None:
             summary = f"no ping yet (expected by {expected})"
             headline = f"{name} has never pinged."
         else:
-            summary = f"no ping since {_fmt_time(event.last_ping)} (expected by {expected})"
+            summary = f"no ping since {t(event.last_ping)} (expected by {expected})"
             headline = f"{name} is LATE: no ping in time."
         fields = [
             ("Heartbeat", name),
-            ("Last ping", "never" if event.last_ping is None else _fmt_time(event.last_ping)),
+            ("Last ping", "never" if event.last_ping is None else t(event.last_ping)),
             ("Expected by", expected),
-            ("Detected", _fmt_time(event.at)),
+            ("Detected", t(event.at)),
         ]
         if event.started_at is not None:
-            fields.insert(2, ("Run started", _fmt_time(event.started_at)))
+            fields.insert(2, ("Run started", t(event.started_at)))
         return f"{SUBJECT_PREFIX} LATE: {name} — {summary}", headline, fields, ""
     if isinstance(event, Failed):
         what = _exit_text(event.exit_code)
-        fields = [("Heartbeat", name), ("Result", what), ("Reported", _fmt_time(event.at))]
+        fields = [("Heartbeat", name), ("Result", what), ("Reported", t(event.at))]
         if event.duration is not None:
             fields.append(("Run time", human_duration(event.duration)))
         return (
@@ -124,8 +131,8 @@ def _content(event: Event, name: str) -> tuple[str, str, list[tuple[str, str]], 
         f"{name} is OK again: a successful ping, {after} after it went {event.was.upper()}.",
         [
             ("Heartbeat", name),
-            ("Incident since", _fmt_time(event.since)),
-            ("Good ping", _fmt_time(event.at)),
+            ("Incident since", t(event.since)),
+            ("Good ping", t(event.at)),
             ("Duration", after),
         ],
         "",
@@ -138,12 +145,15 @@ def _output_text(output: str) -> list[str]:
     return ["", "Last output of the job:", "", *("  " + line for line in output.split("\n"))]
 
 
-def build_heartbeat_message(event: Event, *, email: EmailConfig) -> EmailMessage:
-    """The alert email for a heartbeat event. Same event + config -> byte-identical message."""
+def build_heartbeat_message(
+    event: Event, *, email: EmailConfig, tz: tzinfo | None = None
+) -> EmailMessage:
+    """The alert email for a heartbeat event, its times in `tz` (`[sentinel] timezone`; None:
+    UTC). Same event + config -> byte-identical message."""
     domain = message_domain(email.sender)
     name = _clean(event.name, _MAX_NAME) or "?"
     kind = heartbeat_message_kind(event)
-    subject, headline, fields, output = _content(event, name)
+    subject, headline, fields, output = _content(event, name, tz)
     message_id, root = _ids(event, domain)
     msg = base_message(
         sender=email.sender,

@@ -4,6 +4,11 @@ server, metrics, and the one place where alerts are made (`alert_heartbeat`).
 Every change goes one way: ping or timer -> state.ping/check -> persist (state + emails in one
 store transaction, through the outbox) -> metrics and a log line. The states are restored from
 the store at start with `resumed_at = now` (the restart rule lives in `state`).
+
+Maintenance windows and silences: `muted(name, now)` (the daemon's, the same rule as sites) is
+asked on every ping and timer look. A held incident (opened while muted) is looked at on every
+timer tick (at most MAX_TIMER_SLEEP apart) and when `poke()` says the silences changed, so its
+alert goes out within seconds of the mute ending.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from sentinel.heartbeats.messages import (
 )
 from sentinel.heartbeats.metrics import HeartbeatMetrics
 from sentinel.logsetup import kv
+from sentinel.notify.alert_context import display_tz
 from sentinel.notify.payload import Alert
 from sentinel.store import Outgoing, StoreError, decode_dataclass, encode_dataclass
 
@@ -43,6 +49,13 @@ MAX_TIMER_SLEEP = 5.0  # the timer looks at least this often (a wall-clock step 
 
 # (state, events) -> None: write the state and send the events' alerts.
 Persist = Callable[[hb.HeartbeatState, Sequence[hb.Event]], None]
+# (name, now) -> True while a maintenance window or a silence covers the heartbeat.
+Muted = Callable[[str, float], bool]
+
+
+def never_muted(name: str, now: float) -> bool:
+    del name, now
+    return False
 
 
 def _iso(ts: float | None) -> str | None:
@@ -100,7 +113,10 @@ def alert_heartbeat(
 
         def email_bytes(event: hb.Event = event) -> bytes:
             assert email is not None
-            message = build_heartbeat_message(event, email=email)
+            config = dispatch.config
+            page = config.status_page if config is not None else None
+            tz = display_tz(page.timezone) if page is not None else None
+            message = build_heartbeat_message(event, email=email, tz=tz)
             return message.as_bytes(policy=email_policy.SMTP)
 
         alert = heartbeat_alert(event, status_page=dispatch.status_page)
@@ -137,9 +153,11 @@ class HeartbeatService:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        muted: Muted = never_muted,
     ) -> None:
         self.metrics = HeartbeatMetrics(registry)
         self._persist = persist
+        self.muted = muted
         self._clock = clock
         self._monotonic = monotonic
         self.configs: dict[str, HeartbeatConfig] = {}
@@ -254,7 +272,15 @@ class HeartbeatService:
         if config is None or current is None:
             return  # removed by a reload while the body was read
         now = self._clock()
-        step = hb.ping(current, config, target.kind, now, exit_code=target.exit_code, output=output)
+        step = hb.ping(
+            current,
+            config,
+            target.kind,
+            now,
+            exit_code=target.exit_code,
+            output=output,
+            muted=self.muted(target.name, now),
+        )
         self.metrics.pings.labels(target.name, target.kind).inc()
         log.debug("heartbeat ping %s", kv(heartbeat=target.name, kind=target.kind))
         self._apply(config, step)
@@ -262,11 +288,19 @@ class HeartbeatService:
     # ------------------------------------------------------------------ the timer
 
     def check_all(self) -> None:
+        """Open LATE incidents past their deadline; send held alerts whose mute has ended."""
         now = self._clock()
         for name, due in list(self._deadlines.items()):
-            if now > due:
-                config, current = self.configs[name], self.states[name]
-                self._apply(config, hb.check(current, config, now))
+            current = self.states[name]
+            if now > due or current.held:  # held ones: bounded by the configured names
+                config = self.configs[name]
+                step = hb.check(current, config, now, muted=self.muted(name, now))
+                if step.state != current or step.events:
+                    self._apply(config, step)
+
+    def poke(self) -> None:
+        """Look again now (the silences changed: a held alert may be due)."""
+        self._changed.set()
 
     async def run(self) -> None:
         """Look for late heartbeats when the next deadline passes (or a ping changed one)."""
@@ -291,6 +325,13 @@ class HeartbeatService:
         if step.events or before != step.state:
             self._persist(step.state, step.events)
         self.metrics.set_state(step.state)
+        if step.state.held and not (before is not None and before.held):
+            # No alert (a maintenance window or a silence covers it): still say so in the log.
+            log.info(
+                "%s held %s",
+                step.state.alert.upper(),
+                kv(heartbeat=config.name, reason="maintenance or silence"),
+            )
         for event in step.events:
             _log_event(event)
         self._changed.set()
@@ -298,26 +339,31 @@ class HeartbeatService:
     # ------------------------------------------------------------------ status views
 
     def status(self) -> list[dict[str, Any]]:
+        now = self._clock()
         return [
-            status_dict(self.configs[name], state)
+            status_dict(self.configs[name], state, now)
             for name, state in self.states.items()
             if name in self.configs
         ]
 
 
-def status_dict(config: HeartbeatConfig, state: hb.HeartbeatState) -> dict[str, Any]:
+def status_dict(config: HeartbeatConfig, state: hb.HeartbeatState, now: float) -> dict[str, Any]:
+    """One heartbeat as /api/status shows it (and `sentinel status` from the store)."""
+    age = None if state.last_ping is None else round(max(0.0, now - state.last_ping), 3)
     return {
         "heartbeat": state.name,
         "schedule": config.describe(),
         "grace": config.grace,
         "status": state.status,
         "last_ping": _iso(state.last_ping),
+        "last_ping_age_seconds": age,
         "last_ping_kind": state.last_ping_kind,
         "last_exit": state.last_exit,
         "last_duration": None if state.last_duration is None else round(state.last_duration, 3),
         "running_since": _iso(state.started_at),
         "expected_at": None if state.alert else _iso(hb.expected_at(state, config)),
         "incident_since": _iso(state.incident_since),
+        "alert_held": state.held,  # opened while muted: alerted if still open when that ends
     }
 
 

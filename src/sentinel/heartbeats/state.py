@@ -13,6 +13,13 @@ run `grace` to end. Pings sent while sentinel was down are lost, so after a (re)
 deadline is never before `next_expected(R) + grace` (`resumed_at`). A heartbeat never pinged
 counts from when sentinel began watching it, so a job that never runs is noticed too. A run that
 started after the restart is not covered by that rule: its end ping cannot have been lost.
+
+Muting mirrors sites (`sentinel.monitor`): while a maintenance window or a silence covers the
+heartbeat (`muted=True`), an incident still opens (status LATE/FAILED, shown everywhere) but its
+alert is held (`held`). A success ping closes a held incident without a RECOVERED (nobody was
+told it broke); one still open when the mute ends is alerted by the next `check` that is not
+muted, as a LATE or FAILED sent then. A RECOVERED of an incident that was alerted goes out even
+while muted (good news is never held), as for sites.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class HeartbeatState:
     alert: Literal["", "late", "failed"] = ""  # the open incident, if any
     incident_id: str | None = None  # threads the incident's emails
     incident_since: float | None = None
+    held: bool = False  # the open incident's alert is held (it opened while muted): not sent yet
 
     @property
     def status(self) -> Status:
@@ -137,9 +145,16 @@ def deadline(state: HeartbeatState, config: HeartbeatConfig) -> float:
     return expected_at(state, config) + config.grace
 
 
-def check(state: HeartbeatState, config: HeartbeatConfig, now: float) -> Transition:
-    """The timer's look: opens a LATE incident once the deadline has passed."""
-    if state.alert or now <= deadline(state, config):
+def check(
+    state: HeartbeatState, config: HeartbeatConfig, now: float, *, muted: bool = False
+) -> Transition:
+    """The timer's look: opens a LATE incident once the deadline has passed (its alert held
+    while `muted`), and sends a held incident's alert once no longer muted."""
+    if state.alert:
+        if state.held and not muted:
+            return _release(state, config, now)
+        return Transition(state)
+    if now <= deadline(state, config):
         return Transition(state)
     incident = incident_id_for(now)
     event = Late(
@@ -150,7 +165,38 @@ def check(state: HeartbeatState, config: HeartbeatConfig, now: float) -> Transit
         expected_at=expected_at(state, config),
         started_at=state.started_at,
     )
-    new = replace(state, alert="late", incident_id=incident, incident_since=now)
+    new = replace(state, alert="late", incident_id=incident, incident_since=now, held=muted)
+    return Transition(new, () if muted else (event,))
+
+
+def _release(state: HeartbeatState, config: HeartbeatConfig, now: float) -> Transition:
+    """The mute ended with the incident still open: its alert goes out now, as the opening one."""
+    incident = state.incident_id if state.incident_id is not None else incident_id_for(now)
+    since = state.incident_since if state.incident_since is not None else now
+    event: Event
+    if state.alert == "late":
+        # The incident opened after its deadline (expected + grace); a restart since then must
+        # not move "expected by" past it (the restart rule only delays opening one).
+        expected = min(expected_at(state, config), since - config.grace)
+        event = Late(
+            name=state.name,
+            at=now,
+            incident_id=incident,
+            last_ping=state.last_ping,
+            expected_at=expected,
+            started_at=state.started_at,
+        )
+    else:
+        event = Failed(
+            name=state.name,
+            at=now,
+            incident_id=incident,
+            exit_code=state.last_exit,
+            output=state.last_output,
+            duration=state.last_duration,
+            opens=True,
+        )
+    new = replace(state, held=False, incident_id=incident, incident_since=since)
     return Transition(new, (event,))
 
 
@@ -162,9 +208,11 @@ def ping(
     *,
     exit_code: int | None = None,
     output: str = "",
+    muted: bool = False,
 ) -> Transition:
     """A ping arrived: `start`, `success` (exit 0) or `fail` (exit_code 1-255, or None for
-    `/fail`). `output` is the job's output (a POST body); only end pings keep it."""
+    `/fail`). `output` is the job's output (a POST body); only end pings keep it. `muted`: a
+    maintenance window or a silence covers the heartbeat now (a new FAILED alert is held)."""
     del config  # the schedule matters only to `check`; kept for a symmetrical API
     if kind == "start":
         return Transition(replace(state, last_ping=now, last_ping_kind="start", started_at=now))
@@ -180,8 +228,9 @@ def ping(
         last_output=output[-MAX_OUTPUT:],
     )
     if kind == "success":
-        if not state.alert or state.incident_id is None:
-            return Transition(replace(ended, alert="", incident_id=None, incident_since=None))
+        closed = replace(ended, alert="", incident_id=None, incident_since=None, held=False)
+        if not state.alert or state.incident_id is None or state.held:
+            return Transition(closed)  # nothing open, or nobody was told: nothing to recover
         recovered = Recovered(
             name=state.name,
             at=now,
@@ -189,14 +238,15 @@ def ping(
             since=state.incident_since if state.incident_since is not None else now,
             was=state.alert,
         )
-        return Transition(
-            replace(ended, alert="", incident_id=None, incident_since=None), (recovered,)
-        )
+        return Transition(closed, (recovered,))
     if state.alert == "failed":
-        return Transition(ended)  # still failing: the open incident already said so
-    opens = not state.alert or state.incident_id is None
-    incident = incident_id_for(now) if opens or state.incident_id is None else state.incident_id
-    since = now if opens or state.incident_since is None else state.incident_since
+        return Transition(ended)  # still failing: the open incident already said so (or will)
+    fresh = not state.alert or state.incident_id is None
+    # A LATE that was held was never sent: the FAILED opens the incident for the reader (the
+    # same incident: its id and start stay).
+    opens = fresh or state.held
+    incident = incident_id_for(now) if fresh or state.incident_id is None else state.incident_id
+    since = now if fresh or state.incident_since is None else state.incident_since
     failed = Failed(
         name=state.name,
         at=now,
@@ -206,5 +256,8 @@ def ping(
         duration=duration,
         opens=opens,
     )
-    new = replace(ended, alert="failed", incident_id=incident, incident_since=since)
-    return Transition(new, (failed,))
+    # Muted: a new incident is held (sent when the mute ends); the follow-up of a LATE already
+    # sent is dropped, as a site's STILL DOWN is while muted.
+    held = muted and opens
+    new = replace(ended, alert="failed", incident_id=incident, incident_since=since, held=held)
+    return Transition(new, () if muted else (failed,))

@@ -2,7 +2,9 @@
 
 Reads the daily rollups and the incident log of the store, read-only (works while the daemon
 runs). Months are UTC calendar months; the current month counts up to now. Uptime is over the
-watched time: time nobody watched is reported as such, not as up or down.
+watched time: time nobody watched is reported as such, not as up or down. With `[sentinel]
+shard = "k/n"` it lists this shard's sites only (those this sentinel probes, `report_sites`) and
+says which shard it is: the other shards report theirs from their own stores.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TextIO
 
+from sentinel.config import Config
 from sentinel.history import db
 from sentinel.history.rollup import DAY_MS, uptime_of
 from sentinel.store import Store
@@ -35,6 +38,12 @@ class SiteReport:
     longest_incident_seconds: float
     # downtime in a maintenance window or a silence: counted as neither up nor down
     excused_seconds: float = 0.0
+
+
+def report_sites(config: Config) -> list[str]:
+    """The sites a report covers: all, or with `[sentinel] shard` this shard's (as the daemon)."""
+    shard = config.shard
+    return [s.name for s in config.sites if shard is None or shard.owns(s.name)]
 
 
 def month_bounds(month: str | None, now: float) -> tuple[str, int, int]:
@@ -88,9 +97,17 @@ def build_report(
     return label, out
 
 
-def write_report(label: str, reports: list[SiteReport], fmt: str, out: TextIO) -> None:
+def write_report(
+    label: str, reports: list[SiteReport], fmt: str, out: TextIO, *, shard: str | None = None
+) -> None:
+    """`shard`: "k/n" when the report covers one shard's sites (json: a "shard" field, text: the
+    title says so; csv rows stay as they were)."""
     if fmt == "json":
-        json.dump({"month": label, "sites": [asdict(r) for r in reports]}, out, indent=1)
+        body: dict[str, object] = {"month": label}
+        if shard is not None:
+            body["shard"] = shard
+        body["sites"] = [asdict(r) for r in reports]
+        json.dump(body, out, indent=1)
         out.write("\n")
         return
     if fmt == "csv":
@@ -118,6 +135,7 @@ def write_report(label: str, reports: list[SiteReport], fmt: str, out: TextIO) -
             )
         )
     widths = [max(len(x[i]) for x in lines) for i in range(len(header))]
-    out.write(f"uptime report for {label} (UTC)\n")
+    title = f"uptime report for {label} (UTC)"
+    out.write(title + (f", shard {shard}\n" if shard is not None else "\n"))
     for line in lines:
         out.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(line)).rstrip() + "\n")

@@ -3,9 +3,9 @@ and for a DOWN the diagnosis (`sentinel.notify.diagnosis`) from the failed probe
 the site's normal (its last good probes' phase times, the latency-drift baseline) and the early
 warnings' facts about the local services it names in `watch`.
 
-A thin, bounded shell: per site, the last probe result and a fixed ring of good probes' phases
-(`PhaseNormals`, 640 bytes). The daemon feeds it every result (`observe`), forgets removed sites,
-and the dispatcher calls it when it renders an email.
+A thin, bounded shell: per site, the last failed probe result (until a good one) and a fixed
+ring of good probes' phases (`PhaseNormals`, 320 bytes). The daemon feeds it every result
+(`observe`), forgets removed sites, and the dispatcher calls it when it renders an email.
 """
 
 from __future__ import annotations
@@ -72,15 +72,17 @@ class AlertContext:
         self._normals: dict[str, PhaseNormals] = {}
 
     def observe(self, site: str, result: ProbeResult) -> None:
-        """One probe result (hot path: a dict store, and for a good probe five floats)."""
-        self._last[site] = result
-        if result.ok:
-            normals = self._normals.get(site)
-            if normals is None:
-                normals = self._normals[site] = PhaseNormals()
-            normals.add_times(
-                result.dns, result.connect, result.tls, result.processing, result.total
-            )
+        """One probe result (hot path: for a good probe five floats into its ring; a failed
+        one is kept until the next good one, for the diagnosis of a DOWN)."""
+        if not result.ok:
+            self._last[site] = result
+            return
+        if self._last:
+            self._last.pop(site, None)
+        normals = self._normals.get(site)
+        if normals is None:
+            normals = self._normals[site] = PhaseNormals()
+        normals.add_times(result.dns, result.connect, result.tls, result.processing, result.total)
 
     def forget(self, site: str) -> None:
         self._last.pop(site, None)

@@ -243,7 +243,10 @@ class Dispatcher:
 
         def email_bytes() -> bytes:
             assert email is not None
-            message = build_early_message(event, sender=email.sender, recipients=email.recipients)
+            tz = basic_context(config, "").tz  # ([sentinel] timezone)
+            message = build_early_message(
+                event, sender=email.sender, recipients=email.recipients, tz=tz
+            )
             return message.as_bytes(policy=email_policy.SMTP)
 
         return self._items(alert, config.notify, email_bytes)

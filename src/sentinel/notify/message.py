@@ -60,13 +60,11 @@ __all__ = [
     "build_message",
     "build_test_message",
     "certificate_message_id",
-    "format_time",
     "human_duration",
     "incident_message_id",
     "message_domain",
     "message_kind",
     "site_page_url",
-    "text_header",
 ]
 
 SUBJECT_PREFIX = "[sentinel]"
@@ -115,11 +113,7 @@ def _fmt_time(ts: float, tz: tzinfo | None = None) -> str:
     return fmt_time(ts, tz)
 
 
-def _fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
-    return wrap_fields(fields)
-
-
-def _base_message(
+def base_message_for(
     *,
     cfg: EmailConfig,
     subject: str,
@@ -129,6 +123,7 @@ def _base_message(
     root: str | None = None,
     site: str | None = None,
 ) -> EmailMessage:
+    """`mime.base_message` addressed as `cfg` says (the email channel's fallback uses it too)."""
     return base_message(
         sender=cfg.sender,
         recipients=cfg.recipients,
@@ -438,7 +433,7 @@ def build_message(
     content = _content(event, site, target, ctx.tz)
     message_id, root = _event_message_id(event, domain)
 
-    msg = _base_message(
+    msg = base_message_for(
         cfg=email,
         subject=content.subject,
         at=event.at,
@@ -490,7 +485,7 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     """`sentinel test-email`: proves the SMTP settings work end to end."""
     domain = message_domain(email.sender)
     millis = int(min(max(_finite(now), _MIN_TS), _MAX_TS) * 1000)
-    msg = _base_message(
+    msg = base_message_for(
         cfg=email,
         subject=f"{SUBJECT_PREFIX} test email",
         at=now,
@@ -513,8 +508,3 @@ def build_test_message(*, email: EmailConfig, now: float) -> EmailMessage:
     ]
     attach_bodies(msg, lines, None)
     return msg
-
-
-# Hooks for sentinel.notify.group_message (grouped alerts and the network canary's emails);
-# `text_header` comes from sentinel.notify.mime.
-format_time = _fmt_time

@@ -139,6 +139,8 @@ def numeric_host(sockaddr: tuple[Any, ...]) -> str:
 def interleave(addresses: Sequence[Address]) -> list[Address]:
     """RFC 8305 section 4: alternate address families, starting with the first one's, each
     family in its resolver order; duplicates dropped; at most MAX_ADDRESSES."""
+    if len(addresses) == 1:  # an IP literal or a one-address name: most probes (~15 us saved)
+        return [addresses[0]]
     seen: set[Address] = set()
     unique = [a for a in addresses if not (a in seen or seen.add(a))]  # type: ignore[func-returns-value]
     if not unique:
@@ -193,6 +195,18 @@ class Resolver:
         self._native_in_flight = 0
         self._pool: ThreadPoolExecutor | None = None
 
+    def resize(self, threads: int) -> None:
+        """A new pool size (max_concurrency changed on reload). The current pool, if any, is
+        retired: lookups already queued on it still run there, its threads end when idle; the
+        next lookup starts the new pool (on demand, as at start)."""
+        threads = max(1, min(threads, MAX_RESOLVER_THREADS))
+        if threads == self.threads:
+            return
+        self.threads = threads
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=False)
+            self._pool = None
+
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="sentinel-dns")
@@ -203,6 +217,10 @@ class Resolver:
         addresses = literal(host)
         if addresses is not None:
             return addresses
+        return await self.lookup(host, port, phases)
+
+    async def lookup(self, host: str, port: int, phases: Phases) -> list[Address]:
+        """The addresses of the name `host` (not an IP literal: see `resolve`)."""
         loop = asyncio.get_running_loop()
         native = self._native if self._native is not None else _libuv_pool_size(loop)
         found: list[Address] | BaseException
@@ -381,7 +399,10 @@ async def open_connection(
     """Resolve `host` (ASCII) and connect; records the dns and connect phases. Returns the
     transport and how late this process learned of the connection (its own scheduling, to be
     taken off the probe's total)."""
-    addresses = await resolver.resolve(host, port, phases)
+    # An IP literal needs no lookup, nor a coroutine to find that out.
+    addresses = literal(host)
+    if addresses is None:
+        addresses = await resolver.lookup(host, port, phases)
     started = time.perf_counter()
     transport, attempt = await connect_staggered(factory, addresses, port, where=where, delay=delay)
     connected = time.perf_counter()
@@ -399,7 +420,9 @@ async def open_connection(
 
 
 def _default_no_verify() -> ssl.SSLContext:
-    context = ssl.create_default_context()
+    """create_default_context()'s settings without its trust store (~0.8 MiB), which a
+    context that verifies nothing never reads."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
@@ -433,6 +456,12 @@ class TlsContexts:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+    def warm(self, verify: bool) -> None:
+        """Build the plain context for `verify` now if it is not built yet (cheap when it is):
+        a caller that times its work calls this before its clock starts."""
+        if verify not in self._plain:
+            self.get(verify=verify, now=0.0)
 
     def get(
         self,

@@ -53,6 +53,9 @@ from sentinel.probes.rxstamp import RxStamp
 
 _NO_BODY_METHODS: Final = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"))
 _PATH_SAFE: Final = "!#$%&'()*+,/:;=?@[]~"  # keep reserved characters and existing escapes
+# A path or query made only of these is what `quote(..., safe=_PATH_SAFE)` returns unchanged:
+# the common case, checked in ~0.3 us instead of quoting in ~4 us.
+_QUOTED_ALREADY: Final = re.compile(r"[A-Za-z0-9_.\-~!#$%&'()*+,/:;=?@\[\]]*\Z")
 
 
 class _VerdictError(Exception):
@@ -143,8 +146,9 @@ class LeanHttpProber(Probe):
     async def start(self) -> None:
         if self._started:
             return
+        # The system trust store (~2.5 MiB, ~20 ms to load) is loaded by the first https probe,
+        # before its clock starts (see probe): a daemon of plain-HTTP sites never needs it.
         self._contexts = TlsContexts(self._given_ssl)
-        self._contexts.get(verify=True, now=time.monotonic())  # the system store, loaded once
         self._resolver = self._given_resolver or Resolver()
         self._started = True
 
@@ -157,6 +161,8 @@ class LeanHttpProber(Probe):
 
     async def probe(self, site: SiteConfig) -> ProbeResult:
         """Probe `site` once. Never raises (except on cancellation): every failure is a result."""
+        if self._contexts is not None and site.target[:6].lower() == "https:":
+            self._contexts.warm(site.tls_verify)  # once: not charged to the probe's time
         started_at = time.time()
         t0 = time.perf_counter()
         probe = _Probe()
@@ -344,9 +350,9 @@ class LeanHttpProber(Probe):
         extra: tuple[tuple[str, str], ...],
         auth: str | None,
     ) -> bytes:
-        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        path = _quote(parts.path or "/")
         if parts.query:
-            path += "?" + quote(parts.query, safe=_PATH_SAFE)
+            path += "?" + _quote(parts.query)
         given = {name.lower() for name, _ in extra}
         lines = [f"{method} {path} HTTP/1.1"]
         if "host" not in given:
@@ -386,6 +392,11 @@ def clean_fast(text: str, limit: int = MESSAGE_LIMIT) -> str:
     ):
         return text
     return clean_message(text, limit)
+
+
+def _quote(text: str) -> str:
+    """`quote(text, safe=_PATH_SAFE)`, without its cost when it would change nothing."""
+    return text if _QUOTED_ALREADY.match(text) else quote(text, safe=_PATH_SAFE)
 
 
 def _basic_auth(parts: SplitResult) -> str:

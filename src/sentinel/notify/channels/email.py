@@ -20,7 +20,7 @@ from sentinel.notify.errors import SendError
 from sentinel.notify.message import (
     POLICY,
     SUBJECT_PREFIX,
-    _base_message,
+    base_message_for,
     incident_message_id,
     message_domain,
 )
@@ -84,7 +84,7 @@ def build_alert_message(alert: Alert, cfg: EmailConfig) -> EmailMessage:
     root = None
     if alert.kind in _THREADED:
         root = incident_message_id(alert.site, alert.incident_id, domain=domain)
-    msg = _base_message(
+    msg = base_message_for(
         cfg=cfg,
         subject=f"{SUBJECT_PREFIX} {alert.summary}",
         at=alert.at,
