@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class _Handler(BaseHTTPRequestHandler):
+class TargetHandler(BaseHTTPRequestHandler):
     server: TargetServer
 
     def do_GET(self) -> None:
@@ -40,7 +40,7 @@ class TargetServer(ThreadingHTTPServer):
 @contextmanager
 def target_server(routes: dict[str, int] | None = None) -> Iterator[TargetServer]:
     """Serves each path with its status; `server.routes` may be changed while it runs."""
-    server = TargetServer(("127.0.0.1", 0), _Handler)
+    server = TargetServer(("127.0.0.1", 0), TargetHandler)
     server.routes = dict(routes or {"/ok": 200, "/fail": 500})
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()

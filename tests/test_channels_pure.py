@@ -8,6 +8,7 @@ import hmac
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -38,7 +39,7 @@ from sentinel.notify.policy import (
 CHANNELS = [("email", "email"), ("phone", "webhook"), ("am", "alertmanager")]
 EMAIL = EmailConfig(sender="sentinel <s@example.org>", recipients=("o@example.org",))
 
-names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
+names = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=40)
 times = st.floats(min_value=0, max_value=4e9, allow_nan=False)
 
 
@@ -100,7 +101,12 @@ def test_escalation_happens_once_never_to_itself(
 
 
 def test_a_permanent_failure_escalates_at_once_a_transient_one_after_escalate_after() -> None:
-    common = {"channel": "email", "fallback": "phone", "escalated": False, "created_at": 0.0}
+    common: dict[str, Any] = {
+        "channel": "email",
+        "fallback": "phone",
+        "escalated": False,
+        "created_at": 0.0,
+    }
     assert should_escalate(**common, permanent=True, escalate_after=None, now=1.0)
     assert not should_escalate(**common, permanent=False, escalate_after=600.0, now=599.0)
     assert should_escalate(**common, permanent=False, escalate_after=600.0, now=600.0)

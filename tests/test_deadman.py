@@ -155,7 +155,7 @@ async def test_the_switch_pings_only_while_the_scheduler_progresses() -> None:
     assert [r.path for r in sink.received] == ["/ping/x", "/ping/x", "/ping/x/fail", "/ping/x/fail"]
     assert sink.received[0].body == b"2 sites, 0 down"
     assert sink.received[2].body == b"alerts cannot be delivered"
-    samples = counter.collect()[0].samples
+    samples = next(iter(counter.collect())).samples
     values = {s.labels["result"]: s.value for s in samples if s.name == "pings_total"}
     assert values == {"ok": 2.0, "fail": 1.0, "error": 1.0, "withheld": 1.0}
 

@@ -36,8 +36,17 @@ def errors(maintenance: str) -> list[str]:
     return info.value.errors
 
 
-def ts(*args: int, tz: dt.tzinfo = ZURICH) -> float:
-    return dt.datetime(*args, tzinfo=tz).timestamp()  # type: ignore[misc]
+def ts(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    tz: dt.tzinfo = ZURICH,
+) -> float:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp()
 
 
 def test_a_weekly_window_in_a_time_zone() -> None:

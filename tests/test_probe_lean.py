@@ -48,7 +48,7 @@ from test_probe_http import (  # fixtures, resolved by name in this module
     text_app,
     trusting,
 )
-from timing import Stopwatch
+from timing import Stopwatch, run_delay
 
 __all__ = ["ca", "free_port", "raw_server", "serve", "server_tls", "trusting"]
 
@@ -861,16 +861,19 @@ async def test_a_response_is_timed_when_it_arrived_not_when_sentinel_got_to_it(
 
     server = threading.Thread(target=answer_after_50ms, daemon=True)
     server.start()
+    waited_before = run_delay()
     try:
         async with LeanHttpProber(precise_latency=precise) as prober:
             result = await prober.probe(site(f"http://127.0.0.1:{port}/"))
     finally:
         server.join(5)
         listener.close()
+    # A loaded machine may stretch the server's 50 ms by the CPU it withheld (timing.run_delay).
+    late = max(0.0, run_delay() - waited_before)
     assert result.ok, result
     if precise:
-        assert 0.045 <= result.total < 0.12, result.total
-        assert result.processing is not None and 0.045 <= result.processing < 0.12
+        assert 0.045 <= result.total < 0.12 + late, (result.total, late)
+        assert result.processing is not None and 0.045 <= result.processing < 0.12 + late
     else:
         assert result.total >= 0.15, result.total
 
@@ -882,9 +885,12 @@ async def test_a_connection_sentinel_was_late_to_notice_is_timed_by_the_handshak
     handshake time (TCP_INFO) is the connect phase, and the total does not include the wait."""
     url = await serve(text_app())
     loop = asyncio.get_running_loop()
+    waited_before = run_delay()
     probing = asyncio.ensure_future(prober.probe(site(url + "/")))
     loop.call_soon(time.sleep, 0.1)  # after the probe's first step, which starts the connect
     result = await probing
+    # Bounds allow for the CPU a loaded machine withheld meanwhile (timing.run_delay).
+    late = max(0.0, run_delay() - waited_before)
     assert result.ok, result
-    assert result.connect is not None and result.connect < 0.02, result
-    assert result.total < 0.05, result
+    assert result.connect is not None and result.connect < 0.02 + late, (result, late)
+    assert result.total < 0.05 + late, (result, late)

@@ -55,12 +55,14 @@ class ThreadedServer:
         self.response = response
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
+        # Set here, not in the thread: a server closed before its thread ran would make the
+        # thread's settimeout fail on a closed socket.
+        self.sock.settimeout(0.1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
-        self.sock.settimeout(0.1)
         while not self._stop.is_set():
             try:
                 conn, _ = self.sock.accept()

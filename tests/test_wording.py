@@ -165,7 +165,7 @@ def test_a_long_url_goes_on_its_own_lines_and_a_signature_keeps_its_space() -> N
 
 @settings(max_examples=200, deadline=None)
 @given(
-    lines=st.lists(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=400)),
+    lines=st.lists(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=400)),
     fields=st.lists(st.tuples(st.text(min_size=1, max_size=40), st.text(max_size=400)), max_size=6),
 )
 def test_every_wrapped_line_fits_78_columns(

@@ -39,12 +39,6 @@ def status_url(listen: str) -> str | None:
     return f"http://{host}:{port}/api/status"
 
 
-def ask_daemon(url: str, timeout: float = ASK_TIMEOUT) -> list[dict[str, Any]] | None:
-    """The daemon's site list, or None if nothing (or not a sentinel) answers there."""
-    body = ask_daemon_status(url, timeout)
-    return None if body is None else body["sites"]
-
-
 def ask_daemon_status(url: str, timeout: float = ASK_TIMEOUT) -> dict[str, Any] | None:
     """The daemon's whole /api/status body (its "sites" checked to be a list of objects, its
     "heartbeats" made one), or None if nothing (or not a sentinel) answers there."""

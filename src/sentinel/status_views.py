@@ -105,7 +105,7 @@ def page_sections(daemon: Daemon) -> list[Callable[[PageContext], str]]:
     heartbeats."""
     dead = daemon.dispatch.dead_letters
     early = daemon.early.status_view() if daemon.early is not None else None
-    beats = daemon.heartbeats.status()
+    beats = heartbeat_status(daemon)  # with the windows and silences covering each
     network = daemon.canaries.banner()
     return [
         lambda ctx: network,

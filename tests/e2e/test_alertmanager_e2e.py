@@ -4,6 +4,7 @@ for the incident and one when it is resolved (same labels, so Alertmanager dedup
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -29,14 +30,27 @@ if BINARY is None:
         raise RuntimeError("prometheus-alertmanager is missing: .ci/run installs it")
     pytest.skip("prometheus-alertmanager is not installed", allow_module_level=True)
 
-INCIDENT_LENGTH = 10.0  # seconds: several peer-timeouts and group intervals
+# How long a peer waits, per position in the cluster, for the gossiped notification log before it
+# sends its own copy. Gossip on loopback takes well under a second; 10 s leaves room for a loaded
+# 2-core machine, where a 2 s wait let a starved gossip arrive late and both peers notify.
+PEER_TIMEOUT = 10.0
+# The incident, and the window over which a duplicate's absence is observed: a peer-timeout plus a
+# wide margin for a slow flush (Alertmanager's clock is the wall clock).
+INCIDENT_LENGTH = PEER_TIMEOUT + 15.0
+# A peer flushes its group every group interval and each flush waits the peer-timeout before its
+# deduplication; a flush still waiting with the firing alert when the other peer's "resolved"
+# reaches it sends a second "firing" (seen with a 2 s interval and a 10 s peer-timeout). The
+# interval is therefore well above the peer-timeout plus the skew between the two peers' ticks
+# (both receive the alert within a second, from the same sentinels), as in real deployments
+# (defaults 5 min and 15 s).
+GROUP_INTERVAL = PEER_TIMEOUT * 3
 
 AM_CONFIG = """
 route:
   receiver: sink
   group_by: [alertname, site]
   group_wait: 1s
-  group_interval: 2s
+  group_interval: {group_interval}
   repeat_interval: 1h
 receivers:
   - name: sink
@@ -48,16 +62,39 @@ receivers:
 
 def ready(port: int) -> bool:
     url = f"http://127.0.0.1:{port}/api/v2/status"
-    with urllib.request.urlopen(url, timeout=2) as r:
+    with urllib.request.urlopen(url, timeout=10) as r:
         status = json.loads(r.read())
     cluster = status.get("cluster", {})
     return cluster.get("status") == "ready" and len(cluster.get("peers") or []) == 2
 
 
+def cluster_formed(ports: list[int]) -> bool:
+    """Both peers are settled and each lists both members, by the same names: only then does the
+    second peer know it is second and wait for the first one's notification log."""
+    names = []
+    for port in ports:
+        url = f"http://127.0.0.1:{port}/api/v2/status"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            cluster = json.loads(r.read()).get("cluster", {})
+        if cluster.get("status") != "ready":
+            return False
+        names.append(sorted(peer.get("name", "") for peer in cluster.get("peers") or []))
+    return len(names[0]) == 2 and names[0] == names[1]
+
+
+def site_up(proc: SentinelProcess) -> bool:
+    return proc.metric("sentinel_site_up", site="shop") == 1
+
+
+def sent_once(proc: SentinelProcess, kind: str) -> bool:
+    """The sentinel handed exactly one `kind` notification to Alertmanager."""
+    return proc.metric("sentinel_notifications_sent_total", channel="am", kind=kind) == 1
+
+
 @contextmanager
 def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
     config = tmp / "alertmanager.yml"
-    config.write_text(AM_CONFIG.format(url=receiver))
+    config.write_text(AM_CONFIG.format(url=receiver, group_interval=f"{GROUP_INTERVAL:g}s"))
     web = [free_port(), free_port()]
     gossip = [free_port(), free_port()]
     procs: list[subprocess.Popen[bytes]] = []
@@ -74,8 +111,8 @@ def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
                         f"--web.listen-address=127.0.0.1:{web[i]}",
                         f"--cluster.listen-address=127.0.0.1:{gossip[i]}",
                         f"--cluster.peer=127.0.0.1:{gossip[1 - i]}",
-                        "--cluster.settle-timeout=2s",
-                        "--cluster.peer-timeout=2s",
+                        "--cluster.settle-timeout=5s",
+                        f"--cluster.peer-timeout={PEER_TIMEOUT:g}s",
                         "--cluster.gossip-interval=100ms",
                         "--cluster.pushpull-interval=2s",
                     ],
@@ -85,7 +122,8 @@ def alertmanager_pair(tmp: Path, receiver: str) -> Iterator[list[int]]:
             )
             log.close()
         for port in web:
-            wait_until(lambda port=port: ready(port), timeout=60, interval=0.2)
+            wait_until(functools.partial(ready, port), timeout=60, interval=0.2)
+        wait_until(functools.partial(cluster_formed, web), timeout=60, interval=0.2)
         yield web
     finally:
         for proc in procs:
@@ -134,16 +172,10 @@ def test_two_sentinels_two_alertmanagers_one_notification_each_way(tmp_path: Pat
             for proc in procs:
                 proc.start()
             for proc in procs:
-                wait_until(lambda p=proc: p.metric("sentinel_site_up", site="shop") == 1, 20)
+                wait_until(functools.partial(site_up, proc), 20)
             target.routes["/shop"] = 500
             for proc in procs:
-                wait_until(
-                    lambda p=proc: (
-                        p.metric("sentinel_notifications_sent_total", channel="am", kind="down")
-                        == 1
-                    ),
-                    timeout=30,
-                )
+                wait_until(functools.partial(sent_once, proc, "down"), timeout=30)
             [firing] = sink.wait_for(1, timeout=60)
             body = firing.json()
             assert body["status"] == "firing"
@@ -154,26 +186,20 @@ def test_two_sentinels_two_alertmanagers_one_notification_each_way(tmp_path: Pat
                 "severity": "critical",
             }
             # The incident lasts a while, as real ones do: the second peer holds its copy of the
-            # notification back for its position x peer-timeout (2 s) and then finds in the
+            # notification back for its position x peer-timeout (PEER_TIMEOUT) and then finds in the
             # gossiped log that the first peer sent it. An incident resolved before that is, by
             # Alertmanager's design, notified by both peers.
             time.sleep(INCIDENT_LENGTH)
             target.routes["/shop"] = 200
             for proc in procs:
-                wait_until(
-                    lambda p=proc: (
-                        p.metric(
-                            "sentinel_notifications_sent_total", channel="am", kind="recovered"
-                        )
-                        == 1
-                    ),
-                    timeout=30,
-                )
+                wait_until(functools.partial(sent_once, proc, "recovered"), timeout=30)
             got = wait_until(
-                lambda: [r for r in sink.received if r.json()["status"] == "resolved"], timeout=60
+                lambda: [r for r in sink.received if r.json()["status"] == "resolved"],
+                timeout=GROUP_INTERVAL + 60,
             )
             # Absence can only be observed over a while: longer than the peers' wait for each
-            # other (peer-timeout 2 s) plus a group interval, so a duplicate would have arrived.
+            # other (PEER_TIMEOUT) after the group interval's tick that sent the resolved one, so
+            # a duplicate would have arrived.
             time.sleep(INCIDENT_LENGTH)
             statuses = [r.json()["status"] for r in sink.received]
             assert statuses == ["firing", "resolved"], statuses

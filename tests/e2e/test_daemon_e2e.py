@@ -93,9 +93,11 @@ def test_metrics_are_correct_for_up_500_refused_and_tcp_sites(
         assert status["refused"]["last"]["reason"] == "connect_refused"
         assert b"sentinel" in proc.get("/")
 
+        # Promptly (nothing here is slow to end), well before stop()'s own 30 s bound; loose
+        # enough for a loaded machine, where the bare exit of a Python process can take seconds.
         started = time.monotonic()
-        assert proc.stop() == 0
-        assert time.monotonic() - started < 5
+        assert proc.stop(timeout=30) == 0
+        assert time.monotonic() - started < 10
 
 
 @pytest.mark.skipif(
@@ -129,7 +131,7 @@ def test_sigint_stops_cleanly(sentinel_proc: Callable[..., SentinelProcess]) -> 
     ).start()
     proc.signal(signal.SIGINT)
     assert proc.proc is not None
-    assert proc.proc.wait(timeout=5) == 0
+    assert proc.proc.wait(timeout=30) == 0  # a bound against a hang, not a speed test
 
 
 def test_invalid_config_exits_78_without_traceback(tmp_path: object) -> None:

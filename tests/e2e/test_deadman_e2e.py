@@ -94,7 +94,7 @@ to = ["owner@example.org"]
 smtp_host = "127.0.0.1"
 smtp_port = {smtp.port}
 security = "none"
-timeout = "3s"
+timeout = "20s"  # never reached by the server, which answers 550 at once
 """ + deadman_section(sink)
         env = {"SENTINEL_PERMANENT_RETRY_DELAYS": "1s,1s"}
         proc = sentinel_proc(text, env=env).start()

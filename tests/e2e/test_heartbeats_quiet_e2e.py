@@ -34,7 +34,7 @@ to = ["owner@example.org"]
 smtp_host = "127.0.0.1"
 smtp_port = {smtp_port}
 security = "none"
-timeout = "3s"
+timeout = "20s"  # never reached by the working server, even on a loaded machine
 """
 
 
@@ -94,6 +94,9 @@ def test_a_silenced_heartbeat_is_late_without_an_email_until_unsilenced(
         assert status.returncode == 0, status.stderr
         (row,) = [line for line in status.stdout.splitlines() if line.startswith("job ")]
         assert "LATE" in row and "alert held" in row and "(start)" in row
+        # The page (which may be cached a few seconds) and the log say so too.
+        wait_until(lambda: "LATE (alert held: silenced)" in proc.get("/").decode(), timeout=30)
+        wait_until(lambda: "LATE held heartbeat=job" in proc.log(), timeout=30)
 
         listed = sentinel(proc, "silence", "--list")
         (line,) = listed.stdout.strip().splitlines()[1:]

@@ -30,7 +30,7 @@ import trustme
 
 from daemon_proc import SentinelProcess, wait_until
 from prometheus_server import PrometheusProcess, prometheus_binary
-from targets import TargetServer, _Handler, target_server
+from targets import TargetHandler, TargetServer, target_server
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ class TLSSentinel(SentinelProcess):
 
 @contextmanager
 def https_target(ca: trustme.CA) -> Iterator[TargetServer]:
-    server = TargetServer(("127.0.0.1", 0), _Handler)
+    server = TargetServer(("127.0.0.1", 0), TargetHandler)
     server.routes = {"/ok": 200}
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(ctx)

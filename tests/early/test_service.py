@@ -43,7 +43,10 @@ METRICS = (
 
 
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait for a condition with a deadline (polling; there is nothing to await on directly)."""
+    """Wait for a condition with a deadline (polling; there is nothing to await on directly).
+    The deadline bounds a hung test, it measures no speed: at least 30 s, so that a loaded
+    machine's slow samples cannot overrun it (the wait ends as soon as the condition holds)."""
+    timeout = max(timeout, 30.0)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():

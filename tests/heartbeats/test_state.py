@@ -33,8 +33,17 @@ HOUR = 3600.0
 DAY = 86400.0
 
 
-def ts(*args: int, tz: ZoneInfo = ZURICH) -> float:
-    return datetime(*args, tzinfo=tz).timestamp()  # type: ignore[misc]
+def ts(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    *,
+    tz: ZoneInfo = ZURICH,
+) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp()
 
 
 NIGHTLY = HeartbeatConfig(

@@ -99,6 +99,8 @@ def test_a_held_alert_survives_a_restart() -> None:
     assert restored.held
     (late,) = check(restored, EVERY, 5001.0).events
     assert isinstance(late, Late)
+    # Before the incident opened (at 100, grace 30), not moved past it by the restart at 5000.
+    assert late.expected_at <= 100.0 - EVERY.grace
 
 
 def test_a_state_saved_before_muting_existed_decodes_as_not_held() -> None:
@@ -159,6 +161,8 @@ def test_muting_holds_alerts_and_never_loses_or_orphans_one(
         before = state
         step = step_for(state, config, op, now)
         for event in step.events:
+            if isinstance(event, Late):
+                assert event.expected_at + config.grace < event.at  # also after a restart
             if muted:
                 # Only good news about an incident the reader heard of goes out while muted.
                 assert isinstance(event, Recovered) and event.incident_id == told

@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sentinel.config import Config, parse_config
@@ -126,3 +127,92 @@ def test_the_heartbeat_table_says_when_an_alert_is_held() -> None:
     assert row.split()[:2] == ["job", "LATE"]
     assert "30s ago (start)" in row and "alert held (muted)" in row and "silenced" in row
     assert format_heartbeats([]) == ""
+
+
+def test_the_daemons_views_carry_the_shard_and_what_mutes_each_heartbeat() -> None:
+    import asyncio
+
+    from sentinel.daemon import Daemon
+    from sentinel.silences import Silence
+
+    now = time.time()
+    window = {
+        "name": "rework",
+        "sites": ["job"],  # a heartbeat's name
+        "start": datetime.fromtimestamp(now - 60, UTC).isoformat(),
+        "end": datetime.fromtimestamp(now + 3600, UTC).isoformat(),
+    }
+
+    def views(shard: str | None) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+        raw: dict[str, object] = {
+            "sentinel": {} if shard is None else {"shard": shard},
+            "sites": [{"name": "a", "url": "http://127.0.0.1:9/"}],
+            "heartbeats": [{"name": n, "every": "1h"} for n in ("job", "other", "quiet")],
+            "maintenance": [window],
+        }
+
+        async def build() -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+            cfg = parse_config(raw)
+            daemon = Daemon("sentinel.toml", cfg)
+            daemon.heartbeats.configure(cfg.heartbeats, {})
+            daemon.silences = [Silence(1, "quiet", now + 3600, "migrating", now)]
+            assert daemon.is_muted("job", now) and daemon.is_muted("quiet", now)
+            assert not daemon.is_muted("other", now)
+            assert daemon.heartbeats.muted("quiet", now)  # the service asks the daemon
+            beats = {str(v["heartbeat"]): v for v in daemon.heartbeat_status()}
+            return daemon.extra_status(), beats
+
+        return asyncio.run(build())
+
+    extra, beats = views("2/3")
+    assert extra["shard"] == "2/3" and "network" in extra
+    assert beats["job"]["maintenance"] == ["rework"] and beats["job"]["silenced"] == []
+    assert beats["quiet"]["silenced"] == [
+        {"id": 1, "until": beats["quiet"]["silenced"][0]["until"], "reason": "migrating"}  # type: ignore[index]
+    ]
+    assert beats["other"]["maintenance"] == [] and beats["other"]["silenced"] == []
+    assert "shard" not in views(None)[0]
+
+
+def test_the_page_says_a_heartbeat_is_muted_and_its_alert_held() -> None:
+    from sentinel.heartbeats.page import render_heartbeats_section
+
+    base = {"heartbeat": "job", "status": "late", "maintenance": [], "silenced": []}
+    held = render_heartbeats_section([{**base, "alert_held": True, "silenced": [{"id": 1}]}])
+    assert "LATE (alert held: silenced)" in held
+    window = render_heartbeats_section([{**base, "status": "up", "maintenance": ["rework"]}])
+    assert "UP (in maintenance)" in window
+    assert "LATE</td>" in render_heartbeats_section([base])
+
+
+def test_silence_all_and_a_window_without_sites_cover_every_heartbeat() -> None:
+    import asyncio
+
+    from sentinel.daemon import Daemon
+    from sentinel.silences import Silence
+
+    now = time.time()
+
+    async def muted(window_sites: list[str] | None, silence_all: bool) -> set[str]:
+        window: dict[str, object] = {
+            "name": "w",
+            "start": datetime.fromtimestamp(now - 60, UTC).isoformat(),
+            "end": datetime.fromtimestamp(now + 3600, UTC).isoformat(),
+        }
+        if window_sites is not None:
+            window["sites"] = window_sites
+        cfg = parse_config(
+            {
+                "sites": [{"name": "a", "url": "http://127.0.0.1:9/"}],
+                "heartbeats": [{"name": n, "every": "1h"} for n in ("job", "other")],
+                "maintenance": [window] if not silence_all else [],
+            }
+        )
+        daemon = Daemon("sentinel.toml", cfg)
+        if silence_all:
+            daemon.silences = [Silence(1, None, now + 3600, "", now)]
+        return {n for n in ("a", "job", "other") if daemon.is_muted(n, now)}
+
+    assert asyncio.run(muted(None, False)) == {"a", "job", "other"}
+    assert asyncio.run(muted(["a"], False)) == {"a"}
+    assert asyncio.run(muted(None, True)) == {"a", "job", "other"}

@@ -17,7 +17,7 @@ from sentinel.history import db
 from sentinel.history.recorder import HistoryRecorder
 from sentinel.history.rollup import DAY_MS, HOUR_MS, Rollup
 from sentinel.history.settings import HistoryConfig
-from sentinel.monitor import Recovered, SiteState, WentDown, observe
+from sentinel.monitor import SiteState, Status, observe
 from sentinel.probes.result import ProbeResult
 from sentinel.store import Store, StoreError
 
@@ -84,8 +84,8 @@ def run(
     t = T0
     committed: list[tuple[str, float, bool, int]] = []
     segment: list[tuple[str, float, bool, int]] = []
-    opened = 0
-    durations: list[float] = []
+    starts: set[tuple[str, int]] = set()
+    ends: dict[tuple[str, int], float] = {}
     transitions.clear()
     try:
         for s in steps:
@@ -104,8 +104,19 @@ def run(
                 recorder.record(site, result, before, obs.state, obs.events, t, s.muted)
                 transitions.append((before, obs.state, t, s.muted))
                 segment.append((site.name, t, s.ok, int(latency * 1_000_000)))
-                opened += sum(isinstance(e, WentDown) for e in obs.events)
-                durations += [e.downtime for e in obs.events if isinstance(e, Recovered)]
+                # An incident per DOWN, whether or not its alert was held (flapping, muted);
+                # it lasts from its first failure to the first good probe of the recovery.
+                # (Keyed by start: two incidents starting in the same millisecond are one.)
+                down = Status.DOWN
+                if before.status is not down and obs.state.status is down:
+                    assert obs.state.incident_started is not None
+                    starts.add((site.name, int(obs.state.incident_started * 1000)))
+                if before.status is down and obs.state.status is not down:
+                    assert before.incident_started is not None and obs.state.since is not None
+                    start_ms = int(before.incident_started * 1000)
+                    ends[(site.name, start_ms)] = (
+                        max(obs.state.since, before.incident_started) - before.incident_started
+                    )
             elif isinstance(s, Flush):
                 loop.run_until_complete(recorder.flush())
                 committed += segment
@@ -118,7 +129,7 @@ def run(
         committed += segment
     finally:
         loop.close()
-    return committed, opened, durations
+    return committed, len(starts), list(ends.values())
 
 
 def expected(committed: list[tuple[str, float, bool, int]]) -> dict[tuple[str, int], Rollup]:

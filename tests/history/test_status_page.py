@@ -117,7 +117,7 @@ def parse(page: str) -> Collector:
 
 
 hostile = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=40
 ) | st.sampled_from(
     [
         "<script>alert(1)</script>",

@@ -145,7 +145,7 @@ def hostile_text_daemon(
         text = (
             '[defaults]\ninterval = "1s"\ntimeout = "500ms"\nfailure_threshold = 1\n'
             '[email]\nfrom = "s@example.org"\nto = ["o@example.org"]\nsmtp_host = "127.0.0.1"\n'
-            f'smtp_port = {smtp.port}\nsecurity = "none"\ntimeout = "2s"\n'
+            f'smtp_port = {smtp.port}\nsecurity = "none"\ntimeout = "20s"\n'
         )
         for name, (url, extra) in sites.items():
             text += f'[[sites]]\nname = "{name}"\nurl = "{url}"\n{extra}'
@@ -265,7 +265,7 @@ def secret_forms() -> list[str]:
 def email_section(port: int) -> str:
     return (
         '[email]\nfrom = "s@example.org"\nto = ["o@example.org"]\nsmtp_host = "127.0.0.1"\n'
-        f'smtp_port = {port}\nsecurity = "none"\nusername = "{USER}"\ntimeout = "2s"\n'
+        f'smtp_port = {port}\nsecurity = "none"\nusername = "{USER}"\ntimeout = "20s"\n'
     )
 
 

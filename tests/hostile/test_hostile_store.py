@@ -180,7 +180,7 @@ def full_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullDisk]:
             tmp,
             '[defaults]\ninterval = "1s"\ntimeout = "500ms"\nfailure_threshold = 1\n'
             '[email]\nfrom = "s@example.org"\nto = ["o@example.org"]\nsmtp_host = "127.0.0.1"\n'
-            f'smtp_port = {smtp.port}\nsecurity = "none"\ntimeout = "2s"\n'
+            f'smtp_port = {smtp.port}\nsecurity = "none"\ntimeout = "20s"\n'
             f'[[sites]]\nname = "shop"\nurl = "{target.url("/shop")}"\n',
         )
         try:

@@ -21,7 +21,7 @@ def render_heartbeats_section(beats: Sequence[Mapping[str, Any]]) -> str:
             "<td>{expected}</td><td>{exit}</td></tr>".format(
                 cls=cls,
                 name=html.escape(str(b.get("heartbeat"))),
-                status=html.escape(status.upper()),
+                status=html.escape(status.upper() + _muted_note(b)),
                 last=html.escape(str(b.get("last_ping") or "never")),
                 expected=html.escape(str(b.get("expected_at") or "")),
                 exit="" if b.get("last_exit") is None else html.escape(str(b.get("last_exit"))),
@@ -31,3 +31,14 @@ def render_heartbeats_section(beats: Sequence[Mapping[str, Any]]) -> str:
         "<h2>heartbeats</h2><table><tr><th>heartbeat</th><th>status</th><th>last ping</th>"
         "<th>next ping expected</th><th>last exit</th></tr>" + "".join(rows) + "</table>"
     )
+
+
+def _muted_note(beat: Mapping[str, Any]) -> str:
+    """A note after the status while a window or silence covers the heartbeat ("(silenced)"),
+    saying its alert is held when an incident opened meanwhile (README "Quiet alarms")."""
+    why = (
+        "in maintenance" if beat.get("maintenance") else "silenced" if beat.get("silenced") else ""
+    )
+    if beat.get("alert_held"):
+        return f" (alert held{': ' + why if why else ''})"
+    return f" ({why})" if why else ""

@@ -325,6 +325,13 @@ class HeartbeatService:
         if step.events or before != step.state:
             self._persist(step.state, step.events)
         self.metrics.set_state(step.state)
+        if step.state.held and not (before is not None and before.held):
+            # No alert (a maintenance window or a silence covers it): still say so in the log.
+            log.info(
+                "%s held %s",
+                step.state.alert.upper(),
+                kv(heartbeat=config.name, reason="maintenance or silence"),
+            )
         for event in step.events:
             _log_event(event)
         self._changed.set()

@@ -175,12 +175,15 @@ def _release(state: HeartbeatState, config: HeartbeatConfig, now: float) -> Tran
     since = state.incident_since if state.incident_since is not None else now
     event: Event
     if state.alert == "late":
+        # The incident opened after its deadline (expected + grace); a restart since then must
+        # not move "expected by" past it (the restart rule only delays opening one).
+        expected = min(expected_at(state, config), since - config.grace)
         event = Late(
             name=state.name,
             at=now,
             incident_id=incident,
             last_ping=state.last_ping,
-            expected_at=expected_at(state, config),
+            expected_at=expected,
             started_at=state.started_at,
         )
     else:

@@ -113,10 +113,6 @@ def _fmt_time(ts: float, tz: tzinfo | None = None) -> str:
     return fmt_time(ts, tz)
 
 
-def _fields_text(fields: Sequence[tuple[str, str]]) -> list[str]:
-    return wrap_fields(fields)
-
-
 def base_message_for(
     *,
     cfg: EmailConfig,

@@ -151,7 +151,16 @@ class Database:
             for step in range(version, SCHEMA_VERSION):
                 for statement in MIGRATIONS[step][1 if step == 0 else 0 :]:
                     conn.execute(statement)
-                log.info("state store %s migrated to schema version %d", path, step + 1)
+            # One line: a new store is created, an older one migrated (from and to).
+            if version == 0:
+                log.info("state store %s created (schema version %d)", path, SCHEMA_VERSION)
+            elif version < SCHEMA_VERSION:
+                log.info(
+                    "state store %s migrated from schema version %d to %d",
+                    path,
+                    version,
+                    SCHEMA_VERSION,
+                )
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

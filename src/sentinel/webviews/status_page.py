@@ -30,6 +30,7 @@ from sentinel.sanitize import html_text
 
 SITES_PER_CHUNK = 4  # sites completed (`fill`) at a time: the most read from the store at once
 CHUNK_SECONDS = 0.005  # a piece of the page is sent once this much time went into it
+PIECE_CHARS = 256 * 1024  # or once it is this long (what the page holds in memory at once)
 _EPOCH = date(1970, 1, 1)
 WINDOW_LABELS = (("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"))
 STATE_WORDS = {"up": "Up", "down": "Down", "unknown": "Unknown"}
@@ -519,26 +520,6 @@ class BlockCache:
         return len(self._sites)
 
 
-@functools.lru_cache(maxsize=4)
-def _runs(
-    sections: tuple[SiteSection, ...],
-) -> tuple[tuple[SiteSection, ...] | SiteSection, ...]:
-    """The sections with each run of consecutive history blocks grouped (cached as one)."""
-    out: list[tuple[SiteSection, ...] | SiteSection] = []
-    run: list[SiteSection] = []
-    for section in sections:
-        if section in HISTORY_PARTS:
-            run.append(section)
-            continue
-        if run:
-            out.append(tuple(run))
-            run = []
-        out.append(section)
-    if run:
-        out.append(tuple(run))
-    return tuple(out)
-
-
 def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> str:
     lazy = site.history if isinstance(site.history, LazyHistory) else None
     if lazy is None or cache is None:
@@ -546,36 +527,25 @@ def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> st
     blocks = cache.blocks(site.name)
     settings = (ctx.tz.key, ctx.show_targets, ctx.detail)
     out = []
-    for i, item in enumerate(_runs(SITE_SECTIONS)):
-        if not isinstance(item, tuple):
-            out.append(item(site, ctx))
+    for section in SITE_SECTIONS:
+        part = HISTORY_PARTS.get(section)
+        if part is None:
+            out.append(section(site, ctx))
             continue
-        # One cached string a run; within a run that changed, each block's own key decides.
-        key = (settings, *(getattr(lazy.key, HISTORY_PARTS[s]) for s in item))
-        hit = blocks.get(str(i))
-        if hit is not None and hit[0] == key:
-            cache.hits += 1
-            out.append(hit[1])
+        # A history block is rendered again only when its part of the key changed.
+        part_key = (settings, getattr(lazy.key, part))
+        old = blocks.get(part)
+        if old is not None and old[0] == part_key:
+            out.append(old[1])
             continue
-        parts = []
-        for section in item:
-            part = HISTORY_PARTS[section]
-            part_key = (settings, getattr(lazy.key, part))
-            old = blocks.get(part)
-            if old is not None and old[0] == part_key:
-                parts.append(old[1])
-                continue
-            cache.misses += 1
-            saved, site.history = site.history, lazy.build(part)
-            try:
-                rendered = section(site, ctx)
-            finally:
-                site.history = saved
-            blocks[part] = (part_key, rendered)
-            parts.append(rendered)
-        joined = "".join(parts)
-        blocks[str(i)] = (key, joined)
-        out.append(joined)
+        cache.misses += 1
+        saved, site.history = site.history, lazy.build(part)
+        try:
+            rendered = section(site, ctx)
+        finally:
+            site.history = saved
+        blocks[part] = (part_key, rendered)
+        out.append(rendered)
     return "".join(out)
 
 
@@ -687,15 +657,19 @@ def render_page(
         + "".join(section(ctx) for section in extra_sections)
     )
     piece: list[str] = []
+    size = 0
     began = time.perf_counter()
     for start in range(0, len(ordered), SITES_PER_CHUNK):
         chunk = ordered[start : start + SITES_PER_CHUNK]
         if fill is not None:
             chunk = list(fill(chunk))
-        piece.extend(site_block(s, ctx, start + i, cache=cache) for i, s in enumerate(chunk))
-        if time.perf_counter() - began >= CHUNK_SECONDS:
+        for i, s in enumerate(chunk):
+            block = site_block(s, ctx, start + i, cache=cache)
+            piece.append(block)
+            size += len(block)
+        if size >= PIECE_CHARS or time.perf_counter() - began >= CHUNK_SECONDS:
             yield "".join(piece)
-            piece = []
+            piece, size = [], 0
             began = time.perf_counter()  # (the time between pieces is not this page's)
     yield "".join(piece) + "</main>" + footer(ctx)
 
