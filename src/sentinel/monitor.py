@@ -49,14 +49,9 @@ class ResultSummary:
 
     @classmethod
     def of(cls, result: ProbeResult) -> ResultSummary:
-        return cls(
-            at=result.started_at,
-            ok=result.ok,
-            status=result.status,
-            total=result.total,
-            reason=result.reason,
-            message=result.message,
-        )
+        # Positional (every probe): at, ok, status, total, reason, message.
+        r = result
+        return cls(r.started_at, r.ok, r.status, r.total, r.reason, r.message)
 
 
 @dataclass(frozen=True, slots=True)
