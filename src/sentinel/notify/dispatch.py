@@ -380,16 +380,19 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ outage grouping
 
-    def _regroup(self, name: str, now: float) -> None:
+    def _regroup(self, name: str, now: float) -> float | None:
         """Release the held alerts of channel `name` that are due (sentinel.notify.grouping):
         a group becomes one item (an email listing every site) in one store transaction; on the
-        other channels each site's alert is released as it is, at the same time."""
+        other channels each site's alert is released as it is, at the same time. Returns the
+        seconds until the wait of the alerts still held ends under the *current* group_wait
+        (None when none is held): a wait shortened by a reload or a restart is then kept, though
+        the held items' next_attempt_at still says the end of the longer one."""
         store, config = self._store, self.config
         if store is None or config is None:
-            return
+            return None
         held = store.outbox_held(name)
         if not held:
-            return
+            return None
         by_id = {item.id: item for item in held}
         releases = decide(
             (Held(i.id, i.kind, i.hold or "", i.created_at) for i in held),
@@ -413,6 +416,11 @@ class Dispatcher:
                 "alerts grouped %s",
                 kv(channel=name, kind=release.kind, sites=",".join(a.site for a in alerts or ())),
             )
+        released = {i for release in releases for i in release.ids}
+        still = [item.created_at for item in held if item.id not in released]
+        if not still:
+            return None
+        return max(0.05, min(still) + config.group_wait - now)  # never a busy loop
 
     def _merge(
         self, store: Store, name: str, kind: str, alerts: Sequence[Alert]

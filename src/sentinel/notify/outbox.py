@@ -99,7 +99,7 @@ class OutboxSender:
         on_sent: Callable[[str], None] | None = None,
         on_failure: Callable[[str, SendError], None] | None = None,
         on_pending: Callable[[int], None] | None = None,
-        regroup: Callable[[float], None] | None = None,
+        regroup: Callable[[float], float | None] | None = None,
         max_attempts_permanent: int = 3,
         backoff_first: float = 2.0,
         backoff_cap: float = 60.0,
@@ -253,10 +253,11 @@ class OutboxSender:
                 break
             self._delivered.discard(item_id)
         now = self._clock()
+        group_wait: float | None = None  # seconds until a held alert's wait ends
         try:
             if self._regroup is not None:
                 # Outage grouping: alerts whose wait is over go out now, maybe as one.
-                self._regroup(now)
+                group_wait = self._regroup(now)
             self._data_version = self._store.data_version()
             heads = self._heads(now)
             self._report_pending()
@@ -269,10 +270,11 @@ class OutboxSender:
                 return await self._step_unstored(now)
             if store_error is not None:
                 raise store_error  # run() logs it and tries again after a pause
-            return IDLE_POLL
+            return IDLE_POLL if group_wait is None else min(IDLE_POLL, group_wait)
         due = [item for item in heads if self._is_due(item, now)]
         if not due:
-            return min(item.next_attempt_at for item in heads) - now
+            wait = min(item.next_attempt_at for item in heads) - now
+            return wait if group_wait is None else min(wait, group_wait)
         item = due[0]
         if item.kind == "still_down" and superseded(
             item.kind, self._store.outbox_later_kinds(item)
