@@ -16,7 +16,6 @@ from datetime import UTC, datetime, tzinfo
 from sentinel.sanitize import one_line
 
 __all__ = [
-    "KNOWN_REASONS",
     "MAX_WORDS",
     "TEXT_WIDTH",
     "failure_words",
@@ -36,28 +35,6 @@ _MAX_TS = 253402300799.0  # 9999-12-31 23:59:59 UTC
 _WITHIN_RE = re.compile(r"within (\d+(?:\.\d+)?)s\b")
 _EXPECTED_RE = re.compile(r"\(expected ([^()]{1,60})\)")
 _TOOK_RE = re.compile(r"took (\d+(?:\.\d+)?)s \(limit (\d+(?:\.\d+)?)s\)")
-
-
-# Every reason code the probes give (sentinel.probes.result.REASONS) has its words here; a test
-# keeps the two lists equal.
-KNOWN_REASONS = frozenset(
-    {
-        "ok",
-        "timeout",
-        "connect_refused",
-        "connect_reset",
-        "connect",
-        "dns",
-        "tls",
-        "status",
-        "body",
-        "body_too_large",
-        "slow",
-        "protocol",
-        "redirects",
-        "error",
-    }
-)
 
 
 def _seconds(detail: str) -> str:
