@@ -106,12 +106,12 @@ class _Hop:
     first hop is the same on every probe, so it is worked out once and kept
     (`LeanHttpProber._first_hops`): ~6 % of a probe's CPU was re-parsing its own URL."""
 
-    __slots__ = ("auth", "dial_host", "dial_port", "host", "parts", "port", "request", "where")
+    __slots__ = ("auth", "dial_host", "dial_port", "host", "https", "port", "request", "where")
 
     def __init__(
         self,
-        parts: SplitResult,
         *,
+        https: bool,
         host: str,
         port: int,
         auth: str | None,
@@ -119,7 +119,7 @@ class _Hop:
         where: str,
         request: bytes,
     ) -> None:
-        self.parts = parts
+        self.https = https
         self.host = host  # ASCII, as sent in Host and SNI
         self.port = port
         self.auth = auth
@@ -289,7 +289,7 @@ class LeanHttpProber(Probe):
         transport: asyncio.Transport | None = None
         try:
             # The connection side (names, addresses, TLS) lives in connect.py.
-            parts, host, where = hop.parts, hop.host, hop.where
+            host, where = hop.host, hop.where
             assert self._resolver is not None and self._contexts is not None
             transport, late = await open_connection(
                 lambda: conn,
@@ -299,7 +299,7 @@ class LeanHttpProber(Probe):
                 resolver=self._resolver,
                 where=where,
             )
-            if parts.scheme == "https":
+            if hop.https:
                 context = self._contexts.get(
                     verify=site.tls_verify,
                     ca_file=site.ca_file,
@@ -321,7 +321,7 @@ class LeanHttpProber(Probe):
             probe.stage = "response"
             probe.conn = conn
             request = hop.request
-            stamp = RxStamp() if self.precise_latency and parts.scheme == "http" else None
+            stamp = RxStamp() if self.precise_latency and not hop.https else None
             if stamp is not None and not stamp.arm(loop, transport, conn.socket_error):
                 stamp = None
             transport.write(request)
@@ -393,7 +393,10 @@ class LeanHttpProber(Probe):
         request = self._request(
             method=method, parts=parts, host=host, port=port, extra=extra, auth=auth
         )
-        return _Hop(parts, host=host, port=port, auth=auth, dial=dial, where=where, request=request)
+        https = parts.scheme == "https"
+        return _Hop(
+            https=https, host=host, port=port, auth=auth, dial=dial, where=where, request=request
+        )
 
     def _request(
         self,
