@@ -16,7 +16,7 @@ import math
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sentinel.history import db
@@ -33,6 +33,10 @@ MAX_INCIDENTS = 1000  # the most a per-site page or an API answer lists
 # The all-sites page works out the latest hour's latency (p50, p95) of a site this often, the
 # sites' turns spread over it: what moves the chart is then a few sites a request, not all.
 LATENCY_EVERY_MS = 300_000
+# `preload` reads this many sites a query (~1-2 ms a site) and hands the loop back once a slice
+# took this long.
+PRELOAD_SITES = 1
+PRELOAD_SECONDS = 0.004
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +280,32 @@ class HistoryReader:
         for name in [n for n in self._sites if n not in wanted]:
             del self._sites[name]
 
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """The sites among `names` whose figures are not kept yet (read at their first show)."""
+        kept = self._sites
+        return [n for n in names if n not in kept]
+
+    def preload(self, names: Iterable[str], budget_s: float | None = None) -> Iterator[None]:
+        """Read the kept figures of the sites among `names` not kept yet, a few sites at a time,
+        yielding once `budget_s` (PRELOAD_SECONDS) of work went into a slice: a caller on the
+        event loop hands the loop back at each yield, so reading 1,000 sites' history (~1-2 ms
+        a site) never holds it long. A store that cannot be read ends it (the page reads
+        later, as before)."""
+        budget = PRELOAD_SECONDS if budget_s is None else budget_s
+        missing = self.missing(names)
+        began = time.perf_counter()
+        for start in range(0, len(missing), PRELOAD_SITES):
+            now_ms = int(self._clock() * 1000)
+            try:
+                self._load(
+                    missing[start : start + PRELOAD_SITES], now_ms // DAY_MS, now_ms // HOUR_MS
+                )
+            except StoreError:
+                return
+            if time.perf_counter() - began >= budget:
+                yield
+                began = time.perf_counter()
+
     def _load(self, names: Sequence[str], day: int, hour: int) -> dict[str, _Site]:
         """The kept figures of `names`, read from the store for those not kept yet (one query a
         table for all of them: a page reads a few sites at a time)."""
@@ -288,8 +318,9 @@ class HistoryReader:
             else:
                 missing.append(name)
         if missing:
+            fresh: dict[str, _Site] = {}
             for name in missing:
-                site = self._sites[name] = out[name] = _Site(day, hour)
+                site = fresh[name] = out[name] = _Site(day, hour)
                 site.offset = zlib.crc32(name.encode()) % LATENCY_EVERY_MS
             # The past days as bare integers (the bulk of what is read), the hours as rollups.
             for name, period, cov, down, exc in db.read_day_figures(
@@ -303,6 +334,8 @@ class HistoryReader:
             for name, rows in hours.items():
                 for period, r in rows.items():
                     out[name].set_hour(period, r)
+            # Kept only once read whole: a store error leaves them to be read again.
+            self._sites.update(fresh)
         stale = [n for n, s in out.items() if s.incidents is None]
         if stale:
             found: dict[str, list[db.Incident]] = {}
