@@ -18,6 +18,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sentinel.history import db
 from sentinel.history.recorder import HistoryRecorder
@@ -84,10 +85,11 @@ def periods(rows: Mapping[int, Rollup], first: int, count: int, size_ms: int) ->
     return tuple(Period((first + i) * size_ms, rows.get(first + i)) for i in range(count))
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryKey:
+class HistoryKey(NamedTuple):
     """What each history block of a site shows: two equal parts give the same block (for the
-    same page settings), so the page renders a block again only when its part changed."""
+    same page settings), so the page renders a block again only when its part changed. (A
+    named tuple: made for every site on every request, and cheaper to make than a frozen
+    dataclass.)"""
 
     uptime: tuple[int | None, ...]  # basis points, rounded down (what the page shows)
     days: tuple[object, ...]  # the day, the past days' version, today's bar
@@ -95,8 +97,7 @@ class HistoryKey:
     incidents: tuple[object, ...]  # the incidents, and the time while one is ongoing
 
 
-@dataclass(frozen=True, slots=True)
-class LazyHistory:
+class LazyHistory(NamedTuple):
     """The all-sites page's history of one site: `key` says what its blocks show, `uptime` is
     its figures; `build(part)` makes the `SiteHistory` a block needs ("days", "hours"; None for
     all), only for a block not cached under its key."""
@@ -107,6 +108,7 @@ class LazyHistory:
 
 
 _NONE = -1  # a slot with no stored row
+_ZERO3 = (0, 0, 0)
 _DAY_FIELDS = 3  # covered, down, excused
 _HOUR_FIELDS = 5  # covered, down, excused, p50 (us), p95 (us)
 
@@ -311,9 +313,12 @@ class HistoryReader:
         table for all of them: a page reads a few sites at a time)."""
         out: dict[str, _Site] = {}
         missing: list[str] = []
+        kept = self._sites
         for name in names:
-            site = self._sites.get(name)
-            if site is not None and site.move_to(day, hour):
+            site = kept.get(name)
+            if site is not None and (
+                (site.hour == hour and site.day == day) or site.move_to(day, hour)
+            ):
                 out[name] = site
             else:
                 missing.append(name)
@@ -369,28 +374,38 @@ class HistoryReader:
             sites = self._load(list(names), day, hour)
         except StoreError:
             return {}
-        pending_for = self.recorder.pending_for if self.recorder is not None else None
+        # (the recorder's `pending` read directly, and the figures' arithmetic inline: this
+        # runs for every site on every request)
+        pending = self.recorder.pending if self.recorder is not None else None
+        floor = math.floor
+        now_s = now_ms // 1000
+        build = self._build
         out = {}
         for name, site in sites.items():
-            td_cov, td_down, td_exc = site.now_day or (0, 0, 0)
+            td_cov, td_down, td_exc = site.now_day or _ZERO3
             nh = site.now_hour
-            h_cov, h_down, h_exc = (nh.covered_ms, nh.down_ms, nh.excused_ms) if nh else (0, 0, 0)
-            for p_hour, delta in (pending_for(name) if pending_for is not None else {}).items():
-                if p_hour == hour:
-                    h_cov += delta.covered_ms
-                    h_down += delta.down_ms
-                    h_exc += delta.excused_ms
-                if p_hour <= hour and p_hour * HOUR_MS // DAY_MS == day:
+            if nh is None:
+                h_cov = h_down = h_exc = 0
+            else:
+                h_cov, h_down, h_exc = nh.covered_ms, nh.down_ms, nh.excused_ms
+            deltas = None if pending is None else pending.get(name)
+            if deltas:
+                for p_hour, delta in deltas.items():
+                    if p_hour == hour:  # (the current hour is in the current day)
+                        h_cov += delta.covered_ms
+                        h_down += delta.down_ms
+                        h_exc += delta.excused_ms
+                    elif p_hour > hour or p_hour * HOUR_MS // DAY_MS != day:
+                        continue
                     td_cov += delta.covered_ms
                     td_down += delta.down_ms
                     td_exc += delta.excused_ms
             sums = site.sums or site.past_sums()
-            uptime = {
-                "24h": uptime_of(sums[0] + h_cov, sums[1] + h_down, sums[2] + h_exc),
-                "7d": uptime_of(sums[3] + td_cov, sums[4] + td_down, sums[5] + td_exc),
-                "30d": uptime_of(sums[6] + td_cov, sums[7] + td_down, sums[8] + td_exc),
-                "90d": uptime_of(sums[9] + td_cov, sums[10] + td_down, sums[11] + td_exc),
-            }
+            u24 = uptime_of(sums[0] + h_cov, sums[1] + h_down, sums[2] + h_exc)
+            u7 = uptime_of(sums[3] + td_cov, sums[4] + td_down, sums[5] + td_exc)
+            u30 = uptime_of(sums[6] + td_cov, sums[7] + td_down, sums[8] + td_exc)
+            u90 = uptime_of(sums[9] + td_cov, sums[10] + td_down, sums[11] + td_exc)
+            uptime = {"24h": u24, "7d": u7, "30d": u30, "90d": u90}
             lat = site.lat
             turn = (now_ms + site.offset) // LATENCY_EVERY_MS
             if lat is None or lat[0] != turn:
@@ -402,19 +417,27 @@ class HistoryReader:
                 )
             incidents = site.incidents or ()
             today = (td_cov, td_down, td_exc)
-            u24, u7, u30, u90 = uptime.values()
+            # What the page shows: uptime in basis points rounded down; of today's bar, its
+            # uptime so, and whole seconds down and excused.
+            ut = uptime_of(td_cov, td_down, td_exc)
             key = HistoryKey(
-                uptime=(_bp(u24), _bp(u7), _bp(u30), _bp(u90)),
-                days=(day, site.days_version, _day_key(*today)),
-                hours=(hour, site.hours_version, lat[1], lat[2]),
-                # an ongoing incident's duration grows: that block is not reused
-                incidents=(
-                    incidents,
-                    now_ms // 1000 if site.ongoing else None,
+                (
+                    None if u24 is None else floor(u24 * 10000),
+                    None if u7 is None else floor(u7 * 10000),
+                    None if u30 is None else floor(u30 * 10000),
+                    None if u90 is None else floor(u90 * 10000),
                 ),
+                (
+                    day,
+                    site.days_version,
+                    (-1 if ut is None else floor(ut * 10000), td_down // 1000, td_exc // 1000),
+                ),
+                (hour, site.hours_version, lat[1], lat[2]),
+                # an ongoing incident's duration grows: that block is not reused
+                (incidents, now_s if site.ongoing else None),
             )
             out[name] = LazyHistory(
-                key, uptime, functools.partial(self._build, self, name, site, today, uptime)
+                key, uptime, functools.partial(build, self, name, site, today, uptime)
             )
         return out
 
@@ -543,18 +566,6 @@ def _uptime(rows: Mapping[int, Rollup], first: int, last: int) -> float | None:
             down += r.down_ms
             excused += r.excused_ms
     return uptime_of(covered, down, excused)
-
-
-def _bp(share: float | None) -> int | None:
-    """A share as the page shows it: basis points, rounded down."""
-    return None if share is None else math.floor(share * 10000)
-
-
-def _day_key(covered: int, down: int, excused: int) -> tuple[int, int, int]:
-    """What a day's bar shows of these figures: uptime in basis points, whole seconds down and
-    excused."""
-    u = uptime_of(covered, down, excused)
-    return (-1 if u is None else math.floor(u * 10000), down // 1000, excused // 1000)
 
 
 def _merged2(a: Rollup, b: Rollup) -> Rollup:

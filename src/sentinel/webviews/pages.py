@@ -26,6 +26,7 @@ from sentinel.monitor import SiteState
 from sentinel.web import Reply
 from sentinel.webviews import badges
 from sentinel.webviews.status_page import (
+    SITES_PER_CHUNK,
     BlockCache,
     PageContext,
     SiteView,
@@ -38,6 +39,7 @@ JSON = "application/json; charset=utf-8"
 MAX_DAYS = {"hour": 35, "day": 400}
 MAX_LIMIT = 1000
 HOUR_S = 3600
+KEPT_PER_FILL = 16  # sites completed at a time once every site's figures are kept
 WARM_AFTER_HOUR_S = 2.0  # the page is warmed this long after each hour changes
 WARM_IF_SERVED_S = 2 * 3600  # if it was served this recently
 
@@ -131,8 +133,11 @@ class StatusPages:
             s.title, self._clock(), ZoneInfo(s.timezone), s.show_targets, s.public_url
         )
 
-    def _view(self, name: str, state: SiteState | None, history: Any) -> SiteView:
-        site = self._sites().get(name)
+    def _view(
+        self, name: str, state: SiteState | None, history: Any, site: SiteConfig | None = None
+    ) -> SiteView:
+        if site is None:
+            site = self._sites().get(name)
         last = state.last if state is not None else None
         return SiteView(
             name=name,
@@ -155,7 +160,8 @@ class StatusPages:
         """The all-sites page as of now (states, settings), rendered in pieces when called."""
         ctx = self._context()
         states = self._states()
-        views = [self._view(n, states.get(n), None) for n in self._sites()]
+        sites = self._sites()
+        views = [self._view(n, states.get(n), None, site) for n, site in sites.items()]
         reader = self._reader
 
         def fill(chunk: Sequence[SiteView]) -> Sequence[SiteView]:
@@ -167,14 +173,23 @@ class StatusPages:
                 v.history = histories.get(v.name)
             return chunk
 
-        # Room for every configured site: a removed site's blocks age out.
+        # Room for every configured site; a removed site's blocks and figures go.
         self._blocks.limit = max(100, 2 * len(views))
+        if len(self._blocks) > len(views):
+            self._blocks.keep(sites)
+        # Sites whose figures are kept are completed many at a time (a few microseconds
+        # each); while some are still to be read from the store (~2 ms each), a few at a time.
+        per_fill = SITES_PER_CHUNK
         if reader is not None:
-            reader.forget(self._sites())
+            reader.forget(sites)
+            if not reader.missing(sites):
+                per_fill = KEPT_PER_FILL
 
         def pieces() -> Iterator[str]:
             extra = self._extra() if self._extra is not None else ()
-            yield from render_page(views, ctx, extra, fill=fill, cache=self._blocks)
+            yield from render_page(
+                views, ctx, extra, fill=fill, cache=self._blocks, per_fill=per_fill
+            )
 
         return pieces
 
