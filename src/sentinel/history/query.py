@@ -17,7 +17,7 @@ import time
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from sentinel.history import db
@@ -36,6 +36,7 @@ MAX_INCIDENTS = 1000  # the most a per-site page or an API answer lists
 LATENCY_EVERY_MS = 300_000
 # `preload` reads this many sites a query (~1-2 ms a site) and hands the loop back once a slice
 # took this long.
+TEXTS = 10_000  # distinct incident texts shared at most (then the sharing starts afresh)
 PRELOAD_SITES = 1
 PRELOAD_SECONDS = 0.004
 
@@ -94,7 +95,7 @@ class HistoryKey(NamedTuple):
     uptime: tuple[int | None, ...]  # basis points, rounded down (what the page shows)
     days: tuple[object, ...]  # the day, the past days' version, today's bar
     hours: tuple[object, ...]  # the hour, the past hours' version, this hour's p50 and p95
-    incidents: tuple[object, ...]  # the incidents, and the time while one is ongoing
+    incidents: tuple[object, ...]  # the incidents' version, and the time while one is ongoing
 
 
 class LazyHistory(NamedTuple):
@@ -109,6 +110,7 @@ class LazyHistory(NamedTuple):
 
 _NONE = -1  # a slot with no stored row
 _ZERO3 = (0, 0, 0)
+_MAX = 2**31 - 1  # the kept figures are 32-bit
 _DAY_FIELDS = 3  # covered, down, excused
 _HOUR_FIELDS = 5  # covered, down, excused, p50 (us), p95 (us)
 
@@ -127,6 +129,8 @@ class _Site:
         "hours",
         "hours_version",
         "incidents",
+        "incidents_stale",
+        "incidents_version",
         "lat",
         "now_day",
         "now_hour",
@@ -138,13 +142,19 @@ class _Site:
     def __init__(self, day: int, hour: int) -> None:
         self.day = day  # the current day and hour when it was loaded or last moved on
         self.hour = hour
-        self.days = array("q", [_NONE, 0, 0] * (PAGE_DAYS - 1))  # day - 89 .. day - 1
-        self.hours = array("q", [_NONE, 0, 0, _NONE, _NONE] * (PAGE_HOURS - 1))
+        # 32-bit: a day has 86.4M ms, a latency bucket's bound is ~2 minutes in microseconds
+        # (values are clamped to _MAX, a store's impossible figure must not break the page)
+        self.days = array("i", [_NONE, 0, 0] * (PAGE_DAYS - 1))  # day - 89 .. day - 1
+        self.hours = array("i", [_NONE, 0, 0, _NONE, _NONE] * (PAGE_HOURS - 1))
         self.days_version = 0
         self.hours_version = 0
         self.now_day: tuple[int, int, int] | None = None
         self.now_hour: Rollup | None = None
-        self.incidents: tuple[db.Incident, ...] | None = None  # None: to be read
+        # The latest incidents, kept only while needed: until their block was built once, and
+        # while one is ongoing (its block changes every second). None: read them when needed.
+        self.incidents: tuple[db.Incident, ...] | None = None
+        self.incidents_stale = True  # changed since read: read again (a new version)
+        self.incidents_version = 0
         self.sums: tuple[int, ...] | None = None  # past window sums; None: to be computed
         # (turn, p50, p95) of the current hour, worked out once every LATENCY_EVERY_MS
         self.lat: tuple[int, int | None, int | None] | None = None
@@ -161,7 +171,11 @@ class _Site:
         i = period - (self.day - PAGE_DAYS + 1)
         if 0 <= i < PAGE_DAYS - 1:
             d = self.days
-            d[i * 3], d[i * 3 + 1], d[i * 3 + 2] = covered, down, excused
+            d[i * 3], d[i * 3 + 1], d[i * 3 + 2] = (
+                min(covered, _MAX),
+                min(down, _MAX),
+                min(excused, _MAX),
+            )
             self.days_version += 1
             self.sums = None
 
@@ -173,13 +187,13 @@ class _Site:
         if 0 <= i < PAGE_HOURS - 1:
             p50, p95 = r.percentile_us(0.5), r.percentile_us(0.95)
             self.hours[i * 5 : i * 5 + 5] = array(
-                "q",
+                "i",
                 (
-                    r.covered_ms,
-                    r.down_ms,
-                    r.excused_ms,
-                    _NONE if p50 is None else p50,
-                    _NONE if p95 is None else p95,
+                    min(r.covered_ms, _MAX),
+                    min(r.down_ms, _MAX),
+                    min(r.excused_ms, _MAX),
+                    _NONE if p50 is None else min(p50, _MAX),
+                    _NONE if p95 is None else min(p95, _MAX),
                 ),
             )
             self.hours_version += 1
@@ -194,7 +208,7 @@ class _Site:
         if hour != self.hour:
             now_hour, old = self.now_hour, self.hour
             shift = (hour - self.hour) * _HOUR_FIELDS
-            self.hours = self.hours[shift:] + array("q", [_NONE, 0, 0, _NONE, _NONE]) * (
+            self.hours = self.hours[shift:] + array("i", [_NONE, 0, 0, _NONE, _NONE]) * (
                 hour - self.hour
             )
             self.hour, self.now_hour, self.lat = hour, None, None
@@ -203,7 +217,7 @@ class _Site:
                 self.set_hour(old, now_hour)
         if day != self.day:
             now_day, old_day = self.now_day, self.day
-            self.days = self.days[_DAY_FIELDS:] + array("q", [_NONE, 0, 0])
+            self.days = self.days[_DAY_FIELDS:] + array("i", [_NONE, 0, 0])
             self.day, self.now_day = day, None
             self.days_version += 1
             if now_day is not None:
@@ -249,6 +263,7 @@ class HistoryReader:
         self._clock = clock
         # The all-sites page's figures of each site (bounded by the configured sites: `forget`).
         self._sites: dict[str, _Site] = {}
+        self._texts: dict[str, str] = {}  # incidents' texts, shared (`_compact`)
         if recorder is not None:
             recorder.listeners.append(self._written)
 
@@ -274,7 +289,7 @@ class HistoryReader:
         for name in incidents:
             site = self._sites.get(name)
             if site is not None:
-                site.incidents = None
+                site.incidents_stale = True
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop the kept figures of sites no longer configured."""
@@ -341,16 +356,55 @@ class HistoryReader:
                     out[name].set_hour(period, r)
             # Kept only once read whole: a store error leaves them to be read again.
             self._sites.update(fresh)
-        stale = [n for n, s in out.items() if s.incidents is None]
+        stale = [n for n, s in out.items() if s.incidents_stale]
         if stale:
             found: dict[str, list[db.Incident]] = {}
             for incident in db.read_latest_incidents(self.store, PAGE_INCIDENTS, stale):
                 found.setdefault(incident.site, []).append(incident)
             for name in stale:
-                site = out[name]
-                site.incidents = tuple(found.get(name, ()))
-                site.ongoing = any(i.ended_ms is None for i in site.incidents)
+                self._set_incidents(out[name], found.get(name, ()))
         return out
+
+    def _compact(self, i: db.Incident) -> db.Incident:
+        """The incident with its texts shared with the other incidents' equal ones (the site's
+        name; a site times out the same way many times). Not `sys.intern`: a message can be
+        unique, and some Pythons never free an interned string. Bounded: TEXTS entries."""
+        texts = self._texts
+        if len(texts) > TEXTS:
+            texts.clear()
+        return replace(
+            i,
+            site=texts.setdefault(i.site, i.site),
+            first_reason=texts.setdefault(i.first_reason, i.first_reason),
+            first_message=texts.setdefault(i.first_message, i.first_message),
+            last_reason=texts.setdefault(i.last_reason, i.last_reason),
+            last_message=texts.setdefault(i.last_message, i.last_message),
+        )
+
+    def _set_incidents(self, site: _Site, incidents: Iterable[db.Incident]) -> None:
+        site.incidents = tuple(self._compact(i) for i in incidents)
+        site.ongoing = any(i.ended_ms is None for i in site.incidents)
+        site.incidents_stale = False
+        site.incidents_version += 1
+
+    def _incidents(self, name: str, site: _Site) -> tuple[db.Incident, ...]:
+        """The site's latest incidents for its block; read again if they were let go (a block
+        is rarely built twice for the same incidents: the page keeps it)."""
+        incidents = site.incidents
+        if incidents is None:
+            try:
+                found = db.read_latest_incidents(self.store, PAGE_INCIDENTS, [name])
+            except StoreError:
+                site.incidents_stale = True  # (the next request reads them again)
+                return ()
+            incidents = tuple(self._compact(i) for i in found)
+            if any(i.ended_ms is None for i in incidents) != site.ongoing:
+                site.incidents_stale = True  # (changed meanwhile: a new version next time)
+        if not site.ongoing:
+            site.incidents = None  # (~3 KiB a site: the block is what is shown)
+        else:
+            site.incidents = incidents
+        return incidents
 
     def _now_hour(self, name: str, site: _Site) -> Rollup | None:
         """The current hour's rollup: stored plus the recorder's pending delta."""
@@ -415,7 +469,6 @@ class HistoryReader:
                     None if merged is None else merged.percentile_us(0.5),
                     None if merged is None else merged.percentile_us(0.95),
                 )
-            incidents = site.incidents or ()
             today = (td_cov, td_down, td_exc)
             # What the page shows: uptime in basis points rounded down; of today's bar, its
             # uptime so, and whole seconds down and excused.
@@ -434,7 +487,7 @@ class HistoryReader:
                 ),
                 (hour, site.hours_version, lat[1], lat[2]),
                 # an ongoing incident's duration grows: that block is not reused
-                (incidents, now_s if site.ongoing else None),
+                (site.incidents_version, now_s if site.ongoing else None),
             )
             out[name] = LazyHistory(
                 key, uptime, functools.partial(build, self, name, site, today, uptime)
@@ -456,9 +509,8 @@ class HistoryReader:
             HistoryReader._build_days(site, today, days)
         if part in (None, "hours"):
             HistoryReader._build_hours(site, reader._now_hour(name, site), hours)
-        return SiteHistory(
-            uptime=uptime, days=tuple(days), hours=tuple(hours), incidents=site.incidents or ()
-        )
+        incidents = reader._incidents(name, site) if part in (None, "incidents") else ()
+        return SiteHistory(uptime=uptime, days=tuple(days), hours=tuple(hours), incidents=incidents)
 
     @staticmethod
     def _build_days(site: _Site, today: tuple[int, int, int], days: list[Period]) -> None:
