@@ -33,15 +33,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from status_page import Clock, build, probe_all  # noqa: E402  (the bench next to this one)
+from status_page import Clock, build, probe_all
 
-from sentinel.config import SiteConfig  # noqa: E402
-from sentinel.history.query import HistoryReader  # noqa: E402
-from sentinel.history.recorder import HistoryRecorder  # noqa: E402
-from sentinel.history.settings import HistoryConfig, StatusPageConfig  # noqa: E402
-from sentinel.monitor import ResultSummary, SiteState, Status  # noqa: E402
-from sentinel.store import Store  # noqa: E402
-from sentinel.webviews.pages import StatusPages  # noqa: E402
+from sentinel.config import SiteConfig
+from sentinel.history.query import HistoryReader
+from sentinel.history.recorder import HistoryRecorder
+from sentinel.history.settings import HistoryConfig, StatusPageConfig
+from sentinel.monitor import ResultSummary, SiteState, Status
+from sentinel.store import Store
+from sentinel.webviews.pages import StatusPages
 
 
 def rss_kib() -> int:
