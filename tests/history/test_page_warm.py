@@ -15,7 +15,7 @@ from sentinel.config import SiteConfig
 from sentinel.history import db, query
 from sentinel.history.query import HistoryReader
 from sentinel.history.recorder import HistoryRecorder
-from sentinel.history.rollup import HOUR_MS, Rollup
+from sentinel.history.rollup import DAY_MS, HOUR_MS, Rollup
 from sentinel.history.settings import HistoryConfig, StatusPageConfig
 from sentinel.monitor import ResultSummary, SiteState, Status
 from sentinel.probes.result import ProbeResult
@@ -240,3 +240,49 @@ def test_a_probe_after_the_warm_up_shows_on_the_next_request(store: Store) -> No
     fresh, _ = make_pages(store, clock, recorder)
     assert after != before
     assert after == body(fresh.index())
+
+
+def test_incidents_are_let_go_once_shown_and_read_again_for_a_new_block(store: Store) -> None:
+    clock = Clock(T0)
+    settings = [StatusPageConfig(title="T")]
+    pages, reader = make_pages(store, clock)
+    pages._settings = lambda: settings[0]  # type: ignore[method-assign]
+    first = body(pages.index())
+    assert all(s.incidents is None for s in reader._sites.values())  # only the blocks kept
+    settings[0] = StatusPageConfig(title="T", show_targets=False)  # every block again
+    hidden = body(pages.index())
+    fresh, _ = make_pages(store, clock)
+    fresh._settings = lambda: settings[0]  # type: ignore[method-assign]
+    assert hidden == body(fresh.index()) != first
+    assert b"timed out" in first and b"timed out" not in hidden
+
+
+def test_an_ongoing_incident_stays_kept_and_shows_its_growing_duration(store: Store) -> None:
+    clock = Clock(T0)
+    name = NAMES[0]
+    db.incident_opened(store, name, int((T0 - 120) * 1000), "status", "HTTP 500")
+    pages, reader = make_pages(store, clock)
+    page = body(pages.index())
+    site = reader._sites[name]
+    assert site.ongoing and site.incidents is not None
+    assert b"ongoing 2 min" in page
+    clock.t += 180
+    assert b"ongoing 5 min" in body(pages.index())
+
+
+def test_the_kept_figures_clamp_what_does_not_fit_32_bits() -> None:
+    day = int(T0 * 1000) // DAY_MS
+    huge = Rollup(covered_ms=2**40, down_ms=2**35)
+    huge.add_probe(True, 2**40)
+    site = query._Site(day, int(T0 * 1000) // HOUR_MS)
+    site.set_day(day - 1, huge)
+    site.set_hour(site.hour - 1, huge)
+    assert max(site.days) == max(site.hours) == 2**31 - 1
+
+
+def test_shared_incident_texts_stay_bounded(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(query, "TEXTS", 5)
+    clock = Clock(T0)
+    pages, reader = make_pages(store, clock)
+    body(pages.index())
+    assert len(reader._texts) <= 5 + 5  # cleared once past TEXTS (5 texts an incident)
