@@ -23,7 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import gc
 import json
+import pstats
 import random
 import resource
 import statistics
@@ -211,6 +214,33 @@ async def measure(port: int, timed: Timed, lag: LoopLag) -> dict[str, float]:
     }
 
 
+async def measure_warm(pages: StatusPages, lag: LoopLag) -> dict[str, float]:
+    """`StatusPages.warm` (what the page task does in the background), slice by slice."""
+    cpu: list[float] = []
+    lag.start()
+    t0 = time.perf_counter()
+    steps = iter(pages.warm_steps())
+    while True:
+        c = time.thread_time()
+        try:
+            next(steps)
+        except StopIteration:
+            cpu.append(time.thread_time() - c)
+            break
+        cpu.append(time.thread_time() - c)
+        await asyncio.sleep(0)  # (as StatusPages.warm: twice)
+        await asyncio.sleep(0)
+    wall = time.perf_counter() - t0
+    longest = await lag.stop()
+    return {
+        "wall_ms": wall * 1000,
+        "page_cpu_ms": sum(cpu) * 1000,
+        "longest_piece_cpu_ms": max(cpu) * 1000,
+        "longest_loop_lag_ms": longest * 1000,
+        "pieces": len(cpu),
+    }
+
+
 def median_of(rows: Iterable[dict[str, float]]) -> dict[str, float]:
     rows = list(rows)
     return {k: round(statistics.median(r[k] for r in rows), 2) for k in rows[0]} | {
@@ -230,7 +260,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         n: SiteState(site=n, status=Status.UP, since=start - 86400, recent=(ok,)) for n in names
     }
     rng = random.Random(2)
-    result: dict[str, Any] = {"sites": args.sites, "runs": args.runs}
+    result: dict[str, Any] = {
+        "sites": args.sites,
+        "runs": args.runs,
+        "freeze": args.freeze,
+        "warm_hour": args.warm_hour,
+    }
     with tempfile.TemporaryDirectory() as tmp, Store.open(tmp) as store:
         t = time.perf_counter()
         build(store, names, start)
@@ -266,9 +301,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 probe_all(recorder, sites, states, clock.t, rng)
                 cold.append(await measure(port, timed, lag))
             result["cold"] = median_of(cold)
-            # steady: the last server of the cold runs, polled every 10 s
+            # warm-up: what the daemon's page task does after a start (StatusPages.keep_warm),
+            # then the first request after it
+            warmups, first = [], []
+            for _ in range(args.runs):
+                gc.unfreeze()
+                gc.collect()  # (the previous runs' servers: not measured)
+                clock.t = start
+                pages, recorder, timed = serve()
+                holder["timed"] = timed
+                probe_all(recorder, sites, states, clock.t, rng)
+                warmups.append(await measure_warm(pages, lag))
+                if args.freeze:
+                    gc.collect(1)
+                    gc.freeze()
+                first.append(await measure(port, timed, lag))
+            result["warmup"] = median_of(warmups)
+            result["first"] = median_of(first)
+            # steady: the last server of the warm-up runs, polled every 10 s
             steady = []
-            await measure(port, timed, lag)  # (its first warm request fills the block cache)
+            prof = cProfile.Profile() if args.profile else None
+            if prof is not None:
+                prof.enable()
             for i in range(args.runs * 6):
                 clock.t += 10
                 probe_all(recorder, sites, states, clock.t, rng)
@@ -276,15 +330,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await recorder.flush()
                 steady.append(await measure(port, timed, lag))
             result["steady"] = median_of(steady)
-            hour = []
+            if prof is not None:
+                prof.disable()
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+            hour, hour_warm = [], []
             for _ in range(args.runs):
                 clock.t = (int(clock.t) // 3600 + 1) * 3600 + 30
                 probe_all(recorder, sites, states, clock.t, rng)
                 await recorder.flush()
+                if args.warm_hour:  # the page task's re-render a few seconds after the hour
+                    hour_warm.append(await measure_warm(pages, lag))
                 hour.append(await measure(port, timed, lag))
                 clock.t += 10
                 probe_all(recorder, sites, states, clock.t, rng)
                 await measure(port, timed, lag)
+            if hour_warm:
+                result["hour_warm"] = median_of(hour_warm)
             result["hour"] = median_of(hour)
         finally:
             await server.close()
@@ -297,6 +358,21 @@ def main() -> int:
     parser.add_argument("--sites", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--freeze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gc.freeze() after the warm-up, as the daemon does (--no-freeze: before)",
+    )
+    parser.add_argument(
+        "--warm-hour",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="re-render in the background after the hour changes, as the daemon does",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile of the steady requests, on stderr"
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args))
     print(json.dumps(result, indent=1) if args.json else result)

@@ -238,7 +238,7 @@ class Daemon:
                     extra_status=self.extra_status,
                 )
                 self.pages = self._status_pages()
-                routes.update(self.pages.routes())
+                routes.update(self.pages.routes(routes))
                 try:
                     server, self.port = await start_server(
                         routes,
@@ -267,6 +267,8 @@ class Daemon:
                 self._tasks.append(loop.create_task(self._watch_silences(), name="silences"))
             if self.history is not None:
                 self._tasks.append(loop.create_task(self.history.run(), name="history"))
+            if self.pages is not None:  # the page's figures and blocks, ahead of requests
+                self._tasks.append(loop.create_task(self.pages.keep_warm(), name="status-page"))
             if self.early is not None:
                 self._tasks.append(loop.create_task(self.early.run(), name="early-warnings"))
                 if self.store is not None:

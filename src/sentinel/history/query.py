@@ -16,8 +16,9 @@ import math
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from sentinel.history import db
 from sentinel.history.recorder import HistoryRecorder
@@ -33,6 +34,11 @@ MAX_INCIDENTS = 1000  # the most a per-site page or an API answer lists
 # The all-sites page works out the latest hour's latency (p50, p95) of a site this often, the
 # sites' turns spread over it: what moves the chart is then a few sites a request, not all.
 LATENCY_EVERY_MS = 300_000
+# `preload` reads this many sites a query (~1-2 ms a site) and hands the loop back once a slice
+# took this long.
+TEXTS = 10_000  # distinct incident texts shared at most (then the sharing starts afresh)
+PRELOAD_SITES = 1
+PRELOAD_SECONDS = 0.004
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +86,19 @@ def periods(rows: Mapping[int, Rollup], first: int, count: int, size_ms: int) ->
     return tuple(Period((first + i) * size_ms, rows.get(first + i)) for i in range(count))
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryKey:
+class HistoryKey(NamedTuple):
     """What each history block of a site shows: two equal parts give the same block (for the
-    same page settings), so the page renders a block again only when its part changed."""
+    same page settings), so the page renders a block again only when its part changed. (A
+    named tuple: made for every site on every request, and cheaper to make than a frozen
+    dataclass.)"""
 
     uptime: tuple[int | None, ...]  # basis points, rounded down (what the page shows)
     days: tuple[object, ...]  # the day, the past days' version, today's bar
     hours: tuple[object, ...]  # the hour, the past hours' version, this hour's p50 and p95
-    incidents: tuple[object, ...]  # the incidents, and the time while one is ongoing
+    incidents: tuple[object, ...]  # the incidents' version, and the time while one is ongoing
 
 
-@dataclass(frozen=True, slots=True)
-class LazyHistory:
+class LazyHistory(NamedTuple):
     """The all-sites page's history of one site: `key` says what its blocks show, `uptime` is
     its figures; `build(part)` makes the `SiteHistory` a block needs ("days", "hours"; None for
     all), only for a block not cached under its key."""
@@ -103,6 +109,8 @@ class LazyHistory:
 
 
 _NONE = -1  # a slot with no stored row
+_ZERO3 = (0, 0, 0)
+_MAX = 2**31 - 1  # the kept figures are 32-bit
 _DAY_FIELDS = 3  # covered, down, excused
 _HOUR_FIELDS = 5  # covered, down, excused, p50 (us), p95 (us)
 
@@ -121,6 +129,8 @@ class _Site:
         "hours",
         "hours_version",
         "incidents",
+        "incidents_stale",
+        "incidents_version",
         "lat",
         "now_day",
         "now_hour",
@@ -132,13 +142,19 @@ class _Site:
     def __init__(self, day: int, hour: int) -> None:
         self.day = day  # the current day and hour when it was loaded or last moved on
         self.hour = hour
-        self.days = array("q", [_NONE, 0, 0] * (PAGE_DAYS - 1))  # day - 89 .. day - 1
-        self.hours = array("q", [_NONE, 0, 0, _NONE, _NONE] * (PAGE_HOURS - 1))
+        # 32-bit: a day has 86.4M ms, a latency bucket's bound is ~2 minutes in microseconds
+        # (values are clamped to _MAX, a store's impossible figure must not break the page)
+        self.days = array("i", [_NONE, 0, 0] * (PAGE_DAYS - 1))  # day - 89 .. day - 1
+        self.hours = array("i", [_NONE, 0, 0, _NONE, _NONE] * (PAGE_HOURS - 1))
         self.days_version = 0
         self.hours_version = 0
         self.now_day: tuple[int, int, int] | None = None
         self.now_hour: Rollup | None = None
-        self.incidents: tuple[db.Incident, ...] | None = None  # None: to be read
+        # The latest incidents, kept only while needed: until their block was built once, and
+        # while one is ongoing (its block changes every second). None: read them when needed.
+        self.incidents: tuple[db.Incident, ...] | None = None
+        self.incidents_stale = True  # changed since read: read again (a new version)
+        self.incidents_version = 0
         self.sums: tuple[int, ...] | None = None  # past window sums; None: to be computed
         # (turn, p50, p95) of the current hour, worked out once every LATENCY_EVERY_MS
         self.lat: tuple[int, int | None, int | None] | None = None
@@ -155,7 +171,11 @@ class _Site:
         i = period - (self.day - PAGE_DAYS + 1)
         if 0 <= i < PAGE_DAYS - 1:
             d = self.days
-            d[i * 3], d[i * 3 + 1], d[i * 3 + 2] = covered, down, excused
+            d[i * 3], d[i * 3 + 1], d[i * 3 + 2] = (
+                min(covered, _MAX),
+                min(down, _MAX),
+                min(excused, _MAX),
+            )
             self.days_version += 1
             self.sums = None
 
@@ -167,13 +187,13 @@ class _Site:
         if 0 <= i < PAGE_HOURS - 1:
             p50, p95 = r.percentile_us(0.5), r.percentile_us(0.95)
             self.hours[i * 5 : i * 5 + 5] = array(
-                "q",
+                "i",
                 (
-                    r.covered_ms,
-                    r.down_ms,
-                    r.excused_ms,
-                    _NONE if p50 is None else p50,
-                    _NONE if p95 is None else p95,
+                    min(r.covered_ms, _MAX),
+                    min(r.down_ms, _MAX),
+                    min(r.excused_ms, _MAX),
+                    _NONE if p50 is None else min(p50, _MAX),
+                    _NONE if p95 is None else min(p95, _MAX),
                 ),
             )
             self.hours_version += 1
@@ -188,7 +208,7 @@ class _Site:
         if hour != self.hour:
             now_hour, old = self.now_hour, self.hour
             shift = (hour - self.hour) * _HOUR_FIELDS
-            self.hours = self.hours[shift:] + array("q", [_NONE, 0, 0, _NONE, _NONE]) * (
+            self.hours = self.hours[shift:] + array("i", [_NONE, 0, 0, _NONE, _NONE]) * (
                 hour - self.hour
             )
             self.hour, self.now_hour, self.lat = hour, None, None
@@ -197,7 +217,7 @@ class _Site:
                 self.set_hour(old, now_hour)
         if day != self.day:
             now_day, old_day = self.now_day, self.day
-            self.days = self.days[_DAY_FIELDS:] + array("q", [_NONE, 0, 0])
+            self.days = self.days[_DAY_FIELDS:] + array("i", [_NONE, 0, 0])
             self.day, self.now_day = day, None
             self.days_version += 1
             if now_day is not None:
@@ -243,6 +263,7 @@ class HistoryReader:
         self._clock = clock
         # The all-sites page's figures of each site (bounded by the configured sites: `forget`).
         self._sites: dict[str, _Site] = {}
+        self._texts: dict[str, str] = {}  # incidents' texts, shared (`_compact`)
         if recorder is not None:
             recorder.listeners.append(self._written)
 
@@ -268,7 +289,7 @@ class HistoryReader:
         for name in incidents:
             site = self._sites.get(name)
             if site is not None:
-                site.incidents = None
+                site.incidents_stale = True
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop the kept figures of sites no longer configured."""
@@ -276,20 +297,50 @@ class HistoryReader:
         for name in [n for n in self._sites if n not in wanted]:
             del self._sites[name]
 
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """The sites among `names` whose figures are not kept yet (read at their first show)."""
+        kept = self._sites
+        return [n for n in names if n not in kept]
+
+    def preload(self, names: Iterable[str], budget_s: float | None = None) -> Iterator[None]:
+        """Read the kept figures of the sites among `names` not kept yet, a few sites at a time,
+        yielding once `budget_s` (PRELOAD_SECONDS) of work went into a slice: a caller on the
+        event loop hands the loop back at each yield, so reading 1,000 sites' history (~1-2 ms
+        a site) never holds it long. A store that cannot be read ends it (the page reads
+        later, as before)."""
+        budget = PRELOAD_SECONDS if budget_s is None else budget_s
+        missing = self.missing(names)
+        began = time.perf_counter()
+        for start in range(0, len(missing), PRELOAD_SITES):
+            now_ms = int(self._clock() * 1000)
+            try:
+                self._load(
+                    missing[start : start + PRELOAD_SITES], now_ms // DAY_MS, now_ms // HOUR_MS
+                )
+            except StoreError:
+                return
+            if time.perf_counter() - began >= budget:
+                yield
+                began = time.perf_counter()
+
     def _load(self, names: Sequence[str], day: int, hour: int) -> dict[str, _Site]:
         """The kept figures of `names`, read from the store for those not kept yet (one query a
         table for all of them: a page reads a few sites at a time)."""
         out: dict[str, _Site] = {}
         missing: list[str] = []
+        kept = self._sites
         for name in names:
-            site = self._sites.get(name)
-            if site is not None and site.move_to(day, hour):
+            site = kept.get(name)
+            if site is not None and (
+                (site.hour == hour and site.day == day) or site.move_to(day, hour)
+            ):
                 out[name] = site
             else:
                 missing.append(name)
         if missing:
+            fresh: dict[str, _Site] = {}
             for name in missing:
-                site = self._sites[name] = out[name] = _Site(day, hour)
+                site = fresh[name] = out[name] = _Site(day, hour)
                 site.offset = zlib.crc32(name.encode()) % LATENCY_EVERY_MS
             # The past days as bare integers (the bulk of what is read), the hours as rollups.
             for name, period, cov, down, exc in db.read_day_figures(
@@ -303,16 +354,57 @@ class HistoryReader:
             for name, rows in hours.items():
                 for period, r in rows.items():
                     out[name].set_hour(period, r)
-        stale = [n for n, s in out.items() if s.incidents is None]
+            # Kept only once read whole: a store error leaves them to be read again.
+            self._sites.update(fresh)
+        stale = [n for n, s in out.items() if s.incidents_stale]
         if stale:
             found: dict[str, list[db.Incident]] = {}
             for incident in db.read_latest_incidents(self.store, PAGE_INCIDENTS, stale):
                 found.setdefault(incident.site, []).append(incident)
             for name in stale:
-                site = out[name]
-                site.incidents = tuple(found.get(name, ()))
-                site.ongoing = any(i.ended_ms is None for i in site.incidents)
+                self._set_incidents(out[name], found.get(name, ()))
         return out
+
+    def _compact(self, i: db.Incident) -> db.Incident:
+        """The incident with its texts shared with the other incidents' equal ones (the site's
+        name; a site times out the same way many times). Not `sys.intern`: a message can be
+        unique, and some Pythons never free an interned string. Bounded: TEXTS entries."""
+        texts = self._texts
+        if len(texts) > TEXTS:
+            texts.clear()
+        return replace(
+            i,
+            site=texts.setdefault(i.site, i.site),
+            first_reason=texts.setdefault(i.first_reason, i.first_reason),
+            first_message=texts.setdefault(i.first_message, i.first_message),
+            last_reason=texts.setdefault(i.last_reason, i.last_reason),
+            last_message=texts.setdefault(i.last_message, i.last_message),
+        )
+
+    def _set_incidents(self, site: _Site, incidents: Iterable[db.Incident]) -> None:
+        site.incidents = tuple(self._compact(i) for i in incidents)
+        site.ongoing = any(i.ended_ms is None for i in site.incidents)
+        site.incidents_stale = False
+        site.incidents_version += 1
+
+    def _incidents(self, name: str, site: _Site) -> tuple[db.Incident, ...]:
+        """The site's latest incidents for its block; read again if they were let go (a block
+        is rarely built twice for the same incidents: the page keeps it)."""
+        incidents = site.incidents
+        if incidents is None:
+            try:
+                found = db.read_latest_incidents(self.store, PAGE_INCIDENTS, [name])
+            except StoreError:
+                site.incidents_stale = True  # (the next request reads them again)
+                return ()
+            incidents = tuple(self._compact(i) for i in found)
+            if any(i.ended_ms is None for i in incidents) != site.ongoing:
+                site.incidents_stale = True  # (changed meanwhile: a new version next time)
+        if not site.ongoing:
+            site.incidents = None  # (~3 KiB a site: the block is what is shown)
+        else:
+            site.incidents = incidents
+        return incidents
 
     def _now_hour(self, name: str, site: _Site) -> Rollup | None:
         """The current hour's rollup: stored plus the recorder's pending delta."""
@@ -336,28 +428,38 @@ class HistoryReader:
             sites = self._load(list(names), day, hour)
         except StoreError:
             return {}
-        pending_for = self.recorder.pending_for if self.recorder is not None else None
+        # (the recorder's `pending` read directly, and the figures' arithmetic inline: this
+        # runs for every site on every request)
+        pending = self.recorder.pending if self.recorder is not None else None
+        floor = math.floor
+        now_s = now_ms // 1000
+        build = self._build
         out = {}
         for name, site in sites.items():
-            td_cov, td_down, td_exc = site.now_day or (0, 0, 0)
+            td_cov, td_down, td_exc = site.now_day or _ZERO3
             nh = site.now_hour
-            h_cov, h_down, h_exc = (nh.covered_ms, nh.down_ms, nh.excused_ms) if nh else (0, 0, 0)
-            for p_hour, delta in (pending_for(name) if pending_for is not None else {}).items():
-                if p_hour == hour:
-                    h_cov += delta.covered_ms
-                    h_down += delta.down_ms
-                    h_exc += delta.excused_ms
-                if p_hour <= hour and p_hour * HOUR_MS // DAY_MS == day:
+            if nh is None:
+                h_cov = h_down = h_exc = 0
+            else:
+                h_cov, h_down, h_exc = nh.covered_ms, nh.down_ms, nh.excused_ms
+            deltas = None if pending is None else pending.get(name)
+            if deltas:
+                for p_hour, delta in deltas.items():
+                    if p_hour == hour:  # (the current hour is in the current day)
+                        h_cov += delta.covered_ms
+                        h_down += delta.down_ms
+                        h_exc += delta.excused_ms
+                    elif p_hour > hour or p_hour * HOUR_MS // DAY_MS != day:
+                        continue
                     td_cov += delta.covered_ms
                     td_down += delta.down_ms
                     td_exc += delta.excused_ms
             sums = site.sums or site.past_sums()
-            uptime = {
-                "24h": uptime_of(sums[0] + h_cov, sums[1] + h_down, sums[2] + h_exc),
-                "7d": uptime_of(sums[3] + td_cov, sums[4] + td_down, sums[5] + td_exc),
-                "30d": uptime_of(sums[6] + td_cov, sums[7] + td_down, sums[8] + td_exc),
-                "90d": uptime_of(sums[9] + td_cov, sums[10] + td_down, sums[11] + td_exc),
-            }
+            u24 = uptime_of(sums[0] + h_cov, sums[1] + h_down, sums[2] + h_exc)
+            u7 = uptime_of(sums[3] + td_cov, sums[4] + td_down, sums[5] + td_exc)
+            u30 = uptime_of(sums[6] + td_cov, sums[7] + td_down, sums[8] + td_exc)
+            u90 = uptime_of(sums[9] + td_cov, sums[10] + td_down, sums[11] + td_exc)
+            uptime = {"24h": u24, "7d": u7, "30d": u30, "90d": u90}
             lat = site.lat
             turn = (now_ms + site.offset) // LATENCY_EVERY_MS
             if lat is None or lat[0] != turn:
@@ -367,21 +469,28 @@ class HistoryReader:
                     None if merged is None else merged.percentile_us(0.5),
                     None if merged is None else merged.percentile_us(0.95),
                 )
-            incidents = site.incidents or ()
             today = (td_cov, td_down, td_exc)
-            u24, u7, u30, u90 = uptime.values()
+            # What the page shows: uptime in basis points rounded down; of today's bar, its
+            # uptime so, and whole seconds down and excused.
+            ut = uptime_of(td_cov, td_down, td_exc)
             key = HistoryKey(
-                uptime=(_bp(u24), _bp(u7), _bp(u30), _bp(u90)),
-                days=(day, site.days_version, _day_key(*today)),
-                hours=(hour, site.hours_version, lat[1], lat[2]),
-                # an ongoing incident's duration grows: that block is not reused
-                incidents=(
-                    incidents,
-                    now_ms // 1000 if site.ongoing else None,
+                (
+                    None if u24 is None else floor(u24 * 10000),
+                    None if u7 is None else floor(u7 * 10000),
+                    None if u30 is None else floor(u30 * 10000),
+                    None if u90 is None else floor(u90 * 10000),
                 ),
+                (
+                    day,
+                    site.days_version,
+                    (-1 if ut is None else floor(ut * 10000), td_down // 1000, td_exc // 1000),
+                ),
+                (hour, site.hours_version, lat[1], lat[2]),
+                # an ongoing incident's duration grows: that block is not reused
+                (site.incidents_version, now_s if site.ongoing else None),
             )
             out[name] = LazyHistory(
-                key, uptime, functools.partial(self._build, self, name, site, today, uptime)
+                key, uptime, functools.partial(build, self, name, site, today, uptime)
             )
         return out
 
@@ -400,9 +509,8 @@ class HistoryReader:
             HistoryReader._build_days(site, today, days)
         if part in (None, "hours"):
             HistoryReader._build_hours(site, reader._now_hour(name, site), hours)
-        return SiteHistory(
-            uptime=uptime, days=tuple(days), hours=tuple(hours), incidents=site.incidents or ()
-        )
+        incidents = reader._incidents(name, site) if part in (None, "incidents") else ()
+        return SiteHistory(uptime=uptime, days=tuple(days), hours=tuple(hours), incidents=incidents)
 
     @staticmethod
     def _build_days(site: _Site, today: tuple[int, int, int], days: list[Period]) -> None:
@@ -510,18 +618,6 @@ def _uptime(rows: Mapping[int, Rollup], first: int, last: int) -> float | None:
             down += r.down_ms
             excused += r.excused_ms
     return uptime_of(covered, down, excused)
-
-
-def _bp(share: float | None) -> int | None:
-    """A share as the page shows it: basis points, rounded down."""
-    return None if share is None else math.floor(share * 10000)
-
-
-def _day_key(covered: int, down: int, excused: int) -> tuple[int, int, int]:
-    """What a day's bar shows of these figures: uptime in basis points, whole seconds down and
-    excused."""
-    u = uptime_of(covered, down, excused)
-    return (-1 if u is None else math.floor(u * 10000), down // 1000, excused // 1000)
 
 
 def _merged2(a: Rollup, b: Rollup) -> Rollup:

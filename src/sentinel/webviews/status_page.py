@@ -16,9 +16,8 @@ import functools
 import html
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -495,35 +494,69 @@ HISTORY_PARTS: dict[SiteSection, str] = {
 }
 
 
+@dataclass(slots=True)
+class _Whole:
+    """A site's whole block as fragments, but for the age of its last check (between `before`
+    and `after`): the history fragments are the very strings of its `_Cached.parts`, so the
+    whole block costs no second copy of them, and a request joins them straight into its piece
+    (no copy of the block to fill in the age)."""
+
+    key: tuple[object, ...]
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    size: int  # characters, without the age
+
+
+@dataclass(slots=True)
+class _Cached:
+    """What the page keeps of one site: each history block with its part of the key, the
+    escaped name (heading, attribute), and the whole block."""
+
+    parts: dict[str, tuple[object, str]] = field(default_factory=dict)
+    name: tuple[str, str] | None = None
+    whole: _Whole | None = None
+
+
 class BlockCache:
     """The history blocks last rendered for each site, reused while the part of the site's
     `HistoryKey` they depend on (and the page's settings) is the same: polled every few seconds,
-    most sites' 90-day bars, charts and incident lists have not changed. Bounded: `limit` sites,
-    the least recently rendered go first."""
+    most sites' 90-day bars, charts and incident lists have not changed. Bounded: `limit` sites
+    (the first cached go first), and `keep` drops the sites no longer configured."""
 
     def __init__(self, limit: int = 20_000) -> None:
         self.limit = limit
-        self._sites: OrderedDict[str, dict[str, tuple[object, str]]] = OrderedDict()
-        self.hits = self.misses = 0
+        self._sites: dict[str, _Cached] = {}
+        self.hits = self.misses = 0  # whole site blocks reused, made again
+        self.renders = 0  # history blocks rendered
+
+    def site(self, name: str) -> _Cached:
+        entry = self._sites.get(name)
+        if entry is None:
+            entry = self._sites[name] = _Cached()
+            if len(self._sites) > self.limit:
+                # (the oldest first: a dict keeps its order of insertion)
+                for old in list(self._sites)[: len(self._sites) - self.limit]:
+                    del self._sites[old]
+        return entry
+
+    def keep(self, names: Iterable[str]) -> None:
+        """Drop the blocks of every site but `names` (the configured ones)."""
+        wanted = set(names)
+        for name in [n for n in self._sites if n not in wanted]:
+            del self._sites[name]
 
     def blocks(self, site: str) -> dict[str, tuple[object, str]]:
-        entry = self._sites.get(site)
-        if entry is None:
-            entry = self._sites[site] = {}
-            while len(self._sites) > self.limit:
-                self._sites.popitem(last=False)
-        else:
-            self._sites.move_to_end(site)
-        return entry
+        """The site's history blocks: part -> (its key, the HTML)."""
+        return self.site(site).parts
 
     def __len__(self) -> int:
         return len(self._sites)
 
 
-def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> str:
+def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> list[str]:
     lazy = site.history if isinstance(site.history, LazyHistory) else None
     if lazy is None or cache is None:
-        return "".join(section(site, ctx) for section in SITE_SECTIONS)
+        return [section(site, ctx) for section in SITE_SECTIONS]
     blocks = cache.blocks(site.name)
     settings = (ctx.tz.key, ctx.show_targets, ctx.detail)
     out = []
@@ -538,7 +571,7 @@ def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> st
         if old is not None and old[0] == part_key:
             out.append(old[1])
             continue
-        cache.misses += 1
+        cache.renders += 1
         saved, site.history = site.history, lazy.build(part)
         try:
             rendered = section(site, ctx)
@@ -546,7 +579,7 @@ def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> st
             site.history = saved
         blocks[part] = (part_key, rendered)
         out.append(rendered)
-    return "".join(out)
+    return out
 
 
 def _site_key(site: SiteView, ctx: PageContext, index: int) -> tuple[object, ...] | None:
@@ -582,43 +615,84 @@ def site_block(
     link: bool = True,
     cache: BlockCache | None = None,
 ) -> str:
-    """One site's <section>. With a `cache` and a lazy history, a site whose block would be the
-    same as last time but for the age of its last check is that block with the age filled in:
-    polled every few seconds, most sites cost a comparison and a string copy."""
-    key = None if cache is None or not link or ctx.detail else _site_key(site, ctx, index)
-    if key is not None and cache is not None:
-        blocks = cache.blocks(site.name)
-        hit = blocks.get("site")
-        if hit is not None and hit[0] == key:
-            cache.hits += 1
-            return hit[1].replace("\x00", age_text(site, ctx), 1)
-        rendered = _site_block(site, replace(ctx, age_placeholder=True), index, link, cache)
-        blocks["site"] = (key, rendered)
-        return rendered.replace("\x00", age_text(site, ctx), 1)
-    return _site_block(site, ctx, index, link, cache)
+    """One site's <section> (`site_fragments` joined)."""
+    return "".join(site_fragments(site, ctx, index, link=link, cache=cache))
 
 
-def _site_block(
+def site_fragments(
+    site: SiteView,
+    ctx: PageContext,
+    index: int,
+    *,
+    link: bool = True,
+    cache: BlockCache | None = None,
+) -> list[str]:
+    """One site's <section> as strings to join. With a `cache` and a lazy history, a site whose
+    block would be the same as last time but for the age of its last check is that block's
+    fragments with the age put in: polled every few seconds, most sites cost a comparison."""
+    if cache is None or not link or ctx.detail:
+        return _site_parts(site, ctx, index, link, cache)
+    out: list[str] = []
+    _add_fragments(out, site, ctx, index, cache)
+    return out
+
+
+def _add_fragments(
+    out: list[str], site: SiteView, ctx: PageContext, index: int, cache: BlockCache | None
+) -> int:
+    """`site_fragments` (linked, all-sites page) added to `out`; returns their length."""
+    key = None if cache is None or ctx.detail else _site_key(site, ctx, index)
+    if key is None or cache is None:
+        parts = _site_parts(site, ctx, index, True, cache)
+        out += parts
+        return sum(map(len, parts))
+    entry = cache.site(site.name)
+    whole = entry.whole
+    if whole is not None and whole.key == key:
+        cache.hits += 1
+    else:
+        cache.misses += 1
+        parts = _site_parts(site, replace(ctx, age_placeholder=True), index, True, cache)
+        whole = entry.whole = _split_age(key, parts)
+    age = age_text(site, ctx)
+    out += whole.before
+    out.append(age)
+    out += whole.after
+    return whole.size + len(age)
+
+
+def _split_age(key: tuple[object, ...], parts: list[str]) -> _Whole:
+    """The fragments split at the age's placeholder (a NUL, in the state block)."""
+    i = next(i for i, p in enumerate(parts) if "\x00" in p)
+    head, tail = parts[i].split("\x00", 1)
+    before, after = (*parts[:i], head), (tail, *parts[i + 1 :])
+    return _Whole(key, before, after, sum(map(len, parts)) - 1)
+
+
+def _site_parts(
     site: SiteView, ctx: PageContext, index: int, link: bool, cache: BlockCache | None
-) -> str:
+) -> list[str]:
     if cache is not None and link:
-        # The heading's escaped name, kept (text() and attr() leave no NUL to split on).
-        blocks = cache.blocks(site.name)
-        hit = blocks.get("name")
-        if hit is None:
-            heading = f'<a href="{site_href(site.name)}">{text(site.name)}</a>\x00{attr(site.name)}'
-            hit = blocks["name"] = (None, heading)
-        name, quoted = hit[1].split("\x00")
+        # The heading's escaped name, kept.
+        entry = cache.site(site.name)
+        if entry.name is None:
+            entry.name = (
+                f'<a href="{site_href(site.name)}">{text(site.name)}</a>',
+                attr(site.name),
+            )
+        name, quoted = entry.name
     else:
         name = (
             f'<a href="{site_href(site.name)}">{text(site.name)}</a>' if link else text(site.name)
         )
         quoted = attr(site.name)
-    body = _site_body(site, ctx, cache)
-    return (
+    body = _site_body(site, ctx, cache) or [""]
+    body[0] = (
         f'<section class="site" aria-labelledby="s{index}" data-site="{quoted}">'
-        f'<h2 id="s{index}">{name}</h2>{body}</section>'
+        f'<h2 id="s{index}">{name}</h2>{body[0]}'
     )
+    body.append("</section>")
+    return body
 
 
 def head(title: str, ctx: PageContext) -> str:
@@ -645,9 +719,12 @@ def render_page(
     extra_sections: Sequence[Callable[[PageContext], str]] = (),
     fill: Callable[[Sequence[SiteView]], Sequence[SiteView]] | None = None,
     cache: BlockCache | None = None,
+    *,
+    per_fill: int = SITES_PER_CHUNK,
 ) -> Iterator[str]:
     """The all-sites page in pieces, down sites first. Sites are completed (`fill`: their
-    history) and rendered SITES_PER_CHUNK at a time, and a piece is yielded once CHUNK_SECONDS
+    history) and rendered `per_fill` (SITES_PER_CHUNK) at a time, and a piece is yielded once
+    CHUNK_SECONDS
     went into it, so the server sends it with the event loop free in between: each piece holds
     the loop a few milliseconds, however many sites. `cache` reuses unchanged history blocks."""
     ordered = sorted(sites, key=lambda s: (s.status != "down", s.status != "unknown", s.name))
@@ -659,18 +736,17 @@ def render_page(
     piece: list[str] = []
     size = 0
     began = time.perf_counter()
-    for start in range(0, len(ordered), SITES_PER_CHUNK):
-        chunk = ordered[start : start + SITES_PER_CHUNK]
+    for start in range(0, len(ordered), per_fill):
+        chunk = ordered[start : start + per_fill]
         if fill is not None:
             chunk = list(fill(chunk))
         for i, s in enumerate(chunk):
-            block = site_block(s, ctx, start + i, cache=cache)
-            piece.append(block)
-            size += len(block)
-        if size >= PIECE_CHARS or time.perf_counter() - began >= CHUNK_SECONDS:
-            yield "".join(piece)
-            piece, size = [], 0
-            began = time.perf_counter()  # (the time between pieces is not this page's)
+            size += _add_fragments(piece, s, ctx, start + i, cache)
+            # (checked a site at a time: a site rendered afresh costs ~1.5 ms)
+            if size >= PIECE_CHARS or time.perf_counter() - began >= CHUNK_SECONDS:
+                yield "".join(piece)
+                piece, size = [], 0
+                began = time.perf_counter()  # (the time between pieces is not this page's)
     yield "".join(piece) + "</main>" + footer(ctx)
 
 
