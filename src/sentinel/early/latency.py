@@ -17,12 +17,13 @@ import sys
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 MAX_BUCKET_VALUES = 1024  # probe times kept per open recent bucket (a ring beyond this)
 # Values are kept in 32 bits (7 significant digits: ~0.1 us of a 1 s latency): half the memory
 # of doubles, ~1 MiB at 1,000 sites. Dumps say which: format 1 (doubles) is still read.
-FLOAT, COUNT = "f", "i"
+FLOAT: Final = "f"
+COUNT: Final = "i"
 _DUMP_MAGIC = b"SLT2"  # sentinel latency tracker, format 2: 32-bit values
 _DUMP_CODES = {_DUMP_MAGIC: (FLOAT, COUNT), b"SLT1": ("d", "q")}
 
