@@ -9,13 +9,17 @@ on a machine shared with other busy processes is the figure that says what the l
 held on a machine to itself. The process CPU (client and monitor included) is reported too.
 
 Scenarios, each `--runs` times (medians reported):
-- cold: a fresh reader, the first request after a start (the history read from SQLite, a few
-  sites at a time);
+- cold: a fresh reader, the first request after a start without the warm-up (the history read
+  from SQLite, a few sites at a time): what a request pays when it comes before the warm-up;
+- warmup: what the daemon's page task does right after a start (`StatusPages.warm`: every
+  site's figures read, the blocks rendered), slice by slice, then `gc.freeze()` as the daemon
+  does (`--no-freeze`: not); first: the first request after it;
 - steady: polled every 10 s of simulated time: between two requests every site gets a probe
   (the recorder's pending deltas change) and every 6th request follows a flush;
-- hour: the first request after the hour changed (every site's 24-hour chart moves on).
+- hour_warm: the page task's re-render after the hour changed (`--no-warm-hour`: not done);
+  hour: the first request after the hour changed (every site's 24-hour chart moves on).
 
-    .venv/bin/python bench/status_page.py [--sites 1000] [--runs 5] [--json]
+    .venv/bin/python bench/status_page.py [--sites 1000] [--runs 5] [--json] [--no-freeze]
 """
 
 from __future__ import annotations
