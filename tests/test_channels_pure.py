@@ -376,7 +376,7 @@ def test_channel_config_errors_are_one_line_naming_the_place(raw: dict, error: s
 
 
 def test_apprise_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sentinel.notify.channel_config as cc
+    import sentinel.parse.channels as cc
 
     monkeypatch.setattr(cc, "apprise_installed", lambda: False)
     with pytest.raises(ConfigError) as info:

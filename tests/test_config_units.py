@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from sentinel.config import ConfigError, EmailSection, parse_config
-from sentinel.config_units import StrictSection
+from sentinel.config import ConfigError, parse_config
+from sentinel.parse.file import EmailSection
+from sentinel.parse.units import StrictSection
 from test_example_config import schema_sections
 
 REQUIRED: dict[str, dict[str, Any]] = {

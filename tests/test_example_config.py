@@ -13,12 +13,13 @@ import pytest
 import trustme
 from pydantic import BaseModel
 
-from sentinel.config import FileSection, SiteOptions, SiteSection, load_config, parse_config
-from sentinel.early.config import HostSection, WatchSection
-from sentinel.heartbeats.config import HeartbeatSection
-from sentinel.history.settings import HistorySection, StatusPageSection
-from sentinel.maintenance import MaintenanceSection
-from sentinel.notify.channel_config import ChannelSection
+from sentinel.config import load_config, parse_config
+from sentinel.parse.channels import ChannelSection
+from sentinel.parse.early import HostSection, WatchSection
+from sentinel.parse.file import FileSection, SiteOptions, SiteSection
+from sentinel.parse.heartbeats import HeartbeatSection
+from sentinel.parse.history import HistorySection, StatusPageSection
+from sentinel.parse.maintenance import MaintenanceSection
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sites.example.toml"

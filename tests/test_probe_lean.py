@@ -894,3 +894,25 @@ async def test_a_connection_sentinel_was_late_to_notice_is_timed_by_the_handshak
     assert result.ok, result
     assert result.connect is not None and result.connect < 0.02 + late, (result, late)
     assert result.total < 0.05 + late, (result, late)
+
+
+async def test_kept_first_hops_are_bounded_and_follow_the_sites_config(
+    prober: LeanHttpProber, serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sentinel.probes.lean as lean
+
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(f"{request.path} {request.headers.get('X-Run', '')}")
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_route("GET", "/{name}", record)
+    url = await serve(app)
+    monkeypatch.setattr(lean, "MAX_FIRST_HOPS", 2)
+    for name in ("a", "b", "c", "a"):
+        assert (await prober.probe(site(f"{url}/{name}", headers=(("X-Run", "1"),)))).ok
+    assert (await prober.probe(site(f"{url}/a", headers=(("X-Run", "2"),)))).ok
+    assert seen == ["/a 1", "/b 1", "/c 1", "/a 1", "/a 2"]
+    assert len(prober._first_hops) <= 2

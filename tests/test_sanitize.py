@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sentinel.config import ConfigError, parse_config
-from sentinel.early.config import parse_early
 from sentinel.logsetup import defuse, kv
+from sentinel.parse.early import parse_early
 from sentinel.probes.common import clean_message
 from sentinel.sanitize import (
     escape_controls,

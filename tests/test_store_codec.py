@@ -1,4 +1,4 @@
-"""The store's JSON codec (pydantic's TypeAdapter) against the hand-written one it replaced: the
+"""The store's JSON codec against the first hand-written one (its rows are in stores out there): the
 same text for every value, and every row the old one wrote decodes to the same value."""
 
 from __future__ import annotations

@@ -202,8 +202,13 @@ def _load(config_path: str) -> Config | None:
 
 
 def cmd_run(config_path: str) -> int:
-    config = _load(config_path)
-    if config is None:
+    # Validated in a child process: the daemon never loads pydantic (sentinel.config_child).
+    from sentinel.config_child import load_config_isolated
+
+    try:
+        config = load_config_isolated(config_path)
+    except ConfigError as exc:
+        report(*exc.errors)
         return EXIT_CONFIG
     from sentinel.daemon import run_daemon
     from sentinel.eventloop import EventLoopError, run

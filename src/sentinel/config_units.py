@@ -8,22 +8,15 @@ build on it without importing each other. Pure.
 from __future__ import annotations
 
 import re
-from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
-
-from sentinel.sanitize import has_control, mark_controls
+from sentinel.sanitize import has_control
 
 __all__ = [
     "ConfigError",
-    "Duration",
-    "Size",
-    "StrictSection",
     "check_name",
     "format_duration",
     "parse_duration",
     "parse_size",
-    "pydantic_errors",
 ]
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -48,13 +41,6 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
-
-
-class StrictSection(BaseModel):
-    """The base of every config section model. Unknown keys are errors (a typo must never
-    silently disable a check); values are strict (`true`, not "yes"; 3, not "3"); frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 def check_name(value: str) -> str:
@@ -97,40 +83,3 @@ def parse_size(value: object) -> int:
     if not isinstance(value, str) or (match := _SIZE_RE.match(value)) is None:
         raise ValueError(f'invalid size {value!r} (use e.g. "1MiB", "512KiB")')
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-
-
-def _format_loc(loc: tuple[int | str, ...], *, top_level: bool) -> str:
-    """('email', 'to', 0) -> 'email: to[0]'; inside a site ('interval',) -> 'interval'."""
-    parts = [p for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
-    if top_level and len(parts) > 1:
-        return f"{parts[0]}: {_format_loc(tuple(parts[1:]), top_level=False)}"
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def pydantic_errors(exc: ValidationError, prefix: str) -> list[str]:
-    """One line per error, `prefix: field: message` (`sites[2] "blog": interval: ...`); with no
-    prefix the first part of the location is the section (`email: to[0]: ...`)."""
-    lines = []
-    for err in exc.errors():
-        loc = _format_loc(err["loc"], top_level=not prefix)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling)"
-        elif err["type"] == "missing":
-            msg = "required"
-        loc = mark_controls(loc)  # a quoted TOML key may hold a newline
-        where = f"{prefix}: {loc}" if prefix and loc else (prefix or loc)
-        lines.append(f"{where}: {msg}" if where else msg)
-    return lines

@@ -346,7 +346,7 @@ class Daemon:
                         raise RuntimeError(f"task {task.get_name()} ended") from exc
                 if reload_wait in done:
                     self._reload_requested.clear()
-                    self.reload()
+                    await self.reload()
                 else:
                     reload_wait.cancel()
         finally:
@@ -424,9 +424,10 @@ class Daemon:
 
     # ---------------------------------------------------------- reload (reconcile.py)
 
-    def reload(self) -> bool:
-        """SIGHUP: read the file again; apply it if valid, else keep the old config running."""
-        return reconcile.reload(self)
+    async def reload(self) -> bool:
+        """SIGHUP: read the file again (in a child process: sentinel.config_child); apply it if
+        valid, else keep the old config running."""
+        return await reconcile.reload(self)
 
     def _forget_site(self, name: str) -> None:
         reconcile.forget_site(self, name)

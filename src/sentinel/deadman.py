@@ -19,10 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import field_validator
-
-from sentinel.config_units import Duration, StrictSection
-from sentinel.sanitize import has_control, one_line
+from sentinel.sanitize import one_line
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -32,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EVERY",
     "DeadmanConfig",
-    "DeadmanSection",
     "DeadmanSwitch",
     "Ping",
     "fail_url",
@@ -48,32 +44,6 @@ ERROR_LOG_EVERY = 600.0  # seconds between log lines about a failing ping
 _BODY_CHARS = 1000  # healthchecks.io keeps the first 100 kB; a line is what a human reads
 Result = Literal["ok", "fail", "error", "withheld"]
 RESULTS: tuple[Result, ...] = ("ok", "fail", "error", "withheld")
-
-
-class DeadmanSection(StrictSection):
-    url: str
-    every: Duration | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or has_control(value):
-            raise ValueError(
-                f"invalid URL {value!r} (use e.g. https://hc-ping.com/<uuid>; http or https)"
-            )
-        return value
-
-    @field_validator("every")
-    @classmethod
-    def _check_every(cls, value: float | None) -> float | None:
-        # The scheduler proves progress at least once a second: a tick must span two of those.
-        if value is not None and not MIN_EVERY <= value <= 86400.0:
-            raise ValueError("must be between 2s and 1d")
-        return value
-
-    def resolve(self) -> DeadmanConfig:
-        return DeadmanConfig(**self.model_dump(exclude_none=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ import time
 from typing import TYPE_CHECKING
 
 from sentinel.canary import canary_interval
-from sentinel.config import Config, ConfigError, SiteConfig, load_config
+from sentinel.config import Config, ConfigError, SiteConfig
+from sentinel.config_child import load_config_isolated_async
 from sentinel.heartbeats.config import HeartbeatConfig, TokenError, read_tokens
 from sentinel.logsetup import kv
 from sentinel.maintenance import MaintenanceClock
@@ -30,11 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("sentinel")
 
 
-def reload(daemon: Daemon) -> bool:
+async def reload(daemon: Daemon) -> bool:
     """SIGHUP: read the file again; apply it if valid, else keep the old config running."""
     daemon.notifier.reloading()
     try:
-        new = load_config(daemon.config_path)
+        new = await load_config_isolated_async(daemon.config_path)
         channels = daemon.dispatch.build(new)
         hb_tokens = read_tokens(owned_heartbeats(new))
         access = daemon.web_access(new)

@@ -82,3 +82,34 @@ def test_bad_reload_keeps_the_old_config_probing(
         assert "interval: invalid duration 'soon'" in proc.log()
         assert "keeping the running config" in proc.log()
         assert proc.stop() == 0
+
+
+def _mapped(pid: int, name: str) -> bool:
+    """Whether the process has a shared object whose path contains `name` mapped."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return any(name in line for line in maps)
+
+
+def test_the_daemon_validates_its_file_in_a_child_and_never_loads_pydantic(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    # pydantic's ~20 MiB would stay resident once imported (sentinel.config_child). A deprecated
+    # key's warning, given by the child at start and at every reload, is logged once.
+    deprecated = 'status_url = "https://status.example.org/"\n'  # in the [sentinel] written first
+    with target_server() as target:
+        proc = sentinel_proc(deprecated + SITES.format(sites=site("a", target.url("/ok")))).start()
+        assert proc.proc is not None
+        wait_until(lambda: proc.metric("sentinel_site_up", site="a") == 1, timeout=10)
+        proc.write_config(
+            deprecated
+            + SITES.format(sites=site("a", target.url("/ok")) + site("b", target.url("/ok")))
+        )
+        proc.signal(signal.SIGHUP)
+        wait_until(lambda: proc.metric("sentinel_site_up", site="b") == 1, timeout=10)
+        proc.write_config(deprecated + SITES.format(sites=site("b", target.url("/ok"))))
+        proc.signal(signal.SIGHUP)
+        wait_until(lambda: proc.metric("sentinel_sites") == 1, timeout=10)
+        assert not _mapped(proc.proc.pid, "pydantic_core")
+        assert proc.log().count("[sentinel] status_url is deprecated") == 1
+        assert "validating it in the daemon instead" not in proc.log()
+        assert proc.stop() == 0

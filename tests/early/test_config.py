@@ -11,10 +11,10 @@ from sentinel.early.config import (
     DEFAULT_DISK_MIN_GROWTH,
     EarlyConfig,
     HostConfig,
-    parse_early,
     parse_rate,
     parse_ratio,
 )
+from sentinel.parse.early import parse_early
 
 MIB = 1024 * 1024
 DAY = 86400.0

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig, parse_early
+from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
 from sentinel.early.latency import DriftSettings, LatencyTracker
 from sentinel.early.service import EarlyWarnings
 from sentinel.early.warnings import WarningState
+from sentinel.parse.early import parse_early
 from sentinel.store import decode_dataclass, encode_dataclass
 
 from .children import LEAK, MIB, SAWTOOTH, Children, children

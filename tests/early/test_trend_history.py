@@ -13,11 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sentinel import trend_history
-from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig, parse_early
+from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig
 from sentinel.early.events import TrendEnded, TrendStarted
 from sentinel.early.service import TrendRecord
 from sentinel.early.trend import TrendSeries
 from sentinel.early.warnings import WarningState
+from sentinel.parse.early import parse_early
 from sentinel.store import Store, StoreError, decode_dataclass, encode_dataclass
 
 from .children import LEAK, MIB, Children, children

@@ -3,7 +3,7 @@ as sites. Examples first, then hypothesis over ping sequences with the mute swit
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sentinel.heartbeats.config import HeartbeatConfig
@@ -146,6 +146,11 @@ def opening(event: Event) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(CONFIGS, TIMES, OPS)
+@example(
+    config=HeartbeatConfig("job", every=1.0, grace=1.0),
+    start=1500000000.0,
+    ops=[("check", 3.0, 1, True), ("start", 0.0, 1, False), ("check", 0.0, 1, False)],
+)
 def test_muting_holds_alerts_and_never_loses_or_orphans_one(
     config: HeartbeatConfig, start: float, ops: list[Op]
 ) -> None:
@@ -162,7 +167,13 @@ def test_muting_holds_alerts_and_never_loses_or_orphans_one(
         step = step_for(state, config, op, now)
         for event in step.events:
             if isinstance(event, Late):
-                assert event.expected_at + config.grace < event.at  # also after a restart
+                # Also after a restart. A held LATE released later says "expected by" at most
+                # its opening time minus grace (state.py, _release), so it may be released the
+                # very moment it opened with expected_at + grace == at: hence <=, not <.
+                if before.held:
+                    assert event.expected_at + config.grace <= event.at
+                else:
+                    assert event.expected_at + config.grace < event.at
             if muted:
                 # Only good news about an incident the reader heard of goes out while muted.
                 assert isinstance(event, Recovered) and event.incident_id == told
