@@ -9,13 +9,17 @@ on a machine shared with other busy processes is the figure that says what the l
 held on a machine to itself. The process CPU (client and monitor included) is reported too.
 
 Scenarios, each `--runs` times (medians reported):
-- cold: a fresh reader, the first request after a start (the history read from SQLite, a few
-  sites at a time);
+- cold: a fresh reader, the first request after a start without the warm-up (the history read
+  from SQLite, a few sites at a time): what a request pays when it comes before the warm-up;
+- warmup: what the daemon's page task does right after a start (`StatusPages.warm`: every
+  site's figures read, the blocks rendered), slice by slice, then `gc.freeze()` as the daemon
+  does (`--no-freeze`: not); first: the first request after it;
 - steady: polled every 10 s of simulated time: between two requests every site gets a probe
   (the recorder's pending deltas change) and every 6th request follows a flush;
-- hour: the first request after the hour changed (every site's 24-hour chart moves on).
+- hour_warm: the page task's re-render after the hour changed (`--no-warm-hour`: not done);
+  hour: the first request after the hour changed (every site's 24-hour chart moves on).
 
-    .venv/bin/python bench/status_page.py [--sites 1000] [--runs 5] [--json]
+    .venv/bin/python bench/status_page.py [--sites 1000] [--runs 5] [--json] [--no-freeze]
 """
 
 from __future__ import annotations
@@ -150,7 +154,8 @@ class Timed:
         self.pieces.append(time.perf_counter() - t)
         self.cpu.append(time.thread_time() - c)
         inner = reply.chunks
-        assert inner is not None
+        if inner is None:  # answered in one go
+            return reply
 
         def chunks() -> Iterator[bytes]:
             it = iter(inner())
@@ -167,9 +172,9 @@ class Timed:
         return Reply(reply.status, reply.content_type, chunks=chunks)
 
 
-async def fetch(port: int) -> int:
+async def fetch(port: int, path: str = "/") -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    writer.write(b"GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path.encode())
     size = 0
     while True:
         data = await reader.read(1 << 20)
@@ -194,11 +199,11 @@ def probe_all(
         recorder.record(site, result, states[name], states[name], (), now)
 
 
-async def measure(port: int, timed: Timed, lag: LoopLag) -> dict[str, float]:
+async def measure(port: int, timed: Timed, lag: LoopLag, path: str = "/") -> dict[str, float]:
     timed.pieces, timed.cpu = [], []
     lag.start()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    size = await fetch(port)
+    size = await fetch(port, path)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     longest = await lag.stop()
     return {
@@ -273,6 +278,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         clock = Clock(start)
         lag = LoopLag()
 
+        def api_route(pages: StatusPages) -> Callable[[], Reply]:
+            def api_status() -> Reply:  # (as web.make_routes's, with the sites alone)
+                entries: list[dict[str, Any]] = [{"site": n} for n in names]
+                pages.annotate(entries)
+                return Reply(200, "application/json", json.dumps(entries).encode())
+
+            return api_status
+
         def serve() -> tuple[StatusPages, HistoryRecorder, Timed]:
             recorder = HistoryRecorder(store, HistoryConfig(), lambda exc: None, clock=clock)
             reader = HistoryReader(store, recorder, clock=clock)
@@ -291,8 +304,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         def index() -> Reply:
             return holder["timed"]()
 
-        server, port = await start_server({"/": index}, "127.0.0.1:0")
+        def api() -> Reply:
+            return holder["api"]()
+
+        server, port = await start_server({"/": index, "/api/status": api}, "127.0.0.1:0")
         try:
+            # /api/status's first call after a start (no warm-up yet), as the daemon serves it
+            # (its figures read in slices first) and as before (read in one go: "unsliced")
+            for name, sliced in (("api_first", True), ("api_first_unsliced", False)):
+                rows = []
+                for _ in range(args.runs):
+                    clock.t = start
+                    pages, recorder, _ = serve()
+                    route = api_route(pages)
+                    if sliced:
+                        route = pages.routes({"/api/status": route})["/api/status"]
+                    holder["api"] = api_timed = Timed(route)
+                    probe_all(recorder, sites, states, clock.t, rng)
+                    rows.append(await measure(port, api_timed, lag, "/api/status"))
+                result[name] = median_of(rows)
             cold = []
             for _ in range(args.runs):
                 clock.t = start

@@ -286,3 +286,18 @@ def test_shared_incident_texts_stay_bounded(store: Store, monkeypatch: pytest.Mo
     pages, reader = make_pages(store, clock)
     body(pages.index())
     assert len(reader._texts) <= 5 + 5  # cleared once past TEXTS (5 texts an incident)
+
+
+def test_uptimes_equal_the_page_figures(store: Store) -> None:
+    clock = Clock(T0)
+    pages, reader = make_pages(store, clock)
+    recorder = pages._recorder
+    assert recorder is not None
+    for k, name in enumerate(NAMES):
+        up = states(clock.t)[name]
+        for j in range(k):
+            t = clock.t + 30 * j
+            failed = ProbeResult.failure("timeout", "timed out", t, 0.05)
+            recorder.record(SITES[name], failed, up, up, (), t)
+    clock.t += 300
+    assert reader.uptimes(NAMES) == {n: h.uptime for n, h in reader.overview(NAMES).items()}

@@ -436,24 +436,9 @@ class HistoryReader:
         build = self._build
         out = {}
         for name, site in sites.items():
-            td_cov, td_down, td_exc = site.now_day or _ZERO3
-            nh = site.now_hour
-            if nh is None:
-                h_cov = h_down = h_exc = 0
-            else:
-                h_cov, h_down, h_exc = nh.covered_ms, nh.down_ms, nh.excused_ms
-            deltas = None if pending is None else pending.get(name)
-            if deltas:
-                for p_hour, delta in deltas.items():
-                    if p_hour == hour:  # (the current hour is in the current day)
-                        h_cov += delta.covered_ms
-                        h_down += delta.down_ms
-                        h_exc += delta.excused_ms
-                    elif p_hour > hour or p_hour * HOUR_MS // DAY_MS != day:
-                        continue
-                    td_cov += delta.covered_ms
-                    td_down += delta.down_ms
-                    td_exc += delta.excused_ms
+            h_cov, h_down, h_exc, td_cov, td_down, td_exc = _current(
+                site, None if pending is None else pending.get(name), day, hour
+            )
             sums = site.sums or site.past_sums()
             u24 = uptime_of(sums[0] + h_cov, sums[1] + h_down, sums[2] + h_exc)
             u7 = uptime_of(sums[3] + td_cov, sums[4] + td_down, sums[5] + td_exc)
@@ -546,8 +531,28 @@ class HistoryReader:
         hours.append(Period(site.hour * HOUR_MS, now_hour))
 
     def uptimes(self, names: Iterable[str]) -> dict[str, dict[str, float | None]]:
-        """Only the uptime figures (for /api/status and the badges), from the kept figures."""
-        return {name: h.uptime for name, h in self.overview(names).items()}
+        """Only the uptime figures (for /api/status and the badges), from the kept figures:
+        the same as `overview`'s, without what the page's blocks need."""
+        now_ms = int(self._clock() * 1000)
+        day, hour = now_ms // DAY_MS, now_ms // HOUR_MS
+        try:
+            sites = self._load(list(names), day, hour)
+        except StoreError:
+            return {}
+        pending = self.recorder.pending if self.recorder is not None else None
+        out = {}
+        for name, site in sites.items():
+            h_cov, h_down, h_exc, td_cov, td_down, td_exc = _current(
+                site, None if pending is None else pending.get(name), day, hour
+            )
+            sums = site.sums or site.past_sums()
+            out[name] = {
+                "24h": uptime_of(sums[0] + h_cov, sums[1] + h_down, sums[2] + h_exc),
+                "7d": uptime_of(sums[3] + td_cov, sums[4] + td_down, sums[5] + td_exc),
+                "30d": uptime_of(sums[6] + td_cov, sums[7] + td_down, sums[8] + td_exc),
+                "90d": uptime_of(sums[9] + td_cov, sums[10] + td_down, sums[11] + td_exc),
+            }
+        return out
 
     def _with_pending(
         self, name: str, hours: Mapping[int, Rollup], days: Mapping[int, Rollup]
@@ -618,6 +623,31 @@ def _uptime(rows: Mapping[int, Rollup], first: int, last: int) -> float | None:
             down += r.down_ms
             excused += r.excused_ms
     return uptime_of(covered, down, excused)
+
+
+def _current(
+    site: _Site, deltas: Mapping[int, Rollup] | None, day: int, hour: int
+) -> tuple[int, int, int, int, int, int]:
+    """(covered, down, excused) of the current hour, then of the current day: stored plus the
+    recorder's pending deltas (`deltas`: hour -> delta)."""
+    td_cov, td_down, td_exc = site.now_day or _ZERO3
+    nh = site.now_hour
+    if nh is None:
+        h_cov = h_down = h_exc = 0
+    else:
+        h_cov, h_down, h_exc = nh.covered_ms, nh.down_ms, nh.excused_ms
+    if deltas:
+        for p_hour, delta in deltas.items():
+            if p_hour == hour:  # (the current hour is in the current day)
+                h_cov += delta.covered_ms
+                h_down += delta.down_ms
+                h_exc += delta.excused_ms
+            elif p_hour > hour or p_hour * HOUR_MS // DAY_MS != day:
+                continue
+            td_cov += delta.covered_ms
+            td_down += delta.down_ms
+            td_exc += delta.excused_ms
+    return h_cov, h_down, h_exc, td_cov, td_down, td_exc
 
 
 def _merged2(a: Rollup, b: Rollup) -> Rollup:
