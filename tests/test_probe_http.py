@@ -125,11 +125,13 @@ def trusting(ca: trustme.CA) -> ssl.SSLContext:
 
 @pytest.fixture
 def free_port() -> Iterator[int]:
-    """A loopback port with nothing listening (bound, then released)."""
+    """A loopback port with nothing listening: bound (never listening) while the test runs, so
+    no other socket can take it meanwhile (a released port can be reused, even as the source
+    port of a probe's own connection, which then connects to itself)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-    yield port
+        yield port
 
 
 def assert_clean(message: str) -> None:
