@@ -30,6 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from http_reference import HttpProber
+from sentinel.config import SiteConfig
 from sentinel.probes.common import clean_message
 from sentinel.probes.lean import LeanHttpProber, clean_fast
 from sentinel.probes.response import HEAD_LIMIT, MAX_INTERIM, ResponseProtocol
@@ -896,7 +897,7 @@ async def test_a_connection_sentinel_was_late_to_notice_is_timed_by_the_handshak
     assert result.total < 0.05 + late, (result, late)
 
 
-async def test_kept_first_hops_are_bounded_and_follow_the_sites_config(
+async def test_kept_first_hops_follow_the_sites_config_and_are_let_go(
     prober: LeanHttpProber, serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sentinel.probes.lean as lean
@@ -910,9 +911,18 @@ async def test_kept_first_hops_are_bounded_and_follow_the_sites_config(
     app = web.Application()
     app.router.add_route("GET", "/{name}", record)
     url = await serve(app)
-    monkeypatch.setattr(lean, "MAX_FIRST_HOPS", 2)
+
+    def named(name: str, path: str, run: str) -> SiteConfig:
+        return SiteConfig(name=name, kind="http", target=f"{url}/{path}", headers=(("X-Run", run),))
+
     for name in ("a", "b", "c", "a"):
-        assert (await prober.probe(site(f"{url}/{name}", headers=(("X-Run", "1"),)))).ok
-    assert (await prober.probe(site(f"{url}/a", headers=(("X-Run", "2"),)))).ok
-    assert seen == ["/a 1", "/b 1", "/c 1", "/a 1", "/a 2"]
+        assert (await prober.probe(named(name, name, "1"))).ok
+    assert (await prober.probe(named("a", "a", "2"))).ok  # a reload changed a's headers
+    assert (await prober.probe(named("b", "moved", "1"))).ok  # ... and b's URL
+    assert seen == ["/a 1", "/b 1", "/c 1", "/a 1", "/a 2", "/moved 1"]
+    assert sorted(prober._first_hops) == ["a", "b", "c"]
+    prober.forget("c")  # c left the config
+    assert sorted(prober._first_hops) == ["a", "b"]
+    monkeypatch.setattr(lean, "MAX_FIRST_HOPS", 2)
+    assert (await prober.probe(named("d", "d", "1"))).ok
     assert len(prober._first_hops) <= 2

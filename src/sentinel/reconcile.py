@@ -105,6 +105,7 @@ def forget_site(daemon: Daemon, name: str) -> None:
     state = daemon.states.pop(name, None)
     daemon.forget_internal_error(name)
     daemon.alert_context.forget(name)
+    daemon.prober.forget(name)
     daemon.metrics.remove_site(name)
     if daemon.history is not None:
         daemon.history.forget(name)

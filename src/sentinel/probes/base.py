@@ -51,6 +51,9 @@ class Probe(AsyncLifecycle):
     def set_precise_latency(self, on: bool) -> None:
         """From a reloaded config; kinds that time responses apply it from the next probe."""
 
+    def forget(self, site: str) -> None:
+        """The site left the config: let go of anything kept for it (by name)."""
+
     @abstractmethod
     async def probe(self, site: SiteConfig) -> ProbeResult: ...
 

@@ -128,7 +128,7 @@ class _Hop:
         self.request = request
 
 
-# Kept first hops (key: what a site's first request depends on); cleared when full.
+# Kept first hops (by site name); cleared if ever this many (sites are forgotten at removal).
 MAX_FIRST_HOPS = 100_000
 
 
@@ -158,7 +158,9 @@ class LeanHttpProber(Probe):
         self._resolver: Resolver | None = None
         self._contexts: TlsContexts | None = None
         self._started = False
-        self._first_hops: dict[tuple[object, ...], _Hop] = {}
+        # A site's first hop by its name, with what it was worked out from (a reload may change
+        # the URL or the headers): bounded by the configured sites (`forget` at removal).
+        self._first_hops: dict[str, tuple[tuple[object, ...], _Hop]] = {}
 
     kind = "http"
     schemes = ("http", "https")
@@ -352,7 +354,8 @@ class LeanHttpProber(Probe):
     def _first_hop(self, site: SiteConfig) -> _Hop | None:
         """The site's first hop, kept; None when its URL is invalid (the caller says why)."""
         key = (site.target, site.method, site.headers, site.connect_to, self.user_agent)
-        hop = self._first_hops.get(key)
+        kept = self._first_hops.get(site.name)
+        hop = kept[1] if kept is not None and kept[0] == key else None
         if hop is None:
             try:
                 parts, host, port = _url_parts(site.target, redirected=False)
@@ -369,9 +372,12 @@ class LeanHttpProber(Probe):
             except (_VerdictError, ConnectError):
                 return None
             if len(self._first_hops) >= MAX_FIRST_HOPS:
-                self._first_hops.clear()  # bounded (sites come and go with reloads)
-            self._first_hops[key] = hop
+                self._first_hops.clear()  # a last bound (sites are forgotten at removal)
+            self._first_hops[site.name] = (key, hop)
         return hop
+
+    def forget(self, site: str) -> None:
+        self._first_hops.pop(site, None)
 
     def _hop(
         self,

@@ -54,6 +54,11 @@ class Prober(AsyncLifecycle):
         for probe in self._probes.values():
             probe.set_precise_latency(on)
 
+    def forget(self, site: str) -> None:
+        """The site left the config (reconcile.forget_site)."""
+        for probe in self._probes.values():
+            probe.forget(site)
+
     def set_max_concurrency(self, value: int) -> None:
         """From a reloaded config: the resolver pool follows max_concurrency, so lookups still
         never wait for a thread (see connect.Resolver)."""
