@@ -15,7 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sentinel.config import ConfigError, EmailConfig, load_config, parse_config
-from sentinel.monitor import CertExpiring, Recovered, StillDown, WentDown
+from sentinel.monitor import (
+    CertExpiring,
+    Flapping,
+    Recovered,
+    Stable,
+    Status,
+    StillDown,
+    WentDown,
+)
 from sentinel.notify.channels.alertmanager import alertmanager_body, alertmanager_labels
 from sentinel.notify.channels.email import build_alert_message, mark_late
 from sentinel.notify.channels.http import verdict
@@ -178,6 +186,39 @@ def test_reminders_recoveries_and_certificates_have_their_kinds() -> None:
     assert (rec.kind, rec.firing, rec.at, rec.since) == ("recovered", False, 700.0, 100.0)
     cert = alert_from_event(CertExpiring("shop", 86400.0 * 30, 0.0), target="x")
     assert cert.kind == "certificate" and cert.firing
+
+
+def test_flapping_and_stable_have_their_alerts_on_every_channel() -> None:
+    # (A FLAPPING once made the whole probe's bookkeeping raise: no alert on any channel, and
+    # the probe's metrics and history skipped. Found by the soak.)
+    flap = Flapping("shop", 100.0, 400.0, 4, 3600.0, Status.DOWN, ())
+    alert = alert_from_event(flap, target="http://shop/")
+    assert (alert.kind, alert.firing, alert.incident_id) == ("flapping", True, "flap-100")
+    assert alert.summary == "FLAPPING: shop — 4 changes between UP and DOWN within 1h"
+    stable = Stable("shop", 100.0, 2200.0, Status.UP, None, 1900.0, ())
+    end = alert_from_event(stable, target="http://shop/")
+    assert (end.kind, end.firing, end.incident_id) == ("stable", False, "flap-100")
+    assert end.summary == "STABLE: shop (now UP)"
+    labels = alertmanager_labels(alert)
+    assert (
+        labels
+        == alertmanager_labels(end)
+        == {
+            "alertname": "SiteFlapping",
+            "site": "shop",
+            "severity": "warning",
+        }
+    )
+    for a in (alert, end):
+        assert json.loads(webhook_body(a))["kind"] == a.kind
+
+
+@given(st.sampled_from([WentDown, StillDown, Recovered, CertExpiring, Flapping, Stable]), st.data())
+def test_every_event_the_monitor_gives_has_an_alert(cls: type[Any], data: st.DataObject) -> None:
+    event = data.draw(st.from_type(cls))
+    alert = alert_from_event(event, target="http://t/")
+    assert decode_alert(encode_alert(alert)) == alert
+    assert "\n" not in webhook_body(alert).decode()
 
 
 @given(

@@ -113,3 +113,49 @@ end = "{end.isoformat()}"
         (subject,) = down_subjects(smtp)
         assert subject.startswith("[sentinel] DOWN: shop — HTTP 500")
         assert proc.metric("sentinel_maintenance_active", maintenance="deploy") == 0
+
+
+@pytest.mark.slow
+def test_a_flapping_site_gets_one_flapping_and_one_stable_email_and_every_probe_is_counted(
+    sentinel_proc: Callable[..., SentinelProcess],
+) -> None:
+    # (FLAPPING and STABLE once made the daemon's bookkeeping of the probe raise: no email, the
+    # probe missing from the metrics and history, an internal error logged. Found by the soak.)
+    with target_server({"/shop": 200}) as target, SmtpServer() as smtp:
+        proc = sentinel_proc(
+            f"""
+[defaults]
+interval = "1s"
+timeout = "900ms"
+failure_threshold = 1
+flap_changes = 2
+flap_window = "10m"
+flap_quiet = "3s"
+{EMAIL.format(smtp_port=smtp.port)}
+[[sites]]
+name = "shop"
+url = "{target.url("/shop")}"
+"""
+        ).start()
+
+        def up_is(value: int) -> Callable[[], bool]:
+            return lambda: proc.metric("sentinel_site_up", site="shop") == value
+
+        wait_until(up_is(1), timeout=30)
+        for status, up in ((500, 0), (200, 1), (500, 0), (200, 1)):
+            target.routes["/shop"] = status
+            wait_until(up_is(up), timeout=30)
+
+        def subjects(word: str) -> list[str]:
+            return [
+                str(m.message["Subject"])
+                for m in smtp.messages_received
+                if f"] {word}:" in str(m.message["Subject"])
+            ]
+
+        wait_until(lambda: subjects("FLAPPING"), timeout=30)
+        wait_until(lambda: subjects("STABLE"), timeout=60)  # 3 s of quiet, UP
+        assert subjects("FLAPPING") == ["[sentinel] FLAPPING: shop"]
+        assert subjects("STABLE") == ["[sentinel] STABLE: shop (now UP)"]
+        assert (proc.metric("sentinel_internal_errors_total") or 0) == 0
+        assert "internal error" not in proc.log()

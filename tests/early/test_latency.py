@@ -3,15 +3,18 @@ minutes and hours."""
 
 from __future__ import annotations
 
+import json
 import random
+import struct
 import tracemalloc
+from array import array
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel.early.events import TrendEnded, TrendStarted
-from sentinel.early.latency import MAX_BUCKET_VALUES, DriftSettings, LatencyTracker, Slots
+from sentinel.early.latency import FLOAT, MAX_BUCKET_VALUES, DriftSettings, LatencyTracker, Slots
 from sentinel.early.warnings import WarningState, step_drift
 
 # "5 minutes" = 1 s, "1 hour" = 10 s, "7 days" = 200 s.
@@ -192,7 +195,7 @@ def test_slots_keep_the_newest_indices_like_a_dict_would(
         if newest is None or index > newest:
             newest = index
         if index > newest - maxlen:
-            model[index] = median
+            model[index] = array(FLOAT, [median])[0]  # kept in 32 bits
         model = {i: m for i, m in model.items() if i > newest - maxlen}
     assert [(i, m) for i, m, _ in slots.rows()] == sorted(model.items())
 
@@ -223,6 +226,38 @@ def test_a_dumped_and_loaded_history_carries_on_exactly_like_the_original() -> N
     later = start + 2 * 86400 + 400
     assert _feed(restored, later, 86400, 30, seed=2) == _feed(original, later, 86400, 30, seed=2)
     assert restored.dump() == original.dump()
+
+
+def _as_format_1(dump: bytes) -> bytes:
+    """The same history as an earlier version dumped it: doubles and 64-bit counts (SLT1)."""
+    (head_len,) = struct.unpack("<I", dump[4:8])
+    head = dump[8 : 8 + head_len]
+    out, at = bytearray(b"SLT1" + dump[4 : 8 + head_len]), 8 + head_len
+    header = json.loads(head)
+    recent, baseline = int(header["geometry"][1]), int(header["geometry"][3])
+    for code, wide, n in [
+        ("f", "d", header["open_len"]),
+        ("f", "d", recent),
+        ("i", "q", recent),
+        ("f", "d", header["hour_count"]),
+        ("f", "d", baseline),
+    ]:
+        part = array(code)
+        part.frombytes(dump[at : at + n * part.itemsize])
+        at += n * part.itemsize
+        out += array(wide, part).tobytes()
+    assert at == len(dump)
+    return bytes(out)
+
+
+def test_a_history_dumped_by_an_earlier_version_in_doubles_is_read() -> None:
+    original = LatencyTracker()
+    start = 1_700_000_123.0
+    _feed(original, start, 2 * 86400, 30, seed=1)
+    restored = LatencyTracker.load(_as_format_1(original.dump()))
+    assert restored.dump() == original.dump()
+    later = start + 2 * 86400 + 400
+    assert _feed(restored, later, 86400, 30, seed=2) == _feed(original, later, 86400, 30, seed=2)
 
 
 def test_a_fresh_tracker_round_trips_too() -> None:

@@ -32,7 +32,15 @@ from typing import Any
 
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
 from sentinel.early.messages import early_message_kind, early_subject
-from sentinel.monitor import CertExpiring, Event, Recovered, StillDown, WentDown
+from sentinel.monitor import (
+    CertExpiring,
+    Event,
+    Flapping,
+    Recovered,
+    Stable,
+    StillDown,
+    WentDown,
+)
 from sentinel.notify.wording import failure_words
 from sentinel.sanitize import one_line
 
@@ -47,7 +55,7 @@ __all__ = [
 
 PAYLOAD_VERSION = 1
 _MAX_TEXT = 500
-_RESOLVED_KINDS = frozenset({"recovered", "resolved"})
+_RESOLVED_KINDS = frozenset({"recovered", "resolved", "stable"})  # stable: flapping ended
 
 
 def _clean(text: str, limit: int = _MAX_TEXT) -> str:
@@ -112,7 +120,8 @@ def _human(seconds: float) -> str:
 
 
 def alert_from_event(event: Event, *, target: str, status_page: str | None = None) -> Alert:
-    """A site's DOWN / STILL DOWN / RECOVERED / CERTIFICATE event as an Alert."""
+    """A site's DOWN / STILL DOWN / RECOVERED / CERTIFICATE / FLAPPING / STABLE event as an
+    Alert. Total over `Event`: every event the monitor gives has its alert."""
     site = _clean(event.site, 100)
     if isinstance(event, WentDown | StillDown):
         detail = _clean(event.message, 200)
@@ -149,6 +158,30 @@ def alert_from_event(event: Event, *, target: str, status_page: str | None = Non
             since=event.since,
             at=event.until,
             incident_id=event.incident_id,
+            status_page=status_page,
+        )
+    if isinstance(event, Flapping | Stable):
+        # The FLAPPING alert and the STABLE that ends it share an incident: the flapping's start.
+        flap_id = f"flap-{int(event.since) if math.isfinite(event.since) else 0}"
+        if isinstance(event, Flapping):
+            summary = (
+                f"FLAPPING: {site} — {event.changes} changes between UP and DOWN "
+                f"within {_human(event.window)}"
+            )
+            kind, reason = "flapping", "flapping"
+        else:
+            summary = f"STABLE: {site} (now {event.status.value.upper()})"
+            kind, reason = "stable", ""
+        return Alert(
+            kind=kind,
+            site=event.site,
+            url=target,
+            summary=summary,
+            reason=reason,
+            message=f"now {event.status.value.upper()}",
+            since=event.since,
+            at=event.at,
+            incident_id=flap_id,
             status_page=status_page,
         )
     assert isinstance(event, CertExpiring)

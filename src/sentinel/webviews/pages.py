@@ -195,6 +195,18 @@ class StatusPages:
 
     def index(self) -> Reply:
         self.last_served = self._clock()
+        reader = self._reader
+        if reader is not None and reader.missing(self._sites()):
+            # The first request after a start (nothing is warmed before anyone asks: a page
+            # nobody opens costs no memory): the warm-up's slices of a few milliseconds, the
+            # loop handed back between them, then the page from what they prepared.
+            def cold() -> Iterator[bytes]:
+                for _ in self.warm_steps():
+                    yield b""  # (the server sends nothing and hands the loop back)
+                for piece in self._page()():
+                    yield piece.encode()
+
+            return Reply(200, HTML, chunks=cold)
         pieces = self._page()
 
         def chunks() -> Iterator[bytes]:
@@ -230,18 +242,15 @@ class StatusPages:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         freeze: Callable[[], None] = gc.freeze,
     ) -> None:
-        """The daemon's task for the page; never ends. At start: `warm`, then `freeze` (the
-        garbage collector's `gc.freeze`: what start-up built, the config, the states, the kept
-        figures, lives as long as the daemon, and frozen it is left out of every later full
-        collection, which otherwise scans it all and holds the loop ~100 ms at 1,000 sites);
-        the same before the warm-up, so no full collection of start-up's heap lands in it. Then
-        WARM_AFTER_HOUR_S after each hour changes, `warm` again if the page was served in the
-        last WARM_IF_SERVED_S: every site's chart moves on then, and the next request would
-        pay for all of them (~0.5 ms a site)."""
+        """The daemon's task for the page; never ends. At start: `freeze` (the garbage
+        collector's `gc.freeze`: what start-up built, the config, the states, lives as long as
+        the daemon, and frozen it is left out of every later full collection, which otherwise
+        scans it all and holds the loop ~100 ms at 1,000 sites). Nothing is warmed at start: a
+        page nobody opens costs no memory (~6 MiB at 1,000 sites); the first request does the
+        warm-up's slices itself (`index`). Then WARM_AFTER_HOUR_S after each hour changes,
+        `warm` again if the page was served in the last WARM_IF_SERVED_S: every site's chart
+        moves on then, and the next request would pay for all of them (~0.5 ms a site)."""
         gc.collect(1)  # (only the young generations: start-up's short-lived garbage)
-        freeze()
-        await self._warm_logged()
-        gc.collect(1)
         freeze()
         while True:
             await sleep(HOUR_S - self._clock() % HOUR_S + WARM_AFTER_HOUR_S)

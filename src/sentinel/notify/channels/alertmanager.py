@@ -34,6 +34,8 @@ def alertmanager_labels(alert: Alert) -> dict[str, str]:
     """The identity of an alert in Alertmanager. Pure; the same on every sentinel."""
     if alert.kind in ("down", "still_down", "recovered"):
         return {"alertname": "SiteDown", "site": alert.site, "severity": "critical"}
+    if alert.kind in ("flapping", "stable"):  # STABLE resolves it
+        return {"alertname": "SiteFlapping", "site": alert.site, "severity": "warning"}
     if alert.kind == "certificate":
         return {"alertname": "CertificateExpiring", "site": alert.site, "severity": "warning"}
     # Early warnings: their kind is part of the name (a disk and a memory warning differ).
