@@ -17,7 +17,10 @@ What runs, all on loopback:
 - the history (`[history]`, on unless `--history off`: rollups written every minute, incidents of
   the flapping and recovering sites) and the status page `/` fetched every `--page-every` s
   (10 by default; 0: never), as a browser left open on it would; every fetch's time and size
-  are recorded.
+  are recorded. `--seed-days N` first fills the store with the history a daemon that has run
+  for N days would have (every site, at most the default retention: 35 days of hours, 400 of
+  days, 10 incidents), so the page shows full bars and charts and the hourly pruning and the
+  day's rollups work on full tables from the start, not on an empty store.
 
 sentinel's VmRSS is sampled every `--sample-every` s and /metrics is scraped every 30 s (as a
 Prometheus would). After the warm-up (`--warmup-minutes`, default a quarter of the run, at most
@@ -135,6 +138,24 @@ def build_config(
     )
 
 
+def seed_history(state_dir: Path, names: list[str], *, days: int) -> None:
+    """The store at `state_dir` with `days` of history for `names` (status_page.py's rows)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from status_page import build  # (imports sentinel: only when seeding)
+
+    from sentinel.store import Store
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with Store.open(state_dir) as store:
+        build(store, names, time.time(), days=days)
+    print(
+        f"seeded {len(names)} sites with {days} days of history in "
+        f"{time.monotonic() - started:.0f} s",
+        file=sys.stderr,
+    )
+
+
 def fetch_page(port: int) -> int:
     """GET / (the status page), read to the end; returns its size in bytes."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -191,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-minutes", type=float, default=None)
     p.add_argument("--history", choices=("on", "off"), default="on")
     p.add_argument("--page-every", type=float, default=10.0, help="fetch / every N s; 0: never")
+    p.add_argument(
+        "--seed-days", type=int, default=0, help="history already in the store (days; 0: none)"
+    )
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for sentinel")
     p.add_argument("--results", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
@@ -226,6 +250,14 @@ def main(argv: list[str] | None = None) -> int:
                 history=args.history == "on",
             )
 
+        if args.seed_days > 0:
+            seed_history(
+                work / "state",
+                [f"t{i}" for i in range(args.sites)]
+                + [f"flap{k}" for k in range(args.flap)]
+                + [f"cycle{k}" for k in range(args.cycle)],
+                days=args.seed_days,
+            )
         daemon = SentinelProc(work, config(None), port, env=env)
         try:
             daemon.wait_healthy(60 + args.sites / 500)

@@ -56,10 +56,11 @@ from sentinel.web import Reply, start_server
 from sentinel.webviews.pages import StatusPages
 
 
-def build(store: Store, names: list[str], now: float) -> None:
+def build(store: Store, names: list[str], now: float, *, days: int = 400) -> None:
     """Rows inserted directly (the recorder's merge path is measured by history_size.py), from
     a few dozen random templates so building 1.2M rows takes seconds, not minutes. The current
-    hour and day have rows too, as if the daemon had been running all along."""
+    hour and day have rows too, as if the daemon had been running all along. `days`: how long
+    it has run (the default retention keeps 35 days of hours and 400 of days at most)."""
     rng = random.Random(1)
     hour = int(now * 1000) // HOUR_MS
     day = int(now * 1000) // DAY_MS
@@ -83,7 +84,7 @@ def build(store: Store, names: list[str], now: float) -> None:
             [
                 (ids[n], h, *hours_t[rng.randrange(64)])
                 for n in names
-                for h in range(hour - 35 * 24, hour + 1)
+                for h in range(hour - min(days, 35) * 24, hour + 1)
             ],
         )
         conn.executemany(
@@ -92,11 +93,11 @@ def build(store: Store, names: list[str], now: float) -> None:
             [
                 (ids[n], d, *days_t[rng.randrange(64)])
                 for n in names
-                for d in range(day - 400, day + 1)
+                for d in range(day - min(days, 400), day + 1)
             ],
         )
     for name in names:
-        for k in range(10):
+        for k in range(min(10, days // 3)):
             start = int((now - (k + 1) * 3 * 86400) * 1000)
             db.incident_opened(store, name, start, "timeout", "connect timed out after 10s")
             db.incident_updated(store, name, start, alerts=2, ended_ms=start + 300_000)
