@@ -533,9 +533,8 @@ class _Part(NamedTuple):
 class _Whole:
     """A site's whole block, compressed, but for the age of its last check: the deflate data
     `before` it and the segments' data `after` it, with the Adler-32 and the length of both
-    texts (a stream's trailer adds them up without reading them) and their compressed length.
-    The history segments are the very bytes of `_Cached.parts`: the whole block costs no
-    second copy of them."""
+    texts (a stream's trailer adds them up without reading them). The history segments are
+    the very bytes of the `_Cached` parts: the whole block costs no second copy of them."""
 
     key: tuple[object, ...]
     before: bytes
@@ -544,7 +543,6 @@ class _Whole:
     before_size: int
     after_check: int
     after_size: int
-    deflated: int  # bytes of `before` and `after`
 
 
 @dataclass(slots=True)
@@ -749,7 +747,6 @@ def _split_age(key: tuple[object, ...], items: list[Item], packer: Packer) -> _W
         len(before),
         check,
         size,
-        len(data) + sum(len(s.data) for s in after),
     )
 
 
@@ -880,7 +877,9 @@ class _Deflated:
         self.stream = ZlibStream(packer)
         self.parts: list[bytes] = [self.stream.start()]
         self._pending: list[str] = []  # texts not compressed yet (compressed together)
-        self.size = 0  # bytes of deflate data, and characters pending
+        # Bytes of text in the piece (not of deflate data): pieces as long in sites, and as
+        # short in time, as those of the page sent as it is.
+        self.size = 0
 
     def _flush(self) -> None:
         if self._pending:
@@ -899,7 +898,7 @@ class _Deflated:
             else:
                 self._flush()
                 self.parts.append(self.stream.segment(*item))
-                self.size += len(item.data)
+                self.size += item.size
 
     def cached(self, whole: _Whole, age: str) -> None:
         if self._pending:
@@ -912,9 +911,8 @@ class _Deflated:
         )
         stream.check = adler32_combine(check, whole.after_check, whole.after_size)
         stream.size += whole.before_size + len(data) + whole.after_size
-        age_block = stored(data)
-        self.parts += (whole.before, age_block, *whole.after)
-        self.size += whole.deflated + len(age_block)
+        self.parts += (whole.before, stored(data), *whole.after)
+        self.size += whole.before_size + len(data) + whole.after_size
 
     def take(self) -> bytes:
         self._flush()
