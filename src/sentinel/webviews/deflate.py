@@ -35,6 +35,7 @@ ZLIB_HEADER: Final = b"\x78\x9c"
 FINAL_BLOCK: Final = b"\x03\x00"
 STORED_MAX: Final = 128  # dynamic text up to this long is sent as a stored block
 _STORED = struct.Struct("<BHH")
+STORED_HEAD = _STORED.pack  # (0, n, n ^ 0xFFFF): the head of a stored block of n < 65536 bytes
 
 
 def adler32_combine(adler1: int, adler2: int, len2: int) -> int:

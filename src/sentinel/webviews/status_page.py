@@ -30,6 +30,7 @@ from sentinel.history.rollup import uptime_of
 from sentinel.sanitize import html_text
 from sentinel.webviews.deflate import (
     FINAL_BLOCK,
+    STORED_HEAD,
     Packer,
     ZlibStream,
     adler32_combine,
@@ -852,9 +853,12 @@ class _Plain:
                 self.size += item.size
 
     def cached(self, whole: _Whole, age: str) -> None:
-        data = age.encode()
-        self.parts += (whole.before, stored(data), *whole.after)
-        self.size += whole.before_size + len(data) + whole.after_size
+        data = age.encode()  # (a few dozen bytes: one stored block)
+        n = len(data)
+        parts = self.parts
+        parts += (whole.before, STORED_HEAD(0, n, n ^ 0xFFFF), data)
+        parts += whole.after
+        self.size += whole.before_size + n + whole.after_size
 
     def take(self) -> bytes:
         data = b"".join(self.parts)
@@ -905,14 +909,19 @@ class _Deflated:
             self._flush()
         stream = self.stream
         data = age.encode()
-        # (`ZlibStream.segment`, `text` and `segment` again, inline: this runs for every site)
+        # (`ZlibStream.segment`, `text` and `segment` again, inline: this runs for every site;
+        # the age is a few dozen bytes: one stored block)
+        n = len(data)
         check = zlib.adler32(
             data, adler32_combine(stream.check, whole.before_check, whole.before_size)
         )
         stream.check = adler32_combine(check, whole.after_check, whole.after_size)
-        stream.size += whole.before_size + len(data) + whole.after_size
-        self.parts += (whole.before, stored(data), *whole.after)
-        self.size += whole.before_size + len(data) + whole.after_size
+        size = whole.before_size + n + whole.after_size
+        stream.size += size
+        parts = self.parts
+        parts += (whole.before, STORED_HEAD(0, n, n ^ 0xFFFF), data)
+        parts += whole.after
+        self.size += size
 
     def take(self) -> bytes:
         self._flush()
