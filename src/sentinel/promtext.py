@@ -248,7 +248,7 @@ class _Metric(Generic[ChildT]):
         return child
 
     def remove(self, *labelvalues: object) -> None:
-        """Drop one child, if there is one (as prometheus_client >= 0.20 does)."""
+        """Drop one child, if there is one (as prometheus_client does since 0.22)."""
         if not self._labelnames:
             raise ValueError(f"{self._name} has no labels")
         if len(labelvalues) != len(self._labelnames):
