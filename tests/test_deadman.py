@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter
 
 from sentinel.config import ConfigError, parse_config
 from sentinel.deadman import DeadmanConfig, DeadmanSwitch, fail_url, plan_ping
 from sentinel.notify.health import FAILING_AFTER, ChannelHealth
+from sentinel.promtext import Counter, Registry
 from webhook_sink import WebhookSink
 
 URL = "https://hc-ping.com/5c4d"
@@ -125,7 +125,7 @@ def test_a_reload_keeps_the_record_of_an_unchanged_channel_only() -> None:
 @pytest.mark.slow
 async def test_the_switch_pings_only_while_the_scheduler_progresses() -> None:
     """The shell against a real loopback receiver, one tick at a time (no timing involved)."""
-    counter = Counter("pings", "", ["result"], registry=CollectorRegistry())
+    counter = Counter("pings", "", ["result"], registry=Registry())
     loops = [0]
     reason: list[str | None] = [None]
     switch = DeadmanSwitch(
@@ -156,7 +156,7 @@ async def test_the_switch_pings_only_while_the_scheduler_progresses() -> None:
     assert sink.received[0].body == b"2 sites, 0 down"
     assert sink.received[2].body == b"alerts cannot be delivered"
     samples = next(iter(counter.collect())).samples
-    values = {s.labels["result"]: s.value for s in samples if s.name == "pings_total"}
+    values = {dict(s.labels)["result"]: s.value for s in samples if s.name == "pings_total"}
     assert values == {"ok": 2.0, "fail": 1.0, "error": 1.0, "withheld": 1.0}
 
 

@@ -157,7 +157,7 @@ if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
     print("unsupported")
     sys.exit(0)
 import asyncio, sqlite3, ssl
-import aiohttp, aiohttp.web, aiosmtplib, prometheus_client, pydantic
+import aiohttp, aiohttp.web, aiosmtplib, pydantic
 import sentinel
 for info in pkgutil.walk_packages(sentinel.__path__, "sentinel."):
     if info.name.endswith("__main__"):

@@ -201,7 +201,9 @@ async def test_a_body_that_inflates_to_nothing_stops_at_the_byte_bound(
 async def test_multi_member_gzip_is_decoded_fully(
     prober: LeanHttpProber, raw_server: RawServe
 ) -> None:
-    body = gzip.compress(b"first member " * 50) + gzip.compress(b"and the needle in the second")
+    body = gzip.compress(b"first member " * 50, mtime=0) + gzip.compress(
+        b"and the needle in the second", mtime=0
+    )
     head = OK + b"Content-Encoding: gzip\r\n"
     result = await probe(prober, raw_server, reply(response(head, body)), body_contains="needle")
     assert (result.ok, result.status) == (True, 200), result
@@ -210,7 +212,7 @@ async def test_multi_member_gzip_is_decoded_fully(
 async def test_gzip_with_zero_padding_after_the_member_is_accepted(
     prober: LeanHttpProber, raw_server: RawServe
 ) -> None:
-    body = gzip.compress(b"the needle") + b"\x00" * 16
+    body = gzip.compress(b"the needle", mtime=0) + b"\x00" * 16
     head = OK + b"Content-Encoding: gzip\r\n"
     result = await probe(prober, raw_server, reply(response(head, body)), body_contains="needle")
     assert result.ok, result
@@ -232,13 +234,13 @@ def deflate(data: bytes, wbits: int) -> bytes:
 TEXT = b"the needle is here " * 400
 
 BROKEN_BODIES = {
-    "truncated gzip": (b"gzip", gzip.compress(TEXT)[:-30]),
-    "gzip without its trailer": (b"gzip", gzip.compress(TEXT)[:-8]),
-    "corrupt gzip": (b"gzip", gzip.compress(TEXT)[:40] + b"\xff" * 40),
+    "truncated gzip": (b"gzip", gzip.compress(TEXT, mtime=0)[:-30]),
+    "gzip without its trailer": (b"gzip", gzip.compress(TEXT, mtime=0)[:-8]),
+    "corrupt gzip": (b"gzip", gzip.compress(TEXT, mtime=0)[:40] + b"\xff" * 40),
     "truncated deflate": (b"deflate", deflate(TEXT, 15)[:-10]),
     "truncated raw deflate": (b"deflate", deflate(TEXT, -15)[:-10]),
     "corrupt deflate": (b"deflate", b"\x78\x9c" + b"\xff" * 50),
-    "garbage after gzip": (b"gzip", gzip.compress(TEXT) + b"garbage"),
+    "garbage after gzip": (b"gzip", gzip.compress(TEXT, mtime=0) + b"garbage"),
 }
 
 
@@ -262,7 +264,7 @@ async def test_a_truncated_gzip_body_without_framing_is_a_failure_at_the_close(
 ) -> None:
     async def close_early(reader: Reader, writer: Writer) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(OK + b"Content-Encoding: gzip\r\n\r\n" + gzip.compress(TEXT)[:-20])
+        writer.write(OK + b"Content-Encoding: gzip\r\n\r\n" + gzip.compress(TEXT, mtime=0)[:-20])
         await writer.drain()
 
     result = await probe(prober, raw_server, close_early, body_contains="needle")

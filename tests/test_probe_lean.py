@@ -357,7 +357,7 @@ async def test_endless_body_of_one_byte_chunks_costs_bounded_cpu(
 
 
 async def test_chunked_gzip_body_is_decoded(prober: LeanHttpProber, raw_server: RawServe) -> None:
-    compressed = gzip.compress(b"chunky " * 1000 + b"needle")
+    compressed = gzip.compress(b"chunky " * 1000 + b"needle", mtime=0)
     chunks = b"".join(
         b"%x\r\n%s\r\n" % (len(compressed[i : i + 97]), compressed[i : i + 97])
         for i in range(0, len(compressed), 97)
@@ -798,7 +798,7 @@ SPLIT_CASES = [
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"3;a=b\r\nnee\r\n3\r\ndle\r\n0\r\nX-T: 1\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s"
-    % (len(gzip.compress(b"needle")), gzip.compress(b"needle")),
+    % (len(gzip.compress(b"needle", mtime=0)), gzip.compress(b"needle", mtime=0)),
     b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n%s"
     % (len(zlib.compress(b"needle")), zlib.compress(b"needle")),
 ]

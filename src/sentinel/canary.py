@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Gauge
-
 from sentinel.config import SiteConfig
 from sentinel.notify.group_message import NetworkNews
 from sentinel.notify.wording import failure_words
 from sentinel.probes.result import ProbeResult
+from sentinel.promtext import Gauge, Registry
 from sentinel.store import Store, StoreError
 from sentinel.web import iso_utc
 
@@ -125,7 +124,7 @@ class Canaries:
         probe: Callable[[SiteConfig], Any],  # async: a SiteConfig in, a ProbeResult out
         on_news: Callable[[NetworkNews], None],
         sites_failing: Callable[[], bool],
-        registry: CollectorRegistry,
+        registry: Registry,
         *,
         interval: float = DEFAULT_INTERVAL,
     ) -> None:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ class Daemon:
             if self.config.listen:
                 routes = make_routes(
                     render_metrics=self.metrics.render_chunks,
-                    site_status=self.site_status,
+                    site_status=self.site_views,
                     healthy=self.healthy,
                     early_status=self.early.status_view if self.early is not None else None,
                     dead_letters=lambda: self.dispatch.dead_letters,
@@ -590,6 +590,9 @@ class Daemon:
 
     def site_status(self) -> list[dict[str, Any]]:
         return status_views.site_status(self)
+
+    def site_views(self) -> Iterator[dict[str, Any]]:
+        return status_views.site_views(self)
 
     def heartbeat_status(self) -> list[dict[str, Any]]:
         return status_views.heartbeat_status(self)

@@ -22,9 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 from sentinel.sanitize import one_line
 
 if TYPE_CHECKING:
-    from prometheus_client import Counter
-
     from sentinel.notify.channels.http import HttpPoster
+    from sentinel.promtext import Counter
 
 __all__ = [
     "DEFAULT_EVERY",

@@ -6,29 +6,26 @@ the site leaves the config, so the label sets stay bounded by the config, never 
 
 from __future__ import annotations
 
-import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    ProcessCollector,
-    disable_created_metrics,
-    generate_latest,
-)
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from sentinel import __version__
 from sentinel.maintenance import MaintenanceClock
 from sentinel.monitor import SiteState, Status
 from sentinel.probes.result import PHASES, REASONS, ProbeResult
+from sentinel.promtext import (
+    Counter,
+    Family,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    Registry,
+    escape_label_value,
+    format_value,
+)
 from sentinel.silences import Silence
 
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -56,7 +53,7 @@ if PHASES != ("dns", "connect", "tls", "processing", "transfer"):  # pragma: no 
 class _SiteSeries:
     """One site's per-site series, as plain numbers.
 
-    prometheus_client keeps a child object with a lock per value (per histogram bucket too): ~15 KiB
+    A child object per value (per histogram bucket too, as prometheus_client kept) cost ~15 KiB
     and ~10 locked updates per site and probe. Here a probe is a few attribute stores, and a
     scrape formats these numbers straight into text (see `Metrics.render_chunks`).
     """
@@ -104,13 +101,12 @@ class _SiteSeries:
 
 
 class Metrics:
-    """The registry (process, global and early-warning series, via prometheus_client) plus the
-    per-site series, which this class keeps and formats itself."""
+    """The registry (process, global and early-warning series, via `sentinel.promtext`) plus
+    the per-site series, which this class keeps and formats itself. No `_created` series (they
+    would double every counter's series for a value nobody graphs)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
-        # `_created` series would double every counter's series for a value nobody graphs.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = registry or CollectorRegistry(auto_describe=True)
+    def __init__(self, registry: Registry | None = None, *, process: bool = True) -> None:
+        self.registry = registry or Registry()
         r = self.registry
         if process:
             ProcessCollector(registry=r)
@@ -249,7 +245,7 @@ class Metrics:
     def render_chunks(self, sites_per_chunk: int = 500) -> Iterator[bytes]:
         """The exposition text in pieces of at most `sites_per_chunk` sites of one family, so a
         server can hand the event loop back between pieces (and never holds all of it twice)."""
-        yield generate_latest(self.registry)
+        yield self.registry.render()
         sites = list(self._sites.values())
         probed = [s for s in sites if s.probed]
         for family in _FAMILIES:
@@ -262,61 +258,42 @@ class Metrics:
                 yield "".join(lines).encode()
 
 
-class _MaintenanceCollector(Collector):
+class _MaintenanceCollector:
     def __init__(self, clock: Callable[[], MaintenanceClock]) -> None:
         self._clock = clock
 
-    def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
+    def collect(self) -> Iterator[Family]:
+        family = Family(
             "sentinel_maintenance_active",
+            "gauge",
             "1 while the maintenance window is on (alerts of its sites are held)",
-            labels=["maintenance"],
+            ("maintenance",),
         )
         for window, state in self._clock().states(time.time()):
-            family.add_metric([window.name], 1.0 if state.active else 0.0)
+            family.add([window.name], 1.0 if state.active else 0.0)
         yield family
 
 
-class _SilenceCollector(Collector):
+class _SilenceCollector:
     def __init__(self, silences: Callable[[], Sequence[Silence]]) -> None:
         self._silences = silences
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
         now = time.time()
         active = sum(1 for s in self._silences() if s.until > now)
-        family = GaugeMetricFamily(
-            "sentinel_silences_active", "Silences in force (sentinel silence --list)"
+        family = Family(
+            "sentinel_silences_active", "gauge", "Silences in force (sentinel silence --list)"
         )
-        family.add_metric([], float(active))
+        family.add([], float(active))
         yield family
 
 
 # ---------------------------------------------------------------------- the per-site families
 
 
-def _escape(value: str) -> str:
-    """A label value in the text format (as prometheus_client writes it)."""
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def format_sample(value: float) -> str:
-    """A sample value as prometheus_client's `floatToGoString` writes it (Go's exponent style)."""
-    d = float(value)
-    if d == math.inf:
-        return "+Inf"
-    if d == -math.inf:
-        return "-Inf"
-    if math.isnan(d):
-        return "NaN"
-    text = repr(d)
-    dot = text.find(".")
-    if d > 0 and dot > 6:  # Go switches to exponents sooner than Python
-        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return text
-
-
-_num = format_sample  # the short name the many render lines below use
+_escape = escape_label_value
+format_sample = format_value  # the name tests and benches import
+_num = format_value  # the short name the many render lines below use
 
 
 def _success(s: _SiteSeries, out: list[str]) -> None:
@@ -417,8 +394,8 @@ def _family(
     return _Family(header, lines, probed_only)
 
 
-# Names, help texts and order as prometheus_client wrote them before (dashboards and rules
-# depend on the names; tests/test_metrics.py pins the text).
+# Names, help texts and order as prometheus_client wrote them (dashboards and rules depend on
+# the names; tests/test_metrics.py pins the text).
 _FAMILIES: Final = (
     _family("sentinel_probe_success", "gauge", "1 if the last probe passed, else 0", _success),
     _family(

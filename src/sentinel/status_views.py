@@ -8,7 +8,7 @@ never change it. The daemon keeps thin methods that delegate here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sentinel.config import SiteConfig
@@ -28,19 +28,31 @@ if TYPE_CHECKING:
 
 def site_status(daemon: Daemon) -> list[dict[str, Any]]:
     """One JSON-ready view per site (GET /status): state, maintenance windows and silences."""
-    now = time.time()
-    views = []
-    for name, state in daemon.states.items():
-        view = status_dict(daemon.sites.get(name), state)
-        view["maintenance"] = [w.name for w in daemon.maintenance.active_for(name, now)]
-        view["silenced"] = [
-            {"id": x.id, "until": iso_utc(x.until), "reason": x.reason}
-            for x in active_for(daemon.silences, name, now)
-        ]
-        views.append(view)
-    if daemon.pages is not None:
-        daemon.pages.annotate(views)
-    return views
+    return list(site_views(daemon))
+
+
+def site_views(daemon: Daemon, batch: int = 100) -> Iterator[dict[str, Any]]:
+    """`site_status`, made `batch` sites at a time as it is consumed (/api/status writes each
+    batch with the event loop free in between). The site list is the one at the start; a site
+    removed meanwhile (a reload) is left out."""
+    names = list(daemon.states)
+    for start in range(0, len(names), batch):
+        now = time.time()
+        views = []
+        for name in names[start : start + batch]:
+            state = daemon.states.get(name)
+            if state is None:
+                continue
+            view = status_dict(daemon.sites.get(name), state)
+            view["maintenance"] = [w.name for w in daemon.maintenance.active_for(name, now)]
+            view["silenced"] = [
+                {"id": x.id, "until": iso_utc(x.until), "reason": x.reason}
+                for x in active_for(daemon.silences, name, now)
+            ]
+            views.append(view)
+        if daemon.pages is not None:
+            daemon.pages.annotate(views)
+        yield from views
 
 
 def heartbeat_status(daemon: Daemon) -> list[dict[str, Any]]:

@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
-
 from sentinel import drift_history
 from sentinel.early.config import EarlyConfig
 from sentinel.early.events import EarlyEvent, TrendEnded, TrendStarted
 from sentinel.early.service import EarlyWarnings
+from sentinel.promtext import Registry
 from sentinel.store import Store, StoreError
 
 from .test_latency import FAST
 
 
 def service(events: list[EarlyEvent]) -> EarlyWarnings:
-    return EarlyWarnings(
-        EarlyConfig(self_watch=None, drift=FAST), CollectorRegistry(), events.append
-    )
+    return EarlyWarnings(EarlyConfig(self_watch=None, drift=FAST), Registry(), events.append)
 
 
 def warn(early: EarlyWarnings, site: str, now: float = 1_700_000_000.0) -> float:

@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 
 from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendStarted
@@ -24,6 +23,7 @@ from sentinel.early.latency import DriftSettings, LatencyTracker
 from sentinel.early.service import EarlyWarnings
 from sentinel.early.warnings import WarningState
 from sentinel.parse.early import parse_early
+from sentinel.promtext import Registry
 from sentinel.store import decode_dataclass, encode_dataclass
 
 from .children import LEAK, MIB, SAWTOOTH, Children, children
@@ -58,7 +58,7 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
 
 class Harness:
     def __init__(self, config: EarlyConfig, proc_root: str = "/proc") -> None:
-        self.registry = CollectorRegistry()
+        self.registry = Registry()
         self.events: list[EarlyEvent] = []
         self.service = EarlyWarnings(config, self.registry, self.events.append, proc_root)
 
@@ -137,7 +137,7 @@ async def test_a_leaking_process_gets_one_creeping_warning_and_a_sawtooth_none(
         # Watch both for a few more evaluations (an observation period, not synchronisation).
         await asyncio.sleep(1.2)
         assert [e for e in h.events if isinstance(e, TrendStarted)] == [started]
-        promtool_check(generate_latest(h.registry))
+        promtool_check(h.registry.render())
 
         # The service is restarted (a new process with the same command line): RESOLVED.
         leaker.kill()
@@ -396,7 +396,7 @@ def test_every_metric_is_registered_with_help_and_passes_promtool(tmp_path: Path
     h.service.g_memory.labels("w").set(1)
     h.service.g_readable.labels("w").set(1)
     h.service.g_disk_readable.labels("/").set(1)
-    text = generate_latest(h.registry)
+    text = h.registry.render()
     for name in METRICS:
         assert f"# HELP {name} ".encode() in text, name
         assert f"# TYPE {name} gauge".encode() in text, name
@@ -419,7 +419,7 @@ async def test_an_emit_callback_that_raises_does_not_stop_sampling(tmp_path: Pat
         calls.append(event)
         raise RuntimeError("outbox full")
 
-    registry = CollectorRegistry()
+    registry = Registry()
     service = EarlyWarnings(EarlyConfig(watches=(watch,), self_watch=None), registry, broken)
 
     def memory() -> float | None:

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from sentinel.config import EmailConfig, parse_config
 from sentinel.heartbeats.config import HeartbeatConfig
@@ -27,6 +26,7 @@ from sentinel.heartbeats.service import HeartbeatService, alert_heartbeat, load_
 from sentinel.heartbeats.state import Event, HeartbeatState
 from sentinel.metrics import Metrics
 from sentinel.notify.dispatch import Dispatcher
+from sentinel.promtext import Registry
 from sentinel.store import Store
 from sentinel.web import WebServer
 
@@ -94,7 +94,7 @@ class Harness:
         self.clock = Clock()
         self.mono = Clock(50.0)
         self.persisted: list[tuple[HeartbeatState, tuple[Event, ...]]] = []
-        self.registry = CollectorRegistry()
+        self.registry = Registry()
         self.service = HeartbeatService(
             self.registry, self.persist, clock=self.clock, monotonic=self.mono
         )
@@ -267,7 +267,7 @@ def test_state_and_alerts_survive_a_restart_in_the_store(tmp_path: Path) -> None
                 now=clock.now,
             )
 
-        return HeartbeatService(CollectorRegistry(), persist, clock=clock)
+        return HeartbeatService(Registry(), persist, clock=clock)
 
     beat = HeartbeatConfig("job", every=60.0, grace=30.0)
     with Store.open(tmp_path) as store:
@@ -302,7 +302,7 @@ def test_the_timer_opens_one_late_incident_per_silence() -> None:
     clock = Clock()
     persisted: list[tuple[HeartbeatState, tuple[Event, ...]]] = []
     service = HeartbeatService(
-        CollectorRegistry(), lambda s, e: persisted.append((s, tuple(e))), clock=clock
+        Registry(), lambda s, e: persisted.append((s, tuple(e))), clock=clock
     )
     service.configure([HeartbeatConfig("job", every=60.0, grace=30.0)], {"job": None})
     persisted.clear()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry
-
 from sentinel.heartbeats import state as hb
 from sentinel.heartbeats.config import HeartbeatConfig
 from sentinel.heartbeats.service import HeartbeatService
+from sentinel.promtext import Registry
 
 
 def test_a_muted_heartbeat_is_held_then_released_by_the_timer() -> None:
@@ -22,7 +21,7 @@ def test_a_muted_heartbeat_is_held_then_released_by_the_timer() -> None:
         sent.extend(events)
 
     service = HeartbeatService(
-        CollectorRegistry(),
+        Registry(),
         persist,
         clock=lambda: now[0],
         muted=lambda name, at: name in muted,

@@ -20,8 +20,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from prometheus_client import CollectorRegistry, Gauge
-
 from sentinel.early.config import EarlyConfig, HostConfig, WatchConfig
 from sentinel.early.events import EarlyEvent, OomEvent, TrendEnded, TrendKind, TrendStarted
 from sentinel.early.facts import EVENT_LOG_SIZE, DiskFacts, HostFacts, WatchFacts, count_since
@@ -52,6 +50,7 @@ from sentinel.early.warnings import (
     step_steal,
 )
 from sentinel.logsetup import kv
+from sentinel.promtext import Gauge, Registry
 
 log = logging.getLogger("sentinel.early")
 
@@ -157,7 +156,7 @@ class EarlyWarnings:
     def __init__(
         self,
         config: EarlyConfig,
-        registry: CollectorRegistry,
+        registry: Registry,
         emit: Emit,
         proc_root: str = "/proc",
         *,

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from sentinel.heartbeats.state import STATUSES, HeartbeatState
+from sentinel.promtext import Counter, Gauge, Registry
 
 REJECT_REASONS = ("unauthorized", "rate_limited", "bad_request", "too_large")
 PING_KINDS = ("start", "success", "fail")
 
 
 class HeartbeatMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: Registry) -> None:
         r = registry
         self.count = Gauge("sentinel_heartbeats", "Heartbeats in the configuration", registry=r)
         self.up = Gauge(

@@ -22,8 +22,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
 from sentinel.config import EmailConfig
 from sentinel.heartbeats import state as hb
 from sentinel.heartbeats.config import HeartbeatConfig
@@ -37,6 +35,7 @@ from sentinel.heartbeats.metrics import HeartbeatMetrics
 from sentinel.logsetup import kv
 from sentinel.notify.alert_context import display_tz
 from sentinel.notify.payload import Alert
+from sentinel.promtext import Registry
 from sentinel.store import Outgoing, StoreError, decode_dataclass, encode_dataclass
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ def load_states(store: Store) -> dict[str, hb.HeartbeatState]:
 class HeartbeatService:
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: Registry,
         persist: Persist,
         *,
         clock: Callable[[], float] = time.time,

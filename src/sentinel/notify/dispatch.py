@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from sentinel.config import Config, SiteConfig
 from sentinel.early.events import EarlyEvent
 from sentinel.early.messages import build_early_message, early_message_kind
@@ -61,6 +59,7 @@ from sentinel.notify.payload import (
     encode_alert,
 )
 from sentinel.notify.policy import PERMANENT_DELAYS, recipients, should_escalate
+from sentinel.promtext import Counter, Gauge
 from sentinel.store import OutboxItem, Outgoing, Store, StoreError
 
 __all__ = ["PERMANENT_DELAYS_ENV", "Dispatcher", "permanent_delays_from"]

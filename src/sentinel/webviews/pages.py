@@ -112,7 +112,11 @@ class StatusPages:
             def chunks() -> Iterator[bytes]:
                 for _ in loading:
                     yield b""  # (the server sends nothing and hands the loop back)
-                yield route().body
+                reply = route()
+                if reply.chunks is None:
+                    yield reply.body
+                else:
+                    yield from reply.chunks()
 
             # /api/status always answers 200 with JSON (web.make_routes)
             return Reply(200, JSON, chunks=chunks)
