@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -156,15 +157,22 @@ def seed_history(state_dir: Path, names: list[str], *, days: int) -> None:
     )
 
 
-def fetch_page(port: int) -> int:
-    """GET / (the status page), read to the end; returns its size in bytes."""
+def fetch_page(port: int, accept_encoding: str | None = None) -> int:
+    """GET / (the status page), read to the end; returns its size in bytes as sent (with
+    `accept_encoding`, e.g. "deflate" as a browser: the compressed size; it must decompress)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
-        conn.request("GET", "/")
+        headers = {} if accept_encoding is None else {"Accept-Encoding": accept_encoding}
+        conn.request("GET", "/", headers=headers)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
             raise http.client.HTTPException(f"status page: HTTP {response.status}")
+        if response.getheader("Content-Encoding") == "deflate":
+            try:
+                zlib.decompress(body)
+            except zlib.error as exc:
+                raise http.client.HTTPException(f"status page: bad deflate ({exc})") from exc
         return len(body)
     finally:
         conn.close()
@@ -212,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-minutes", type=float, default=None)
     p.add_argument("--history", choices=("on", "off"), default="on")
     p.add_argument("--page-every", type=float, default=10.0, help="fetch / every N s; 0: never")
+    p.add_argument(
+        "--page-accept-encoding",
+        default=None,
+        help="Accept-Encoding of the page's fetches (deflate: as a browser; default: none)",
+    )
     p.add_argument(
         "--seed-days", type=int, default=0, help="history already in the store (days; 0: none)"
     )
@@ -311,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 if now >= next_page:
                     t_page = time.monotonic()
                     try:
-                        size = fetch_page(port)
+                        size = fetch_page(port, args.page_accept_encoding)
                         pages.append(
                             {
                                 "t_min": round(t_min, 4),

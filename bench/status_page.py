@@ -19,7 +19,13 @@ Scenarios, each `--runs` times (medians reported):
 - hour_warm: the page task's re-render after the hour changed (`--no-warm-hour`: not done);
   hour: the first request after the hour changed (every site's 24-hour chart moves on).
 
+`--accept-encoding deflate` sends that header with every request of `/` (a browser's
+`gzip, deflate, br` takes deflate too): the answer is then the zlib stream of the page made of
+the blocks kept compressed; without it, the page as it is (the blocks inflated per request).
+`bytes` is what went over the wire.
+
     .venv/bin/python bench/status_page.py [--sites 1000] [--runs 5] [--json] [--no-freeze]
+        [--accept-encoding deflate]
 """
 
 from __future__ import annotations
@@ -158,24 +164,36 @@ class Timed:
         if inner is None:  # answered in one go
             return reply
 
-        def chunks() -> Iterator[bytes]:
-            it = iter(inner())
-            while True:
-                t0, c0 = time.perf_counter(), time.thread_time()
-                try:
-                    piece = next(it)
-                except StopIteration:
-                    return
-                self.pieces.append(time.perf_counter() - t0)
-                self.cpu.append(time.thread_time() - c0)
-                yield piece
+        def timed(make: Callable[[], Iterable[bytes]]) -> Callable[[], Iterator[bytes]]:
+            def chunks() -> Iterator[bytes]:
+                it = iter(make())
+                while True:
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    try:
+                        piece = next(it)
+                    except StopIteration:
+                        return
+                    self.pieces.append(time.perf_counter() - t0)
+                    self.cpu.append(time.thread_time() - c0)
+                    yield piece
 
-        return Reply(reply.status, reply.content_type, chunks=chunks)
+            return chunks
+
+        deflated = getattr(reply, "deflated", None)  # (the code before the compressed page)
+        if deflated is None:
+            return Reply(reply.status, reply.content_type, chunks=timed(inner))
+        return Reply(
+            reply.status, reply.content_type, chunks=timed(inner), deflated=timed(deflated)
+        )
+
+
+ACCEPT_ENCODING: list[str] = []  # `--accept-encoding`: sent with every request of /
 
 
 async def fetch(port: int, path: str = "/") -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path.encode())
+    extra = "".join(f"Accept-Encoding: {v}\r\n" for v in ACCEPT_ENCODING if path == "/")
+    writer.write(b"GET %s HTTP/1.1\r\nHost: bench\r\n%s\r\n" % (path.encode(), extra.encode()))
     size = 0
     while True:
         data = await reader.read(1 << 20)
@@ -404,8 +422,14 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile of the steady requests, on stderr"
     )
+    parser.add_argument(
+        "--accept-encoding", default=None, help="the Accept-Encoding sent with each request of /"
+    )
     args = parser.parse_args()
+    if args.accept_encoding is not None:
+        ACCEPT_ENCODING.append(args.accept_encoding)
     result = asyncio.run(run(args))
+    result["accept_encoding"] = args.accept_encoding
     print(json.dumps(result, indent=1) if args.json else result)
     return 0
 

@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -69,13 +69,17 @@ def iso_utc(ts: float | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An answer: a whole body, or `chunks` streamed with the event loop free between them."""
+    """An answer: a whole body, or `chunks` streamed with the event loop free between them.
+    `deflated`: the same body as a zlib stream, sent (chunked, `Content-Encoding: deflate`)
+    instead when the request's Accept-Encoding takes it; with it the answer always carries
+    `Vary: Accept-Encoding`."""
 
     status: int
     content_type: str
     body: bytes = b""
     chunks: Callable[[], Iterable[bytes]] | None = None
     headers: tuple[tuple[str, str], ...] = ()  # extra header fields
+    deflated: Callable[[], Iterable[bytes]] | None = None
 
 
 Route = Callable[[], Reply]
@@ -132,6 +136,56 @@ def make_routes(
         return Reply(200, "application/json; charset=utf-8", chunks=chunks)
 
     return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status}
+
+
+def accepts(accept_encoding: str | None, coding: str) -> bool:
+    """Whether an Accept-Encoding field value (RFC 9110 12.5.3; several fields joined with
+    commas) takes `coding`: named with a weight above 0, or not named and `*` is, with a weight
+    above 0. No field at all: no (the body as it is suits every client)."""
+    if accept_encoding is None:
+        return False
+    wildcard: float | None = None
+    for element in accept_encoding.split(","):
+        name, *params = (p.strip() for p in element.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0  # (a weight we cannot read: not taken)
+        name = name.lower()
+        if name == coding:
+            return weight > 0
+        if name == "*":
+            wildcard = weight
+    return wildcard is not None and wildcard > 0
+
+
+def header_value(head: bytes, field: bytes) -> str | None:
+    """The value of a request head's `field` (lower case), several lines joined with commas;
+    None when absent."""
+    values = [
+        value.strip().decode("latin-1")
+        for name, sep, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+        if sep and name.strip().lower() == field
+    ]
+    return ", ".join(values) if values else None
+
+
+def _negotiate(reply: Reply, head: bytes) -> Reply:
+    """A reply with a deflated body: that one if the client takes deflate, else the plain one;
+    both say that the body depends on Accept-Encoding (caches keep them apart)."""
+    headers = (*reply.headers, ("Vary", "Accept-Encoding"))
+    if reply.deflated is not None and accepts(header_value(head, b"accept-encoding"), "deflate"):
+        return replace(
+            reply,
+            body=b"",
+            chunks=reply.deflated,
+            headers=(*headers, ("Content-Encoding", "deflate")),
+        )
+    return replace(reply, headers=headers)
 
 
 def _batches(items: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -307,6 +361,8 @@ class WebServer:
             else:
                 under = next((r for p, r in self._prefixes.items() if path.startswith(p)), None)
                 reply = under(target) if under is not None else _plain(404, "not found")
+            if reply.deflated is not None:
+                reply = _negotiate(reply, head)
         async with asyncio.timeout(self._response_timeout):
             await _write(
                 writer,

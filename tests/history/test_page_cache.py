@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
+import zlib
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +26,7 @@ from sentinel.webviews.status_page import (
     BlockCache,
     PageContext,
     SiteView,
+    page_pieces,
     render_page,
 )
 
@@ -55,7 +57,11 @@ def page(
             v.history = histories.get(v.name)
         return chunk
 
+    # compressed first (the blocks that changed are drawn and kept while compressing), then
+    # as it is: the same page
+    deflated = b"".join(page_pieces(views, ctx, fill=fill, cache=cache, encoding="deflate"))  # type: ignore[arg-type]
     html = "".join(render_page(views, ctx, fill=fill, cache=cache))  # type: ignore[arg-type]
+    assert zlib.decompress(deflated).decode() == html
     return re.sub(r"Updated [^<]*", "", html)
 
 

@@ -30,7 +30,7 @@ from sentinel.webviews.status_page import (
     BlockCache,
     PageContext,
     SiteView,
-    render_page,
+    page_pieces,
     render_site_page,
 )
 
@@ -160,8 +160,9 @@ class StatusPages:
 
     # ------------------------------------------------------------------ pages
 
-    def _page(self) -> Callable[[], Iterator[str]]:
-        """The all-sites page as of now (states, settings), rendered in pieces when called."""
+    def _page(self) -> Callable[[str], Iterator[bytes]]:
+        """The all-sites page as of now (states, settings), rendered in pieces when called
+        with an encoding (`status_page.page_pieces`)."""
         ctx = self._context()
         states = self._states()
         sites = self._sites()
@@ -189,35 +190,42 @@ class StatusPages:
             if not reader.missing(sites):
                 per_fill = KEPT_PER_FILL
 
-        def pieces() -> Iterator[str]:
+        def pieces(encoding: str) -> Iterator[bytes]:
             extra = self._extra() if self._extra is not None else ()
-            yield from render_page(
-                views, ctx, extra, fill=fill, cache=self._blocks, per_fill=per_fill
+            yield from page_pieces(
+                views,
+                ctx,
+                extra,
+                fill=fill,
+                cache=self._blocks,
+                per_fill=per_fill,
+                encoding=encoding,
             )
 
         return pieces
 
     def index(self) -> Reply:
+        """`/`: the page as it is, or (`Reply.deflated`, for a client that takes it) as a zlib
+        stream made mostly of the blocks kept compressed; the server picks by the request's
+        Accept-Encoding. Both from the same states, at the same second."""
         self.last_served = self._clock()
         reader = self._reader
         if reader is not None and reader.missing(self._sites()):
             # The first request after a start (nothing is warmed before anyone asks: a page
             # nobody opens costs no memory): the warm-up's slices of a few milliseconds, the
             # loop handed back between them, then the page from what they prepared.
-            def cold() -> Iterator[bytes]:
+            def cold(encoding: str) -> Iterator[bytes]:
                 for _ in self.warm_steps():
                     yield b""  # (the server sends nothing and hands the loop back)
-                for piece in self._page()():
-                    yield piece.encode()
+                yield from self._page()(encoding)
 
-            return Reply(200, HTML, chunks=cold)
+            return Reply(
+                200, HTML, chunks=lambda: cold("identity"), deflated=lambda: cold("deflate")
+            )
         pieces = self._page()
-
-        def chunks() -> Iterator[bytes]:
-            for piece in pieces():
-                yield piece.encode()
-
-        return Reply(200, HTML, chunks=chunks)
+        return Reply(
+            200, HTML, chunks=lambda: pieces("identity"), deflated=lambda: pieces("deflate")
+        )
 
     # ------------------------------------------------------------------ ahead of requests
 
@@ -229,7 +237,7 @@ class StatusPages:
         changed since. Also used at each hour change, when every site's chart moves on."""
         if self._reader is not None:
             yield from self._reader.preload(self._sites())
-        for _ in self._page()():
+        for _ in self._page()("none"):
             yield
 
     async def warm(self) -> None:

@@ -16,9 +16,11 @@ import functools
 import html
 import math
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import NamedTuple, Protocol, cast
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -26,10 +28,19 @@ from sentinel.history.db import Incident
 from sentinel.history.query import LazyHistory, Period, SiteHistory
 from sentinel.history.rollup import uptime_of
 from sentinel.sanitize import html_text
+from sentinel.webviews.deflate import (
+    FINAL_BLOCK,
+    STORED_HEAD,
+    Packer,
+    ZlibStream,
+    adler32_combine,
+    inflate,
+    stored,
+)
 
 SITES_PER_CHUNK = 4  # sites completed (`fill`) at a time: the most read from the store at once
 CHUNK_SECONDS = 0.005  # a piece of the page is sent once this much time went into it
-PIECE_CHARS = 256 * 1024  # or once it is this long (what the page holds in memory at once)
+PIECE_BYTES = 256 * 1024  # or once it holds this many bytes (what the page holds at once)
 _EPOCH = date(1970, 1, 1)
 WINDOW_LABELS = (("24h", "24 h"), ("7d", "7 days"), ("30d", "30 days"), ("90d", "90 days"))
 STATE_WORDS = {"up": "Up", "down": "Down", "unknown": "Unknown"}
@@ -494,40 +505,85 @@ HISTORY_PARTS: dict[SiteSection, str] = {
 }
 
 
+class Segment(NamedTuple):
+    """Text compressed once (`deflate.Packer.segment`): its deflate data (ending at a flush
+    point), and the Adler-32 and the length of the text."""
+
+    data: bytes
+    check: int
+    size: int
+
+
+# A piece of a site's block: text, or a segment.
+Item = str | Segment
+SHARED_SEGMENTS = 1024  # short texts whose segment is shared by every site showing them
+SHARED_CHARS = 64
+
+
+class _Part(NamedTuple):
+    """A history block kept: the part of the key it was drawn for, and its segment (flat: a
+    tuple less a block)."""
+
+    key: object
+    data: bytes
+    check: int
+    size: int
+
+
 @dataclass(slots=True)
 class _Whole:
-    """A site's whole block as fragments, but for the age of its last check (between `before`
-    and `after`): the history fragments are the very strings of its `_Cached.parts`, so the
-    whole block costs no second copy of them, and a request joins them straight into its piece
-    (no copy of the block to fill in the age)."""
+    """A site's whole block, compressed, but for the age of its last check: the deflate data
+    `before` it and the segments' data `after` it, with the Adler-32 and the length of both
+    texts (a stream's trailer adds them up without reading them). The history segments are
+    the very bytes of the `_Cached` parts: the whole block costs no second copy of them."""
 
     key: tuple[object, ...]
-    before: tuple[str, ...]
-    after: tuple[str, ...]
-    size: int  # characters, without the age
+    before: bytes
+    after: tuple[bytes, ...]
+    before_check: int
+    before_size: int
+    after_check: int
+    after_size: int
 
 
 @dataclass(slots=True)
 class _Cached:
-    """What the page keeps of one site: each history block with its part of the key, the
-    escaped name (heading, attribute), and the whole block."""
+    """What the page keeps of one site: each history block (named as the parts of a
+    `HistoryKey`), compressed, with its part of the key; and the whole block. (Slots, not a
+    dict of parts: ~150 bytes a site less.)"""
 
-    parts: dict[str, tuple[object, str]] = field(default_factory=dict)
-    name: tuple[str, str] | None = None
+    uptime: _Part | None = None
+    days: _Part | None = None
+    hours: _Part | None = None
+    incidents: _Part | None = None
     whole: _Whole | None = None
 
 
 class BlockCache:
     """The history blocks last rendered for each site, reused while the part of the site's
     `HistoryKey` they depend on (and the page's settings) is the same: polled every few seconds,
-    most sites' 90-day bars, charts and incident lists have not changed. Bounded: `limit` sites
-    (the first cached go first), and `keep` drops the sites no longer configured."""
+    most sites' 90-day bars, charts and incident lists have not changed. Kept compressed
+    (deflate segments, ~2 KiB a site instead of ~6 KiB of text): a client that takes
+    `Content-Encoding: deflate` gets them as they are, another one gets them inflated. Kept
+    per history block, not only as the whole site block: the latest hour's latency moves every
+    few minutes, and a site's chart is then drawn and compressed again alone, not its four
+    blocks (~1.4 ms). Bounded: `limit` sites (the first cached go first), and `keep` drops the
+    sites no longer configured."""
 
     def __init__(self, limit: int = 20_000) -> None:
         self.limit = limit
         self._sites: dict[str, _Cached] = {}
         self.hits = self.misses = 0  # whole site blocks reused, made again
         self.renders = 0  # history blocks rendered
+        # The page's settings the blocks were drawn with (time zone, show_targets, detail):
+        # other settings (a reload) start afresh, so a block's key is its part alone.
+        self._settings: tuple[object, ...] | None = None
+
+    def use(self, settings: tuple[object, ...]) -> None:
+        """Blocks drawn with `settings` from now on: those drawn with others are dropped."""
+        if settings != self._settings:
+            self._sites.clear()
+            self._settings = settings
 
     def site(self, name: str) -> _Cached:
         entry = self._sites.get(name)
@@ -545,41 +601,45 @@ class BlockCache:
         for name in [n for n in self._sites if n not in wanted]:
             del self._sites[name]
 
-    def blocks(self, site: str) -> dict[str, tuple[object, str]]:
-        """The site's history blocks: part -> (its key, the HTML)."""
-        return self.site(site).parts
-
     def __len__(self) -> int:
         return len(self._sites)
 
 
-def _site_body(site: SiteView, ctx: PageContext, cache: BlockCache | None) -> list[str]:
+def _site_body(
+    site: SiteView, ctx: PageContext, cache: BlockCache | None, packer: Packer
+) -> list[Item]:
     lazy = site.history if isinstance(site.history, LazyHistory) else None
     if lazy is None or cache is None:
         return [section(site, ctx) for section in SITE_SECTIONS]
-    blocks = cache.blocks(site.name)
-    settings = (ctx.tz.key, ctx.show_targets, ctx.detail)
-    out = []
+    entry = cache.site(site.name)
+    out: list[Item] = []
     for section in SITE_SECTIONS:
         part = HISTORY_PARTS.get(section)
         if part is None:
             out.append(section(site, ctx))
             continue
         # A history block is rendered again only when its part of the key changed.
-        part_key = (settings, getattr(lazy.key, part))
-        old = blocks.get(part)
-        if old is not None and old[0] == part_key:
-            out.append(old[1])
-            continue
-        cache.renders += 1
-        saved, site.history = site.history, lazy.build(part)
-        try:
-            rendered = section(site, ctx)
-        finally:
-            site.history = saved
-        blocks[part] = (part_key, rendered)
-        out.append(rendered)
+        part_key = getattr(lazy.key, part)
+        old: _Part | None = getattr(entry, part)
+        if old is None or old.key != part_key:
+            cache.renders += 1
+            saved, site.history = site.history, lazy.build(part)
+            try:
+                rendered = section(site, ctx)
+            finally:
+                site.history = saved
+            old = _Part(part_key, *packer.segment(rendered.encode()))
+            setattr(entry, part, old)
+        elif old.key is not part_key:
+            # (the key of now, equal: the very object the whole block's key holds, one copy)
+            setattr(entry, part, old._replace(key=part_key))
+        out.append(Segment(old.data, old.check, old.size))
     return out
+
+
+def _settings(ctx: PageContext) -> tuple[object, ...]:
+    """The page's settings a history block is drawn with (`BlockCache.use`)."""
+    return (ctx.tz.key, ctx.show_targets, ctx.detail)
 
 
 def _site_key(site: SiteView, ctx: PageContext, index: int) -> tuple[object, ...] | None:
@@ -628,71 +688,273 @@ def site_fragments(
     cache: BlockCache | None = None,
 ) -> list[str]:
     """One site's <section> as strings to join. With a `cache` and a lazy history, a site whose
-    block would be the same as last time but for the age of its last check is that block's
-    fragments with the age put in: polled every few seconds, most sites cost a comparison."""
+    block would be the same as last time but for the age of its last check is that block with
+    the age put in: polled every few seconds, most sites cost a comparison."""
+    packer = Packer()
+    if cache is not None:
+        cache.use(_settings(ctx))
     if cache is None or not link or ctx.detail:
-        return _site_parts(site, ctx, index, link, cache)
-    out: list[str] = []
-    _add_fragments(out, site, ctx, index, cache)
-    return out
+        return [_text_of(i) for i in _site_parts(site, ctx, index, link, cache, packer=packer)]
+    sink = _Plain()
+    _add_site(sink, site, ctx, index, cache, packer=packer)
+    return [sink.take().decode()]
 
 
-def _add_fragments(
-    out: list[str], site: SiteView, ctx: PageContext, index: int, cache: BlockCache | None
-) -> int:
-    """`site_fragments` (linked, all-sites page) added to `out`; returns their length."""
+def _add_site(
+    sink: _Sink,
+    site: SiteView,
+    ctx: PageContext,
+    index: int,
+    cache: BlockCache | None,
+    *,
+    packer: Packer,
+) -> None:
+    """The site's block (linked, all-sites page) added to `sink`."""
     key = None if cache is None or ctx.detail else _site_key(site, ctx, index)
     if key is None or cache is None:
-        parts = _site_parts(site, ctx, index, True, cache)
-        out += parts
-        return sum(map(len, parts))
+        sink.items(_site_parts(site, ctx, index, True, cache, packer=packer))
+        return
     entry = cache.site(site.name)
     whole = entry.whole
     if whole is not None and whole.key == key:
         cache.hits += 1
     else:
         cache.misses += 1
-        parts = _site_parts(site, replace(ctx, age_placeholder=True), index, True, cache)
-        whole = entry.whole = _split_age(key, parts)
-    age = age_text(site, ctx)
-    out += whole.before
-    out.append(age)
-    out += whole.after
-    return whole.size + len(age)
+        parts = _site_parts(
+            site, replace(ctx, age_placeholder=True), index, True, cache, packer=packer
+        )
+        whole = entry.whole = _split_age(key, parts, packer)
+    sink.cached(whole, age_text(site, ctx))
 
 
-def _split_age(key: tuple[object, ...], parts: list[str]) -> _Whole:
-    """The fragments split at the age's placeholder (a NUL, in the state block)."""
-    i = next(i for i, p in enumerate(parts) if "\x00" in p)
-    head, tail = parts[i].split("\x00", 1)
-    before, after = (*parts[:i], head), (tail, *parts[i + 1 :])
-    return _Whole(key, before, after, sum(map(len, parts)) - 1)
+def _split_age(key: tuple[object, ...], items: list[Item], packer: Packer) -> _Whole:
+    """The site's block, split at the age's placeholder (a NUL, in the state block): the text
+    before it compressed in one, the rest as the history segments with the texts between them
+    compressed."""
+    i = next(i for i, p in enumerate(items) if isinstance(p, str) and "\x00" in p)
+    head_text, tail = cast(str, items[i]).split("\x00", 1)
+    before = ("".join(map(_text_of, items[:i])) + head_text).encode()
+    after = _segments([tail, *items[i + 1 :]], packer)
+    check, size = 1, 0
+    for s in after:
+        check = adler32_combine(check, s.check, s.size)
+        size += s.size
+    data = packer.deflate(before)
+    return _Whole(
+        key,
+        data,
+        tuple(s.data for s in after),
+        zlib.adler32(before),
+        len(before),
+        check,
+        size,
+    )
+
+
+_shared: dict[str, Segment] = {}
+
+
+def _segments(items: Iterable[Item], packer: Packer) -> list[Segment]:
+    """Items as segments: texts next to each other in one; nothing for an empty text. A short
+    text ('</section>', the end of the state line) is one segment shared by every site."""
+    out: list[Segment] = []
+    texts: list[str] = []
+
+    def flush() -> None:
+        text_ = "".join(texts)
+        texts.clear()
+        if not text_:
+            return
+        if len(text_) > SHARED_CHARS:
+            out.append(Segment(*packer.segment(text_.encode())))
+            return
+        shared = _shared.get(text_)
+        if shared is None:
+            if len(_shared) >= SHARED_SEGMENTS:
+                _shared.clear()
+            shared = _shared[text_] = Segment(*packer.segment(text_.encode()))
+        out.append(shared)
+
+    for item in items:
+        if isinstance(item, str):
+            texts.append(item)
+            continue
+        flush()
+        if item.size:
+            out.append(item)
+    flush()
+    return out
+
+
+def _text_of(item: Item) -> str:
+    return item if isinstance(item, str) else inflate(item.data).decode()
 
 
 def _site_parts(
-    site: SiteView, ctx: PageContext, index: int, link: bool, cache: BlockCache | None
-) -> list[str]:
-    if cache is not None and link:
-        # The heading's escaped name, kept.
-        entry = cache.site(site.name)
-        if entry.name is None:
-            entry.name = (
-                f'<a href="{site_href(site.name)}">{text(site.name)}</a>',
-                attr(site.name),
-            )
-        name, quoted = entry.name
-    else:
-        name = (
-            f'<a href="{site_href(site.name)}">{text(site.name)}</a>' if link else text(site.name)
-        )
-        quoted = attr(site.name)
-    body = _site_body(site, ctx, cache) or [""]
-    body[0] = (
-        f'<section class="site" aria-labelledby="s{index}" data-site="{quoted}">'
-        f'<h2 id="s{index}">{name}</h2>{body[0]}'
+    site: SiteView,
+    ctx: PageContext,
+    index: int,
+    link: bool,
+    cache: BlockCache | None,
+    *,
+    packer: Packer,
+) -> list[Item]:
+    name = f'<a href="{site_href(site.name)}">{text(site.name)}</a>' if link else text(site.name)
+    body = _site_body(site, ctx, cache, packer)
+    opening = (
+        f'<section class="site" aria-labelledby="s{index}" data-site="{attr(site.name)}">'
+        f'<h2 id="s{index}">{name}</h2>'
     )
+    if body and isinstance(body[0], str):
+        body[0] = opening + body[0]
+    else:
+        body.insert(0, opening)
     body.append("</section>")
     return body
+
+
+# ---------------------------------------------------------------------------- the pieces
+
+
+class _Sink(Protocol):
+    """Where the page's pieces go: texts and segments in, bytes to send out (`take`)."""
+
+    size: int  # about what the current piece holds, in bytes
+
+    def text(self, value: str) -> None: ...
+    def items(self, items: Iterable[Item]) -> None: ...
+    def cached(self, whole: _Whole, age: str) -> None: ...
+    def take(self) -> bytes: ...
+    def end(self) -> bytes: ...
+
+
+class _Plain:
+    """The page as it is (no `Content-Encoding`): a piece is put together as deflate data, its
+    texts as stored blocks, and inflated in one go when taken (one call a piece, not one a
+    site)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0  # bytes of text
+
+    def text(self, value: str) -> None:
+        data = value.encode()
+        self.parts.append(stored(data))
+        self.size += len(data)
+
+    def items(self, items: Iterable[Item]) -> None:
+        for item in items:
+            if isinstance(item, str):
+                self.text(item)
+            else:
+                self.parts.append(item.data)
+                self.size += item.size
+
+    def cached(self, whole: _Whole, age: str) -> None:
+        data = age.encode()  # (a few dozen bytes: one stored block)
+        n = len(data)
+        parts = self.parts
+        parts += (whole.before, STORED_HEAD(0, n, n ^ 0xFFFF), data)
+        parts += whole.after
+        self.size += whole.before_size + n + whole.after_size
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        size = self.size
+        self.parts, self.size = [], 0
+        return zlib.decompress(data + FINAL_BLOCK, -zlib.MAX_WBITS, max(size, 1024))
+
+    def end(self) -> bytes:
+        return self.take()
+
+
+class _Deflated:
+    """The page as a zlib stream (`Content-Encoding: deflate`): the cached segments as they
+    are, the rest (head, banner, the ages of the last checks, blocks not cached) compressed or
+    stored as it comes (`deflate.ZlibStream`)."""
+
+    __slots__ = ("_pending", "parts", "size", "stream")
+
+    def __init__(self, packer: Packer) -> None:
+        self.stream = ZlibStream(packer)
+        self.parts: list[bytes] = [self.stream.start()]
+        self._pending: list[str] = []  # texts not compressed yet (compressed together)
+        # Bytes of text in the piece (not of deflate data): pieces as long in sites, and as
+        # short in time, as those of the page sent as it is.
+        self.size = 0
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = self.stream.text("".join(self._pending).encode())
+            self._pending.clear()
+            self.parts.append(data)
+
+    def text(self, value: str) -> None:
+        self._pending.append(value)
+        self.size += len(value)
+
+    def items(self, items: Iterable[Item]) -> None:
+        for item in items:
+            if isinstance(item, str):
+                self.text(item)
+            else:
+                self._flush()
+                self.parts.append(self.stream.segment(*item))
+                self.size += item.size
+
+    def cached(self, whole: _Whole, age: str) -> None:
+        if self._pending:
+            self._flush()
+        stream = self.stream
+        data = age.encode()
+        # (`ZlibStream.segment`, `text` and `segment` again, inline: this runs for every site;
+        # the age is a few dozen bytes: one stored block)
+        n = len(data)
+        check = zlib.adler32(
+            data, adler32_combine(stream.check, whole.before_check, whole.before_size)
+        )
+        stream.check = adler32_combine(check, whole.after_check, whole.after_size)
+        size = whole.before_size + n + whole.after_size
+        stream.size += size
+        parts = self.parts
+        parts += (whole.before, STORED_HEAD(0, n, n ^ 0xFFFF), data)
+        parts += whole.after
+        self.size += size
+
+    def take(self) -> bytes:
+        self._flush()
+        out = b"".join(self.parts)
+        self.parts, self.size = [], 0
+        return out
+
+    def end(self) -> bytes:
+        return self.take() + self.stream.end()
+
+
+class _Discard:
+    """Nothing sent: the page rendered for its cache alone (`StatusPages.warm`)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def text(self, value: str) -> None:
+        pass
+
+    def items(self, items: Iterable[Item]) -> None:
+        pass
+
+    def cached(self, whole: _Whole, age: str) -> None:
+        pass
+
+    def take(self) -> bytes:
+        return b""
+
+    def end(self) -> bytes:
+        return b""
 
 
 def head(title: str, ctx: PageContext) -> str:
@@ -713,6 +975,59 @@ def footer(ctx: PageContext) -> str:
     )
 
 
+ENCODINGS = ("identity", "deflate", "none")
+
+
+def page_pieces(
+    sites: Sequence[SiteView],
+    ctx: PageContext,
+    extra_sections: Sequence[Callable[[PageContext], str]] = (),
+    fill: Callable[[Sequence[SiteView]], Sequence[SiteView]] | None = None,
+    cache: BlockCache | None = None,
+    *,
+    per_fill: int = SITES_PER_CHUNK,
+    encoding: str = "identity",
+) -> Iterator[bytes]:
+    """The all-sites page in pieces of bytes, down sites first. Sites are completed (`fill`:
+    their history) and rendered `per_fill` (SITES_PER_CHUNK) at a time, and a piece is yielded
+    once CHUNK_SECONDS went into it (or it holds PIECE_BYTES), so the server sends it with the
+    event loop free in between: each piece holds the loop a few milliseconds, however many
+    sites. `cache` reuses unchanged blocks. `encoding`: "identity" (UTF-8 HTML), "deflate" (a
+    zlib stream of the same HTML, RFC 1950) or "none" (empty pieces: the cache filled alone)."""
+    packer = Packer()
+    sink: _Sink
+    if encoding == "deflate":
+        sink = _Deflated(packer)
+    elif encoding == "identity":
+        sink = _Plain()
+    elif encoding == "none":
+        sink = _Discard()
+    else:
+        raise ValueError(f"encoding: one of {ENCODINGS}, not {encoding!r}")
+    if cache is not None:
+        cache.use(_settings(ctx))
+    ordered = sorted(sites, key=lambda s: (s.status != "down", s.status != "unknown", s.name))
+    sink.text(
+        head(ctx.title, ctx)
+        + f"<header><h1>{html.escape(ctx.title)}</h1>{banner(ordered, ctx)}</header><main>"
+        + "".join(section(ctx) for section in extra_sections)
+    )
+    yield sink.take()
+    began = time.perf_counter()
+    for start in range(0, len(ordered), per_fill):
+        chunk = ordered[start : start + per_fill]
+        if fill is not None:
+            chunk = list(fill(chunk))
+        for i, s in enumerate(chunk):
+            _add_site(sink, s, ctx, start + i, cache, packer=packer)
+            # (checked a site at a time: a site rendered afresh costs ~1.5 ms)
+            if sink.size >= PIECE_BYTES or time.perf_counter() - began >= CHUNK_SECONDS:
+                yield sink.take()
+                began = time.perf_counter()  # (the time between pieces is not this page's)
+    sink.text("</main>" + footer(ctx))
+    yield sink.end()
+
+
 def render_page(
     sites: Sequence[SiteView],
     ctx: PageContext,
@@ -722,32 +1037,9 @@ def render_page(
     *,
     per_fill: int = SITES_PER_CHUNK,
 ) -> Iterator[str]:
-    """The all-sites page in pieces, down sites first. Sites are completed (`fill`: their
-    history) and rendered `per_fill` (SITES_PER_CHUNK) at a time, and a piece is yielded once
-    CHUNK_SECONDS
-    went into it, so the server sends it with the event loop free in between: each piece holds
-    the loop a few milliseconds, however many sites. `cache` reuses unchanged history blocks."""
-    ordered = sorted(sites, key=lambda s: (s.status != "down", s.status != "unknown", s.name))
-    yield (
-        head(ctx.title, ctx)
-        + f"<header><h1>{html.escape(ctx.title)}</h1>{banner(ordered, ctx)}</header><main>"
-        + "".join(section(ctx) for section in extra_sections)
-    )
-    piece: list[str] = []
-    size = 0
-    began = time.perf_counter()
-    for start in range(0, len(ordered), per_fill):
-        chunk = ordered[start : start + per_fill]
-        if fill is not None:
-            chunk = list(fill(chunk))
-        for i, s in enumerate(chunk):
-            size += _add_fragments(piece, s, ctx, start + i, cache)
-            # (checked a site at a time: a site rendered afresh costs ~1.5 ms)
-            if size >= PIECE_CHARS or time.perf_counter() - began >= CHUNK_SECONDS:
-                yield "".join(piece)
-                piece, size = [], 0
-                began = time.perf_counter()  # (the time between pieces is not this page's)
-    yield "".join(piece) + "</main>" + footer(ctx)
+    """The all-sites page in pieces of text (`page_pieces`, "identity")."""
+    for piece in page_pieces(sites, ctx, extra_sections, fill, cache, per_fill=per_fill):
+        yield piece.decode()
 
 
 def render_site_page(site: SiteView, ctx: PageContext) -> str:
