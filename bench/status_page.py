@@ -18,6 +18,8 @@ Scenarios, each `--runs` times (medians reported):
   (the recorder's pending deltas change) and every 6th request follows a flush;
 - hour_warm: the page task's re-render after the hour changed (`--no-warm-hour`: not done);
   hour: the first request after the hour changed (every site's 24-hour chart moves on).
+- flip: steady polls, with one site going DOWN or coming back between two of them (DOWN sites
+  are listed first: the site moves above all the others).
 
 `--accept-encoding deflate` sends that header with every request of `/` (a browser's
 `gzip, deflate, br` takes deflate too): the answer is then the zlib stream of the page made of
@@ -44,6 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +382,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await recorder.flush()
                 steady.append(await measure(port, timed, lag))
             result["steady"] = median_of(steady)
+            # flip: the same polls, but between two of them one site goes DOWN or comes back
+            # (the last by name: DOWN sites are listed first, so it moves above all others)
+            flip = []
+            last = names[-1]
+            for _ in range(args.runs * 2):
+                clock.t += 10
+                was = states[last]
+                states[last] = replace(
+                    was, status=Status.UP if was.status == Status.DOWN else Status.DOWN
+                )
+                probe_all(recorder, sites, states, clock.t, rng)
+                flip.append(await measure(port, timed, lag))
+            states[last] = replace(states[last], status=Status.UP)
+            result["flip"] = median_of(flip)
             if prof is not None:
                 prof.disable()
                 pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)

@@ -146,3 +146,34 @@ def test_a_day_with_muted_downtime_is_shown_apart_and_not_counted() -> None:
     assert 'class="b-maint"' in html
     assert "2 h down in maintenance or silenced" in html
     assert "blue had downtime in a maintenance window or a silence" in html
+
+
+def test_a_site_going_down_and_back_leaves_the_other_sites_blocks_cached() -> None:
+    # DOWN sites are listed first, so one going down moves every other site down the page: the
+    # ids in a site's block name its place in the configured list, not on the page, so the
+    # other sites' blocks are reused as they are (and the page equals a fresh render).
+    with tempfile.TemporaryDirectory() as tmp, Store.open(tmp) as store:
+        recorder = HistoryRecorder(store, HistoryConfig(), errors, clock=lambda: T0)
+        reader = HistoryReader(store, recorder, clock=lambda: T0)
+        cache = BlockCache()
+        up = [
+            ProbeResult(ok=True, reason="ok", message="", started_at=T0 - 10, total=0.05),
+        ]
+        states = {}
+        for s in SITES:
+            states[s.name] = observe(SiteState(site=s.name), up[0], s.policy, T0 - 10).state
+        page(reader, states, T0, cache)
+        last = SITES[-1]  # last by name: going down moves it above both others
+        down = states[last.name]
+        for _ in range(2):
+            failed = ProbeResult.failure("timeout", "timed out", T0 - 5, 0.05)
+            down = observe(down, failed, last.policy, T0 - 5).state
+        assert down.status.value == "down"
+        hits = cache.hits
+        page(reader, {**states, last.name: down}, T0, cache)
+        # two renders a page (deflate and identity): both other sites hit each time
+        assert cache.hits - hits == 2 * (len(SITES) - 1)
+        fresh = HistoryReader(store, recorder, clock=lambda: T0)
+        assert page(reader, {**states, last.name: down}, T0, cache) == page(
+            fresh, {**states, last.name: down}, T0, None
+        )

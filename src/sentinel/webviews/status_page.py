@@ -1007,6 +1007,10 @@ def page_pieces(
     if cache is not None:
         cache.use(_settings(ctx))
     ordered = sorted(sites, key=lambda s: (s.status != "down", s.status != "unknown", s.name))
+    # A site's element ids (`<h2 id="s7">`) carry its place in `sites` (the configured order),
+    # not in `ordered`: a site going down moves to the top, and with display positions every
+    # site after it got new ids, so its cached block no longer matched (all drawn again).
+    number = {s.name: i for i, s in enumerate(sites)}
     sink.text(
         head(ctx.title, ctx)
         + f"<header><h1>{html.escape(ctx.title)}</h1>{banner(ordered, ctx)}</header><main>"
@@ -1019,7 +1023,9 @@ def page_pieces(
         if fill is not None:
             chunk = list(fill(chunk))
         for i, s in enumerate(chunk):
-            _add_site(sink, s, ctx, start + i, cache, packer=packer)
+            _add_site(
+                sink, s, ctx, number.get(s.name, len(sites) + start + i), cache, packer=packer
+            )
             # (checked a site at a time: a site rendered afresh costs ~1.5 ms)
             if sink.size >= PIECE_BYTES or time.perf_counter() - began >= CHUNK_SECONDS:
                 yield sink.take()
