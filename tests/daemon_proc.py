@@ -17,7 +17,42 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 
+def _port_range() -> range:
+    """The ports `free_port` hands out in this test process: below the kernel's ephemeral range
+    (where connect() takes its source ports and bind(0) its ports), split between the xdist
+    workers, so a port handed out and not yet bound cannot be taken meanwhile by another
+    worker's outgoing connection or free_port. Empty where that room is lacking."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_start = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    low = 10_000
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    share = (ephemeral_start - low) // workers
+    if share < 500:
+        return range(0)
+    return range(low + worker * share, low + (worker + 1) * share)
+
+
+_PORTS = _port_range()
+_next_port = [0]
+
+
 def free_port() -> int:
+    """A loopback TCP port nothing listens on, for a server a test starts next. Handed out in
+    turn from this process's own range (`_port_range`), skipping ports something holds; with no
+    such range, one the kernel picks (bind to port 0)."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port[0] % len(_PORTS)]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import email
 import logging
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,6 +20,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPProtocol  # noqa: N811
 from aiosmtpd.smtp import Envelope, Session
 
+import daemon_proc
 from sentinel.monitor import SiteState
 from sentinel.notify.errors import SendError
 from sentinel.notify.outbox import OutboxSender, retry_delay
@@ -45,10 +45,7 @@ FAST = Backoff(backoff_first=0.05, backoff_cap=0.2)
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return daemon_proc.free_port()
 
 
 class Signal:

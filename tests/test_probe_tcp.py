@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import daemon_proc
 from sentinel.config import SiteConfig
 from sentinel.probes.tcp import probe_tcp
 from timing import near
@@ -30,10 +31,7 @@ def listener() -> Iterator[socket.socket]:
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return daemon_proc.free_port()
 
 
 @pytest.fixture

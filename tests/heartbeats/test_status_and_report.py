@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import daemon_proc
 from sentinel.config import Config, parse_config
 from sentinel.heartbeats import state as hb
 from sentinel.history.report import SiteReport, report_sites, write_report
@@ -20,9 +20,7 @@ NAMES = [f"site-{i}" for i in range(10)]
 
 
 def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return daemon_proc.free_port()
 
 
 def config(shard: str | None, state_dir: Path) -> Config:
