@@ -151,7 +151,8 @@ def split(raw: bytes) -> tuple[str, dict[str, str], bytes]:
 
 
 def unchunk(body: bytes) -> bytes:
-    out, pos = [], 0
+    out: list[bytes] = []
+    pos = 0
     while True:
         end = body.index(b"\r\n", pos)
         size = int(body[pos:end], 16)
