@@ -497,5 +497,7 @@ def test_the_status_page_and_api_show_dead_letters() -> None:
         healthy=lambda: True,
         dead_letters=lambda: 1,
     )
-    assert json.loads(routes["/api/status"]().body)["dead_letters"] == 1
+    reply = routes["/api/status"]()
+    assert reply.chunks is not None  # written in pieces (sentinel.jsonpieces)
+    assert json.loads(b"".join(reply.chunks()))["dead_letters"] == 1
     assert "1 alert was not delivered" in dead_letter_banner(1)
