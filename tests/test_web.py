@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from http_raw import exchange, split, unchunk
 from sentinel.early.page import render_early_section
 from sentinel.web import HEAD_LIMIT, Reply, WebServer, make_routes
 
@@ -33,35 +34,6 @@ async def server() -> AsyncIterator[tuple[WebServer, int]]:
     port = await srv.start("127.0.0.1:0")
     yield srv, port
     await srv.close()
-
-
-async def exchange(port: int, request: bytes, *, read_timeout: float = 5.0) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        async with asyncio.timeout(read_timeout):
-            return await reader.read()  # until the server closes
-    finally:
-        writer.close()
-
-
-def split(raw: bytes) -> tuple[str, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return lines[0], fields, body
-
-
-def unchunk(body: bytes) -> bytes:
-    out, pos = b"", 0
-    while True:
-        end = body.index(b"\r\n", pos)
-        size = int(body[pos:end], 16)
-        if size == 0:
-            return out
-        out += body[end + 2 : end + 2 + size]
-        pos = end + 2 + size + 2
 
 
 async def test_get_answers_and_closes(server: tuple[WebServer, int]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from http_raw import exchange, split, unchunk
 from sentinel.config import SiteConfig
 from sentinel.history import db
 from sentinel.history.query import HistoryReader
@@ -132,34 +133,9 @@ async def serve(page: Page) -> AsyncIterator[int]:
 
 
 async def request(port: int, method: str = "GET", accept: str | None = None) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        extra = f"Accept-Encoding: {accept}\r\n" if accept is not None else ""
-        writer.write(f"{method} / HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
-        await writer.drain()
-        async with asyncio.timeout(30):
-            return await reader.read()
-    finally:
-        writer.close()
-
-
-def split(raw: bytes) -> tuple[str, dict[str, str], bytes]:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return lines[0], fields, body
-
-
-def unchunk(body: bytes) -> bytes:
-    out: list[bytes] = []
-    pos = 0
-    while True:
-        end = body.index(b"\r\n", pos)
-        size = int(body[pos:end], 16)
-        if size == 0:
-            return b"".join(out)
-        out.append(body[end + 2 : end + 2 + size])
-        pos = end + 2 + size + 2
+    extra = f"Accept-Encoding: {accept}\r\n" if accept is not None else ""
+    raw = f"{method} / HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+    return await exchange(port, raw, read_timeout=30)
 
 
 async def both(port: int, *, deflate_first: bool) -> tuple[bytes, bytes]:
