@@ -144,8 +144,10 @@ class _Site:
         self.hour = hour
         # 32-bit: a day has 86.4M ms, a latency bucket's bound is ~2 minutes in microseconds
         # (values are clamped to _MAX, a store's impossible figure must not break the page)
-        self.days = array("i", [_NONE, 0, 0] * (PAGE_DAYS - 1))  # day - 89 .. day - 1
-        self.hours = array("i", [_NONE, 0, 0, _NONE, _NONE] * (PAGE_HOURS - 1))
+        # Kept packed (`pack`: zlib, ~1.7 KiB -> a few hundred bytes a site): read only when
+        # a block is drawn again or a window's sums are worked out, written once an hour.
+        self.days: array[int] | bytes = array("i", [_NONE, 0, 0] * (PAGE_DAYS - 1))
+        self.hours: array[int] | bytes = array("i", [_NONE, 0, 0, _NONE, _NONE] * (PAGE_HOURS - 1))
         self.days_version = 0
         self.hours_version = 0
         self.now_day: tuple[int, int, int] | None = None
@@ -155,7 +157,7 @@ class _Site:
         self.incidents: tuple[db.Incident, ...] | None = None
         self.incidents_stale = True  # changed since read: read again (a new version)
         self.incidents_version = 0
-        self.sums: tuple[int, ...] | None = None  # past window sums; None: to be computed
+        self.sums: array[int] | None = None  # past window sums; None: to be computed
         # (turn, p50, p95) of the current hour, worked out once every LATENCY_EVERY_MS
         self.lat: tuple[int, int | None, int | None] | None = None
         self.ongoing = False  # one of the incidents is still open
@@ -170,7 +172,7 @@ class _Site:
     def set_past_day(self, period: int, covered: int, down: int, excused: int) -> None:
         i = period - (self.day - PAGE_DAYS + 1)
         if 0 <= i < PAGE_DAYS - 1:
-            d = self.days
+            d = self.days = _opened(self.days)
             d[i * 3], d[i * 3 + 1], d[i * 3 + 2] = (
                 min(covered, _MAX),
                 min(down, _MAX),
@@ -186,7 +188,8 @@ class _Site:
         i = period - (self.hour - PAGE_HOURS + 1)
         if 0 <= i < PAGE_HOURS - 1:
             p50, p95 = r.percentile_us(0.5), r.percentile_us(0.95)
-            self.hours[i * 5 : i * 5 + 5] = array(
+            h = self.hours = _opened(self.hours)
+            h[i * 5 : i * 5 + 5] = array(
                 "i",
                 (
                     min(r.covered_ms, _MAX),
@@ -208,7 +211,7 @@ class _Site:
         if hour != self.hour:
             now_hour, old = self.now_hour, self.hour
             shift = (hour - self.hour) * _HOUR_FIELDS
-            self.hours = self.hours[shift:] + array("i", [_NONE, 0, 0, _NONE, _NONE]) * (
+            self.hours = _opened(self.hours)[shift:] + array("i", [_NONE, 0, 0, _NONE, _NONE]) * (
                 hour - self.hour
             )
             self.hour, self.now_hour, self.lat = hour, None, None
@@ -217,7 +220,7 @@ class _Site:
                 self.set_hour(old, now_hour)
         if day != self.day:
             now_day, old_day = self.now_day, self.day
-            self.days = self.days[_DAY_FIELDS:] + array("i", [_NONE, 0, 0])
+            self.days = _opened(self.days)[_DAY_FIELDS:] + array("i", [_NONE, 0, 0])
             self.day, self.now_day = day, None
             self.days_version += 1
             if now_day is not None:
@@ -228,16 +231,33 @@ class _Site:
         self.sums = None
         return True
 
-    def past_sums(self) -> tuple[int, ...]:
+    def past_sums(self) -> array[int]:
         """(covered, down, excused) of the past 23 hours, then of the past 6, 29 and 89 days."""
         if self.sums is None:
             out: list[int] = []
-            h = self.hours
-            out += _sum_slots(h, _HOUR_FIELDS, 0, PAGE_HOURS - 1)
+            out += _sum_slots(_opened(self.hours), _HOUR_FIELDS, 0, PAGE_HOURS - 1)
+            days = _opened(self.days)
             for _, n in WINDOWS:
-                out += _sum_slots(self.days, _DAY_FIELDS, PAGE_DAYS - n, PAGE_DAYS - 1)
-            self.sums = tuple(out)
+                out += _sum_slots(days, _DAY_FIELDS, PAGE_DAYS - n, PAGE_DAYS - 1)
+            # (an array: 15 integers of up to 35 bits are 15 objects in a tuple, ~340 bytes)
+            self.sums = array("q", out)
         return self.sums
+
+    def pack(self) -> None:
+        """Compress the past days' and hours' figures (after a change; no-op when packed)."""
+        if not isinstance(self.days, bytes):
+            self.days = zlib.compress(self.days.tobytes(), 6)
+        if not isinstance(self.hours, bytes):
+            self.hours = zlib.compress(self.hours.tobytes(), 6)
+
+
+def _opened(figures: array[int] | bytes) -> array[int]:
+    """Kept figures as an array (a new one when packed: the caller keeps it, or packs it)."""
+    if isinstance(figures, bytes):
+        out = array("i")
+        out.frombytes(zlib.decompress(figures))
+        return out
+    return figures
 
 
 def _sum_slots(a: array[int], width: int, first: int, stop: int) -> list[int]:
@@ -275,6 +295,7 @@ class HistoryReader:
             return
         now_ms = int(self._clock() * 1000)
         day, hour = now_ms // DAY_MS, now_ms // HOUR_MS
+        touched: list[_Site] = []
         for (table, name, period), total in totals.items():
             site = self._sites.get(name)
             if site is None:
@@ -286,6 +307,9 @@ class HistoryReader:
                 site.set_hour(period, total)
             else:
                 site.set_day(period, total)
+            touched.append(site)
+        for site in touched:
+            site.pack()
         for name in incidents:
             site = self._sites.get(name)
             if site is not None:
@@ -331,9 +355,10 @@ class HistoryReader:
         kept = self._sites
         for name in names:
             site = kept.get(name)
-            if site is not None and (
-                (site.hour == hour and site.day == day) or site.move_to(day, hour)
-            ):
+            if site is not None and site.hour == hour and site.day == day:
+                out[name] = site
+            elif site is not None and site.move_to(day, hour):
+                site.pack()
                 out[name] = site
             else:
                 missing.append(name)
@@ -354,6 +379,8 @@ class HistoryReader:
             for name, rows in hours.items():
                 for period, r in rows.items():
                     out[name].set_hour(period, r)
+            for site in fresh.values():
+                site.pack()
             # Kept only once read whole: a store error leaves them to be read again.
             self._sites.update(fresh)
         stale = [n for n, s in out.items() if s.incidents_stale]
@@ -500,7 +527,7 @@ class HistoryReader:
     @staticmethod
     def _build_days(site: _Site, today: tuple[int, int, int], days: list[Period]) -> None:
         first = site.day - PAGE_DAYS + 1
-        d = site.days
+        d = _opened(site.days)
         for i in range(PAGE_DAYS - 1):
             cov = d[i * 3]
             r = (
@@ -521,7 +548,7 @@ class HistoryReader:
     @staticmethod
     def _build_hours(site: _Site, now_hour: Rollup | None, hours: list[Period]) -> None:
         first_h = site.hour - PAGE_HOURS + 1
-        h = site.hours
+        h = _opened(site.hours)
         for i in range(PAGE_HOURS - 1):
             if h[i * 5] == _NONE:
                 hours.append(Period((first_h + i) * HOUR_MS, None))
