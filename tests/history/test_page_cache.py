@@ -8,13 +8,14 @@ import asyncio
 import re
 import tempfile
 import zlib
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentinel.config import Policy, SiteConfig
-from sentinel.history import db
+from sentinel.history import db, query
 from sentinel.history.query import LATENCY_EVERY_MS, HistoryReader
 from sentinel.history.recorder import HistoryRecorder
 from sentinel.history.rollup import DAY_MS, Rollup
@@ -177,3 +178,31 @@ def test_a_site_going_down_and_back_leaves_the_other_sites_blocks_cached() -> No
         assert page(reader, {**states, last.name: down}, T0, cache) == page(
             fresh, {**states, last.name: down}, T0, None
         )
+
+
+def _fields(widths: tuple[int, ...]) -> st.SearchStrategy[tuple[int, ...]]:
+    """Fields for a key whose first field is unbounded and the others `widths` bits wide:
+    anything, and the neighbours of each width's limit (the values that could alias)."""
+    top = st.integers(min_value=-2, max_value=2**45)
+
+    def field(width: int) -> st.SearchStrategy[int]:
+        edge = st.sampled_from([0, 1, (1 << width) - 1, 1 << width, (1 << width) + 1, -1])
+        return edge | st.integers(min_value=-2, max_value=2 ** (width + 1))
+
+    return st.tuples(top, *map(field, widths))
+
+
+_KEYS: dict[Callable[..., object], tuple[int, ...]] = {
+    query.uptime_key: (14, 14, 14),
+    query.days_key: (32, 14, 24, 24),
+    query.hours_key: (32, 40, 40),
+    query.incidents_key: (40,),
+}
+
+
+@given(st.data())
+def test_a_history_key_part_is_equal_exactly_when_its_fields_are(data: st.DataObject) -> None:
+    for key, widths in _KEYS.items():
+        a = data.draw(_fields(widths))
+        b = data.draw(st.just(a) | _fields(widths))
+        assert (key(*a) == key(*b)) == (a == b), (key.__name__, a, b)

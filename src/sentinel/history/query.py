@@ -90,12 +90,50 @@ class HistoryKey(NamedTuple):
     """What each history block of a site shows: two equal parts give the same block (for the
     same page settings), so the page renders a block again only when its part changed. (A
     named tuple: made for every site on every request, and cheaper to make than a frozen
-    dataclass.)"""
+    dataclass.) Each part is its fields packed into one integer (`uptime_key` ...): the page keeps
+    the key of every site's blocks, and as tuples of integers they were ~0.8 KiB a site."""
 
-    uptime: tuple[int | None, ...]  # basis points, rounded down (what the page shows)
-    days: tuple[object, ...]  # the day, the past days' version, today's bar
-    hours: tuple[object, ...]  # the hour, the past hours' version, this hour's p50 and p95
-    incidents: tuple[object, ...]  # the incidents' version, and the time while one is ongoing
+    uptime: object  # basis points, rounded down (what the page shows)
+    days: object  # the day, the past days' version, today's bar
+    hours: object  # the hour, the past hours' version, this hour's p50 and p95
+    incidents: object  # the incidents' version, and the time while one is ongoing
+
+
+# Each part of a `HistoryKey` as one integer, exact: the first field on top (any size >= 0),
+# each next one in a fixed number of bits. Equal integers iff equal fields when every field
+# fits (the shift of a negative field is -1, of one too wide not 0); otherwise the fields as
+# they are (a tuple, never equal to an integer: the block is drawn again, never shown stale).
+# Four plain functions, no loop: they run for every site on every request (~0.3 us each).
+
+
+def uptime_key(b24: int, b7: int, b30: int, b90: int) -> object:
+    """Basis points + 1 (0: no data) of 24 h, 7, 30 and 90 days; up to 10,001 (14 bits)."""
+    if b24 < 0 or (b7 | b30 | b90) >> 14:
+        return (b24, b7, b30, b90)
+    return ((b24 << 14 | b7) << 14 | b30) << 14 | b90
+
+
+def days_key(day: int, version: int, bar: int, down_s: int, excused_s: int) -> object:
+    """The day, the past days' version (32 bits), today's basis points + 1 (14), its seconds
+    down and excused (24 each)."""
+    if day < 0 or (version >> 32) | (bar >> 14) | (down_s >> 24) | (excused_s >> 24):
+        return (day, version, bar, down_s, excused_s)
+    return (((day << 32 | version) << 14 | bar) << 24 | down_s) << 24 | excused_s
+
+
+def hours_key(hour: int, version: int, p50: int, p95: int) -> object:
+    """The hour, the past hours' version (32 bits), this hour's p50 and p95 in microseconds
+    + 1 (0: none; 40 bits each)."""
+    if hour < 0 or (version >> 32) | (p50 >> 40) | (p95 >> 40):
+        return (hour, version, p50, p95)
+    return ((hour << 32 | version) << 40 | p50) << 40 | p95
+
+
+def incidents_key(version: int, ongoing_s: int) -> object:
+    """The incidents' version, and the time + 1 while one is ongoing (0: none; 40 bits)."""
+    if version < 0 or ongoing_s >> 40:
+        return (version, ongoing_s)
+    return version << 40 | ongoing_s
 
 
 class LazyHistory(NamedTuple):
@@ -486,20 +524,27 @@ class HistoryReader:
             # uptime so, and whole seconds down and excused.
             ut = uptime_of(td_cov, td_down, td_exc)
             key = HistoryKey(
-                (
-                    None if u24 is None else floor(u24 * 10000),
-                    None if u7 is None else floor(u7 * 10000),
-                    None if u30 is None else floor(u30 * 10000),
-                    None if u90 is None else floor(u90 * 10000),
+                uptime_key(
+                    0 if u24 is None else floor(u24 * 10000) + 1,
+                    0 if u7 is None else floor(u7 * 10000) + 1,
+                    0 if u30 is None else floor(u30 * 10000) + 1,
+                    0 if u90 is None else floor(u90 * 10000) + 1,
                 ),
-                (
+                days_key(
                     day,
                     site.days_version,
-                    (-1 if ut is None else floor(ut * 10000), td_down // 1000, td_exc // 1000),
+                    0 if ut is None else floor(ut * 10000) + 1,
+                    td_down // 1000,
+                    td_exc // 1000,
                 ),
-                (hour, site.hours_version, lat[1], lat[2]),
+                hours_key(
+                    hour,
+                    site.hours_version,
+                    0 if lat[1] is None else lat[1] + 1,
+                    0 if lat[2] is None else lat[2] + 1,
+                ),
                 # an ongoing incident's duration grows: that block is not reused
-                (site.incidents_version, now_s if site.ongoing else None),
+                incidents_key(site.incidents_version, now_s + 1 if site.ongoing else 0),
             )
             out[name] = LazyHistory(
                 key, uptime, functools.partial(build, self, name, site, today, uptime)

@@ -17,6 +17,7 @@ import html
 import math
 import time
 import zlib
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -520,43 +521,42 @@ SHARED_SEGMENTS = 1024  # short texts whose segment is shared by every site show
 SHARED_CHARS = 64
 
 
-class _Part(NamedTuple):
-    """A history block kept: the part of the key it was drawn for, and its segment (flat: a
-    tuple less a block)."""
-
-    key: object
-    data: bytes
-    check: int
-    size: int
+_PART_INDEX = {"uptime": 0, "days": 1, "hours": 2, "incidents": 3}  # of a `HistoryKey`
+# `_Cached.nums`: the whole block's Adler-32s and lengths, then each history block's
+_BEFORE_CHECK, _BEFORE_SIZE, _AFTER_CHECK, _AFTER_SIZE, _PARTS_AT = 0, 1, 2, 3, 4
 
 
-@dataclass(slots=True)
-class _Whole:
-    """A site's whole block, compressed, but for the age of its last check: the deflate data
-    `before` it and the segments' data `after` it, with the Adler-32 and the length of both
-    texts (a stream's trailer adds them up without reading them). The history segments are
-    the very bytes of the `_Cached` parts: the whole block costs no second copy of them."""
-
-    key: tuple[object, ...]
-    before: bytes
-    after: tuple[bytes, ...]
-    before_check: int
-    before_size: int
-    after_check: int
-    after_size: int
-
-
-@dataclass(slots=True)
 class _Cached:
-    """What the page keeps of one site: each history block (named as the parts of a
-    `HistoryKey`), compressed, with its part of the key; and the whole block. (Slots, not a
-    dict of parts: ~150 bytes a site less.)"""
+    """What the page keeps of one site.
 
-    uptime: _Part | None = None
-    days: _Part | None = None
-    hours: _Part | None = None
-    incidents: _Part | None = None
-    whole: _Whole | None = None
+    - Each history block (the parts of a `HistoryKey`, in `_PART_INDEX` order), compressed:
+      its part of the key (`keys`), its segment's deflate data (`data`), and in `nums` its
+      text's Adler-32 and length.
+    - The whole block, compressed, but for the age of its last check: the deflate data
+      `before` the age and the segments' data `after` it (the history segments are the very
+      bytes of `data`: no second copy), its key (`key`; None: none kept), and in `nums` the
+      Adler-32 and the length of both texts (a stream's trailer adds them up without reading
+      them).
+
+    The numbers in one array and the parts in two tuples, not an object a part: ~0.5 KiB a
+    site less (bench/page_memory.py)."""
+
+    __slots__ = ("after", "before", "data", "key", "keys", "nums")
+
+    def __init__(self) -> None:
+        self.key: tuple[object, ...] | None = None
+        self.before = b""
+        self.after: tuple[bytes, ...] = ()
+        self.keys: tuple[object, ...] = (None, None, None, None)
+        self.data: tuple[bytes | None, ...] = (None, None, None, None)
+        self.nums = array("q", bytes(8 * (_PARTS_AT + 8)))
+
+    def set_part(self, i: int, key: object, data: bytes, check: int, size: int) -> None:
+        keys, datas = list(self.keys), list(self.data)
+        keys[i], datas[i] = key, data
+        self.keys, self.data = tuple(keys), tuple(datas)
+        self.nums[_PARTS_AT + 2 * i] = check
+        self.nums[_PARTS_AT + 2 * i + 1] = size
 
 
 class BlockCache:
@@ -619,21 +619,26 @@ def _site_body(
             out.append(section(site, ctx))
             continue
         # A history block is rendered again only when its part of the key changed.
+        i = _PART_INDEX[part]
         part_key = getattr(lazy.key, part)
-        old: _Part | None = getattr(entry, part)
-        if old is None or old.key != part_key:
+        old_key, data = entry.keys[i], entry.data[i]
+        if data is None or old_key != part_key:
             cache.renders += 1
             saved, site.history = site.history, lazy.build(part)
             try:
                 rendered = section(site, ctx)
             finally:
                 site.history = saved
-            old = _Part(part_key, *packer.segment(rendered.encode()))
-            setattr(entry, part, old)
-        elif old.key is not part_key:
-            # (the key of now, equal: the very object the whole block's key holds, one copy)
-            setattr(entry, part, old._replace(key=part_key))
-        out.append(Segment(old.data, old.check, old.size))
+            data, check, size = packer.segment(rendered.encode())
+            entry.set_part(i, part_key, data, check, size)
+        else:
+            check, size = entry.nums[_PARTS_AT + 2 * i], entry.nums[_PARTS_AT + 2 * i + 1]
+            if old_key is not part_key:
+                # (the key of now, equal: the very object the whole block's key holds, one copy)
+                keys = list(entry.keys)
+                keys[i] = part_key
+                entry.keys = tuple(keys)
+        out.append(Segment(data, check, size))
     return out
 
 
@@ -652,10 +657,9 @@ def _site_key(site: SiteView, ctx: PageContext, index: int) -> tuple[object, ...
     if SITE_SECTIONS != _SECTIONS:
         return None
     cert_days = None if site.cert_expiry is None else int((site.cert_expiry - ctx.now) // 86400)
+    # (not the page's settings: `BlockCache.use` starts afresh when they change)
     return (
         index,
-        ctx.tz.key,
-        ctx.show_targets,
         site.status,
         site.since,
         site.last_at is None,
@@ -715,22 +719,21 @@ def _add_site(
         sink.items(_site_parts(site, ctx, index, True, cache, packer=packer))
         return
     entry = cache.site(site.name)
-    whole = entry.whole
-    if whole is not None and whole.key == key:
+    if entry.key is not None and entry.key == key:
         cache.hits += 1
     else:
         cache.misses += 1
         parts = _site_parts(
             site, replace(ctx, age_placeholder=True), index, True, cache, packer=packer
         )
-        whole = entry.whole = _split_age(key, parts, packer)
-    sink.cached(whole, age_text(site, ctx))
+        _split_age(entry, key, parts, packer)
+    sink.cached(entry, age_text(site, ctx))
 
 
-def _split_age(key: tuple[object, ...], items: list[Item], packer: Packer) -> _Whole:
-    """The site's block, split at the age's placeholder (a NUL, in the state block): the text
-    before it compressed in one, the rest as the history segments with the texts between them
-    compressed."""
+def _split_age(entry: _Cached, key: tuple[object, ...], items: list[Item], packer: Packer) -> None:
+    """The site's whole block kept in `entry`, split at the age's placeholder (a NUL, in the
+    state block): the text before it compressed in one, the rest as the history segments with
+    the texts between them compressed."""
     i = next(i for i, p in enumerate(items) if isinstance(p, str) and "\x00" in p)
     head_text, tail = cast(str, items[i]).split("\x00", 1)
     before = ("".join(map(_text_of, items[:i])) + head_text).encode()
@@ -739,16 +742,12 @@ def _split_age(key: tuple[object, ...], items: list[Item], packer: Packer) -> _W
     for s in after:
         check = adler32_combine(check, s.check, s.size)
         size += s.size
-    data = packer.deflate(before)
-    return _Whole(
-        key,
-        data,
-        tuple(s.data for s in after),
-        zlib.adler32(before),
-        len(before),
-        check,
-        size,
-    )
+    entry.key = key
+    entry.before = packer.deflate(before)
+    entry.after = tuple(s.data for s in after)
+    nums = entry.nums
+    nums[_BEFORE_CHECK], nums[_BEFORE_SIZE] = zlib.adler32(before), len(before)
+    nums[_AFTER_CHECK], nums[_AFTER_SIZE] = check, size
 
 
 _shared: dict[str, Segment] = {}
@@ -823,7 +822,7 @@ class _Sink(Protocol):
 
     def text(self, value: str) -> None: ...
     def items(self, items: Iterable[Item]) -> None: ...
-    def cached(self, whole: _Whole, age: str) -> None: ...
+    def cached(self, whole: _Cached, age: str) -> None: ...
     def take(self) -> bytes: ...
     def end(self) -> bytes: ...
 
@@ -852,13 +851,14 @@ class _Plain:
                 self.parts.append(item.data)
                 self.size += item.size
 
-    def cached(self, whole: _Whole, age: str) -> None:
+    def cached(self, whole: _Cached, age: str) -> None:
         data = age.encode()  # (a few dozen bytes: one stored block)
         n = len(data)
         parts = self.parts
         parts += (whole.before, STORED_HEAD(0, n, n ^ 0xFFFF), data)
         parts += whole.after
-        self.size += whole.before_size + n + whole.after_size
+        nums = whole.nums
+        self.size += nums[_BEFORE_SIZE] + n + nums[_AFTER_SIZE]
 
     def take(self) -> bytes:
         data = b"".join(self.parts)
@@ -904,7 +904,7 @@ class _Deflated:
                 self.parts.append(self.stream.segment(*item))
                 self.size += item.size
 
-    def cached(self, whole: _Whole, age: str) -> None:
+    def cached(self, whole: _Cached, age: str) -> None:
         if self._pending:
             self._flush()
         stream = self.stream
@@ -912,11 +912,10 @@ class _Deflated:
         # (`ZlibStream.segment`, `text` and `segment` again, inline: this runs for every site;
         # the age is a few dozen bytes: one stored block)
         n = len(data)
-        check = zlib.adler32(
-            data, adler32_combine(stream.check, whole.before_check, whole.before_size)
-        )
-        stream.check = adler32_combine(check, whole.after_check, whole.after_size)
-        size = whole.before_size + n + whole.after_size
+        before_check, before_size, after_check, after_size = whole.nums[:4]
+        check = zlib.adler32(data, adler32_combine(stream.check, before_check, before_size))
+        stream.check = adler32_combine(check, after_check, after_size)
+        size = before_size + n + after_size
         stream.size += size
         parts = self.parts
         parts += (whole.before, STORED_HEAD(0, n, n ^ 0xFFFF), data)
@@ -947,7 +946,7 @@ class _Discard:
     def items(self, items: Iterable[Item]) -> None:
         pass
 
-    def cached(self, whole: _Whole, age: str) -> None:
+    def cached(self, whole: _Cached, age: str) -> None:
         pass
 
     def take(self) -> bytes:
