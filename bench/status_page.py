@@ -21,7 +21,7 @@ Scenarios, each `--runs` times (medians reported):
 - flip: steady polls, with one site going DOWN or coming back between two of them (DOWN sites
   are listed first: the site moves above all the others).
 
-`--accept-encoding deflate` sends that header with every request of `/` (a browser's
+`--accept-encoding deflate` (or `gzip`) sends that header with every request of `/` (a browser's
 `gzip, deflate, br` takes deflate too): the answer is then the zlib stream of the page made of
 the blocks kept compressed; without it, the page as it is (the blocks inflated per request).
 `bytes` is what went over the wire.
@@ -185,8 +185,17 @@ class Timed:
         deflated = getattr(reply, "deflated", None)  # (the code before the compressed page)
         if deflated is None:
             return Reply(reply.status, reply.content_type, chunks=timed(inner))
+        gzipped = getattr(reply, "gzipped", None)  # (the code before gzip)
+        if gzipped is None:
+            return Reply(
+                reply.status, reply.content_type, chunks=timed(inner), deflated=timed(deflated)
+            )
         return Reply(
-            reply.status, reply.content_type, chunks=timed(inner), deflated=timed(deflated)
+            reply.status,
+            reply.content_type,
+            chunks=timed(inner),
+            deflated=timed(deflated),
+            gzipped=timed(gzipped),
         )
 
 

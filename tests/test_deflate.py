@@ -3,18 +3,20 @@ Accept-Encoding (sentinel.web.accepts): pure, against zlib itself."""
 
 from __future__ import annotations
 
+import gzip
 import zlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sentinel.web import accepts, header_value
+from sentinel.web import accepts, header_value, weight
 from sentinel.webviews.deflate import (
     STORED_MAX,
     Packer,
     ZlibStream,
     adler32_combine,
+    crc32_combine,
     inflate,
     stored,
 )
@@ -79,10 +81,54 @@ def test_a_stream_of_segments_and_texts_decompresses_to_the_texts(
 def test_segments_one_after_another_inflate_to_their_texts(parts: list[bytes]) -> None:
     packer = Packer()
     segments = [packer.segment(p) for p in parts]
-    assert inflate(b"".join(s for s, _, _ in segments)) == b"".join(parts)
-    for part, (data, check, size) in zip(parts, segments, strict=True):
-        assert (check, size) == (zlib.adler32(part), len(part))
+    assert inflate(b"".join(s for s, _, _, _ in segments)) == b"".join(parts)
+    for part, (data, check, crc, size) in zip(parts, segments, strict=True):
+        assert (check, crc, size) == (zlib.adler32(part), zlib.crc32(part), len(part))
         assert inflate(data) == part
+
+
+@given(texts, texts, texts)
+def test_crc32_combine_equals_the_crc32_of_the_concatenation(a: bytes, b: bytes, c: bytes) -> None:
+    ab = crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b))
+    assert ab == zlib.crc32(a + b)
+    assert crc32_combine(ab, zlib.crc32(c), len(c)) == zlib.crc32(a + b + c)
+    assert crc32_combine(0, zlib.crc32(c), len(c)) == zlib.crc32(c)  # (0: no text)
+
+
+def test_crc32_combine_across_more_zeros_than_it_keeps_matches_zlib() -> None:
+    big = bytes(range(256)) * 600  # 153,600 bytes: more than its 64 KiB of zeros
+    head = b"head"
+    assert crc32_combine(zlib.crc32(head), zlib.crc32(big), len(big)) == zlib.crc32(head + big)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pieces)
+def test_a_gzip_stream_of_segments_and_texts_decompresses_to_the_texts(
+    parts: list[tuple[bytes, bool]],
+) -> None:
+    ahead = Packer()
+    made = [(t, ahead.segment(t) if is_segment else None) for t, is_segment in parts]
+    stream = ZlibStream(gzip=True)
+    out = [stream.start()]
+    for t, segment in made:
+        out.append(stream.text(t) if segment is None else stream.segment(*segment))
+    out.append(stream.end())
+    whole = b"".join(t for t, _ in parts)
+    # (gzip.decompress checks the trailer: the CRC-32 and the length)
+    assert gzip.decompress(b"".join(out)) == whole
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    got = b"".join(d.decompress(bytes([x])) for x in b"".join(out)) + d.flush()
+    assert got == whole and d.eof
+
+
+def test_the_gzip_header_and_trailer_are_rfc_1952() -> None:
+    stream = ZlibStream(gzip=True)
+    head = stream.start()
+    assert head[:3] == b"\x1f\x8b\x08" and head[3] == 0 and len(head) == 10  # no flags
+    body = stream.text(b"hello")
+    end = stream.end()
+    assert end[-8:] == zlib.crc32(b"hello").to_bytes(4, "little") + (5).to_bytes(4, "little")
+    assert gzip.decompress(head + body + end) == b"hello"
 
 
 def test_stored_blocks_split_long_text_and_short_text_is_stored() -> None:
@@ -131,6 +177,22 @@ def test_the_stream_header_and_trailer_are_rfc_1950() -> None:
 )
 def test_accept_encoding_is_read_as_rfc_9110_says(value: str | None, taken: bool) -> None:
     assert accepts(value, "deflate") is taken
+
+
+@pytest.mark.parametrize(
+    ("value", "deflate", "gzip"),
+    [
+        ("gzip", 0.0, 1.0),  # Go's http client, CDNs: gzip only
+        ("gzip, deflate, br", 1.0, 1.0),
+        ("gzip;q=1.0, deflate;q=0.5", 0.5, 1.0),
+        ("deflate;q=0, *", 0.0, 1.0),
+        ("*;q=0.3, gzip;q=0", 0.3, 0.0),
+        ("gzip;q=nan", 0.0, 0.0),
+        (None, 0.0, 0.0),
+    ],
+)
+def test_the_weights_of_deflate_and_gzip(value: str | None, deflate: float, gzip: float) -> None:
+    assert (weight(value, "deflate"), weight(value, "gzip")) == (deflate, gzip)
 
 
 def test_header_value_joins_repeated_fields_and_ignores_case() -> None:

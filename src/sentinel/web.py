@@ -71,8 +71,9 @@ def iso_utc(ts: float | None) -> str | None:
 class Reply:
     """An answer: a whole body, or `chunks` streamed with the event loop free between them.
     `deflated`: the same body as a zlib stream, sent (chunked, `Content-Encoding: deflate`)
-    instead when the request's Accept-Encoding takes it; with it the answer always carries
-    `Vary: Accept-Encoding`."""
+    instead when the request's Accept-Encoding takes it; `gzipped`: as a gzip stream, for a
+    client that takes gzip and not deflate (or prefers it by its weights). With either, the
+    answer always carries `Vary: Accept-Encoding`."""
 
     status: int
     content_type: str
@@ -80,6 +81,7 @@ class Reply:
     chunks: Callable[[], Iterable[bytes]] | None = None
     headers: tuple[tuple[str, str], ...] = ()  # extra header fields
     deflated: Callable[[], Iterable[bytes]] | None = None
+    gzipped: Callable[[], Iterable[bytes]] | None = None
 
 
 Route = Callable[[], Reply]
@@ -142,25 +144,33 @@ def accepts(accept_encoding: str | None, coding: str) -> bool:
     """Whether an Accept-Encoding field value (RFC 9110 12.5.3; several fields joined with
     commas) takes `coding`: named with a weight above 0, or not named and `*` is, with a weight
     above 0. No field at all: no (the body as it is suits every client)."""
+    return weight(accept_encoding, coding) > 0
+
+
+def weight(accept_encoding: str | None, coding: str) -> float:
+    """The weight an Accept-Encoding field value gives `coding`: its own, else that of `*`,
+    else 0 (not taken); 0 without a field."""
     if accept_encoding is None:
-        return False
-    wildcard: float | None = None
+        return 0.0
+    wildcard = 0.0
     for element in accept_encoding.split(","):
         name, *params = (p.strip() for p in element.split(";"))
-        weight = 1.0
+        value_of = 1.0
         for param in params:
             key, _, value = param.partition("=")
             if key.strip().lower() == "q":
                 try:
-                    weight = float(value.strip())
+                    value_of = float(value.strip())
                 except ValueError:
-                    weight = 0.0  # (a weight we cannot read: not taken)
+                    value_of = 0.0  # (a weight we cannot read: not taken)
+        if not value_of > 0:  # (0, and NaN)
+            value_of = 0.0
         name = name.lower()
         if name == coding:
-            return weight > 0
+            return value_of
         if name == "*":
-            wildcard = weight
-    return wildcard is not None and wildcard > 0
+            wildcard = value_of
+    return wildcard
 
 
 def header_value(head: bytes, field: bytes) -> str | None:
@@ -175,10 +185,19 @@ def header_value(head: bytes, field: bytes) -> str | None:
 
 
 def _negotiate(reply: Reply, head: bytes) -> Reply:
-    """A reply with a deflated body: that one if the client takes deflate, else the plain one;
-    both say that the body depends on Accept-Encoding (caches keep them apart)."""
+    """A reply with a compressed body: deflate if the client takes it (cheaper to put together
+    than gzip: `deflate.crc32_combine`), gzip if it takes only that or gives it the higher
+    weight, else the plain one; all say that the body depends on Accept-Encoding (caches keep
+    them apart)."""
     headers = (*reply.headers, ("Vary", "Accept-Encoding"))
-    if reply.deflated is not None and accepts(header_value(head, b"accept-encoding"), "deflate"):
+    accept = header_value(head, b"accept-encoding")
+    deflate = weight(accept, "deflate") if reply.deflated is not None else 0.0
+    gzip = weight(accept, "gzip") if reply.gzipped is not None else 0.0
+    if gzip > deflate:
+        return replace(
+            reply, body=b"", chunks=reply.gzipped, headers=(*headers, ("Content-Encoding", "gzip"))
+        )
+    if deflate > 0:
         return replace(
             reply,
             body=b"",
@@ -361,7 +380,7 @@ class WebServer:
             else:
                 under = next((r for p, r in self._prefixes.items() if path.startswith(p)), None)
                 reply = under(target) if under is not None else _plain(404, "not found")
-            if reply.deflated is not None:
+            if reply.deflated is not None or reply.gzipped is not None:
                 reply = _negotiate(reply, head)
         async with asyncio.timeout(self._response_timeout):
             await _write(

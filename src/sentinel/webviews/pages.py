@@ -205,9 +205,10 @@ class StatusPages:
         return pieces
 
     def index(self) -> Reply:
-        """`/`: the page as it is, or (`Reply.deflated`, for a client that takes it) as a zlib
-        stream made mostly of the blocks kept compressed; the server picks by the request's
-        Accept-Encoding. Both from the same states, at the same second."""
+        """`/`: the page as it is, or (`Reply.deflated`, `Reply.gzipped`, for a client that
+        takes them) as a zlib or gzip stream made mostly of the blocks kept compressed; the
+        server picks by the request's Accept-Encoding. All from the same states, at the same
+        second."""
         self.last_served = self._clock()
         reader = self._reader
         if reader is not None and reader.missing(self._sites()):
@@ -220,11 +221,19 @@ class StatusPages:
                 yield from self._page()(encoding)
 
             return Reply(
-                200, HTML, chunks=lambda: cold("identity"), deflated=lambda: cold("deflate")
+                200,
+                HTML,
+                chunks=lambda: cold("identity"),
+                deflated=lambda: cold("deflate"),
+                gzipped=lambda: cold("gzip"),
             )
         pieces = self._page()
         return Reply(
-            200, HTML, chunks=lambda: pieces("identity"), deflated=lambda: pieces("deflate")
+            200,
+            HTML,
+            chunks=lambda: pieces("identity"),
+            deflated=lambda: pieces("deflate"),
+            gzipped=lambda: pieces("gzip"),
         )
 
     # ------------------------------------------------------------------ ahead of requests

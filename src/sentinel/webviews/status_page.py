@@ -35,6 +35,7 @@ from sentinel.webviews.deflate import (
     Packer,
     ZlibStream,
     adler32_combine,
+    crc32_combine,
     inflate,
     stored,
 )
@@ -508,10 +509,11 @@ HISTORY_PARTS: dict[SiteSection, str] = {
 
 class Segment(NamedTuple):
     """Text compressed once (`deflate.Packer.segment`): its deflate data (ending at a flush
-    point), and the Adler-32 and the length of the text."""
+    point), and the Adler-32, the CRC-32 and the length of the text."""
 
     data: bytes
     check: int
+    crc: int
     size: int
 
 
@@ -522,8 +524,9 @@ SHARED_CHARS = 64
 
 
 _PART_INDEX = {"uptime": 0, "days": 1, "hours": 2, "incidents": 3}  # of a `HistoryKey`
-# `_Cached.nums`: the whole block's Adler-32s and lengths, then each history block's
-_BEFORE_CHECK, _BEFORE_SIZE, _AFTER_CHECK, _AFTER_SIZE, _PARTS_AT = 0, 1, 2, 3, 4
+# `_Cached.nums`: the Adler-32, CRC-32 and length of the text before the age, of the text
+# after it, then of each history block's (`_PART` numbers each)
+_BEFORE, _AFTER, _PARTS_AT, _PART = 0, 3, 6, 3
 
 
 class _Cached:
@@ -531,12 +534,12 @@ class _Cached:
 
     - Each history block (the parts of a `HistoryKey`, in `_PART_INDEX` order), compressed:
       its part of the key (`keys`), its segment's deflate data (`data`), and in `nums` its
-      text's Adler-32 and length.
+      text's Adler-32, CRC-32 and length.
     - The whole block, compressed, but for the age of its last check: the deflate data
       `before` the age and the segments' data `after` it (the history segments are the very
       bytes of `data`: no second copy), its key (`key`; None: none kept), and in `nums` the
       Adler-32 and the length of both texts (a stream's trailer adds them up without reading
-      them).
+      them), and their CRC-32s (the same for gzip).
 
     The numbers in one array and the parts in two tuples, not an object a part: ~0.5 KiB a
     site less (bench/page_memory.py)."""
@@ -549,14 +552,20 @@ class _Cached:
         self.after: tuple[bytes, ...] = ()
         self.keys: tuple[object, ...] = (None, None, None, None)
         self.data: tuple[bytes | None, ...] = (None, None, None, None)
-        self.nums = array("q", bytes(8 * (_PARTS_AT + 8)))
+        self.nums = array("q", bytes(8 * (_PARTS_AT + 4 * _PART)))
 
-    def set_part(self, i: int, key: object, data: bytes, check: int, size: int) -> None:
+    def set_part(self, i: int, key: object, segment: Segment) -> None:
         keys, datas = list(self.keys), list(self.data)
-        keys[i], datas[i] = key, data
+        keys[i], datas[i] = key, segment.data
         self.keys, self.data = tuple(keys), tuple(datas)
-        self.nums[_PARTS_AT + 2 * i] = check
-        self.nums[_PARTS_AT + 2 * i + 1] = size
+        at = _PARTS_AT + _PART * i
+        self.nums[at : at + _PART] = array("q", segment[1:])
+
+    def part(self, i: int) -> Segment:
+        """History block `i` (it must be kept: `data[i]` not None)."""
+        at = _PARTS_AT + _PART * i
+        check, crc, size = self.nums[at : at + _PART]
+        return Segment(cast(bytes, self.data[i]), check, crc, size)
 
 
 class BlockCache:
@@ -621,24 +630,24 @@ def _site_body(
         # A history block is rendered again only when its part of the key changed.
         i = _PART_INDEX[part]
         part_key = getattr(lazy.key, part)
-        old_key, data = entry.keys[i], entry.data[i]
-        if data is None or old_key != part_key:
+        old_key = entry.keys[i]
+        if entry.data[i] is None or old_key != part_key:
             cache.renders += 1
             saved, site.history = site.history, lazy.build(part)
             try:
                 rendered = section(site, ctx)
             finally:
                 site.history = saved
-            data, check, size = packer.segment(rendered.encode())
-            entry.set_part(i, part_key, data, check, size)
+            segment = Segment(*packer.segment(rendered.encode()))
+            entry.set_part(i, part_key, segment)
         else:
-            check, size = entry.nums[_PARTS_AT + 2 * i], entry.nums[_PARTS_AT + 2 * i + 1]
+            segment = entry.part(i)
             if old_key is not part_key:
                 # (the key of now, equal: the very object the whole block's key holds, one copy)
                 keys = list(entry.keys)
                 keys[i] = part_key
                 entry.keys = tuple(keys)
-        out.append(Segment(data, check, size))
+        out.append(segment)
     return out
 
 
@@ -738,16 +747,17 @@ def _split_age(entry: _Cached, key: tuple[object, ...], items: list[Item], packe
     head_text, tail = cast(str, items[i]).split("\x00", 1)
     before = ("".join(map(_text_of, items[:i])) + head_text).encode()
     after = _segments([tail, *items[i + 1 :]], packer)
-    check, size = 1, 0
+    check, crc, size = 1, 0, 0
     for s in after:
         check = adler32_combine(check, s.check, s.size)
+        crc = crc32_combine(crc, s.crc, s.size)
         size += s.size
     entry.key = key
     entry.before = packer.deflate(before)
     entry.after = tuple(s.data for s in after)
-    nums = entry.nums
-    nums[_BEFORE_CHECK], nums[_BEFORE_SIZE] = zlib.adler32(before), len(before)
-    nums[_AFTER_CHECK], nums[_AFTER_SIZE] = check, size
+    entry.nums[_BEFORE : _AFTER + 3] = array(
+        "q", (zlib.adler32(before), zlib.crc32(before), len(before), check, crc, size)
+    )
 
 
 _shared: dict[str, Segment] = {}
@@ -858,7 +868,7 @@ class _Plain:
         parts += (whole.before, STORED_HEAD(0, n, n ^ 0xFFFF), data)
         parts += whole.after
         nums = whole.nums
-        self.size += nums[_BEFORE_SIZE] + n + nums[_AFTER_SIZE]
+        self.size += nums[_BEFORE + 2] + n + nums[_AFTER + 2]
 
     def take(self) -> bytes:
         data = b"".join(self.parts)
@@ -871,14 +881,15 @@ class _Plain:
 
 
 class _Deflated:
-    """The page as a zlib stream (`Content-Encoding: deflate`): the cached segments as they
+    """The page as a zlib stream (`Content-Encoding: deflate`; with `gzip`, a gzip stream):
+    the cached segments as they
     are, the rest (head, banner, the ages of the last checks, blocks not cached) compressed or
     stored as it comes (`deflate.ZlibStream`)."""
 
     __slots__ = ("_pending", "parts", "size", "stream")
 
-    def __init__(self, packer: Packer) -> None:
-        self.stream = ZlibStream(packer)
+    def __init__(self, packer: Packer, *, gzip: bool = False) -> None:
+        self.stream = ZlibStream(packer, gzip=gzip)
         self.parts: list[bytes] = [self.stream.start()]
         self._pending: list[str] = []  # texts not compressed yet (compressed together)
         # Bytes of text in the piece (not of deflate data): pieces as long in sites, and as
@@ -912,9 +923,13 @@ class _Deflated:
         # (`ZlibStream.segment`, `text` and `segment` again, inline: this runs for every site;
         # the age is a few dozen bytes: one stored block)
         n = len(data)
-        before_check, before_size, after_check, after_size = whole.nums[:4]
-        check = zlib.adler32(data, adler32_combine(stream.check, before_check, before_size))
-        stream.check = adler32_combine(check, after_check, after_size)
+        before_adler, before_crc, before_size, after_adler, after_crc, after_size = whole.nums[:6]
+        if stream.gzip:
+            check = zlib.crc32(data, crc32_combine(stream.check, before_crc, before_size))
+            stream.check = crc32_combine(check, after_crc, after_size)
+        else:
+            check = zlib.adler32(data, adler32_combine(stream.check, before_adler, before_size))
+            stream.check = adler32_combine(check, after_adler, after_size)
         size = before_size + n + after_size
         stream.size += size
         parts = self.parts
@@ -974,7 +989,7 @@ def footer(ctx: PageContext) -> str:
     )
 
 
-ENCODINGS = ("identity", "deflate", "none")
+ENCODINGS = ("identity", "deflate", "gzip", "none")
 
 
 def page_pieces(
@@ -992,11 +1007,12 @@ def page_pieces(
     once CHUNK_SECONDS went into it (or it holds PIECE_BYTES), so the server sends it with the
     event loop free in between: each piece holds the loop a few milliseconds, however many
     sites. `cache` reuses unchanged blocks. `encoding`: "identity" (UTF-8 HTML), "deflate" (a
-    zlib stream of the same HTML, RFC 1950) or "none" (empty pieces: the cache filled alone)."""
+    zlib stream of the same HTML, RFC 1950), "gzip" (a gzip stream of it, RFC 1952) or "none"
+    (empty pieces: the cache filled alone)."""
     packer = Packer()
     sink: _Sink
-    if encoding == "deflate":
-        sink = _Deflated(packer)
+    if encoding in ("deflate", "gzip"):
+        sink = _Deflated(packer, gzip=encoding == "gzip")
     elif encoding == "identity":
         sink = _Plain()
     elif encoding == "none":
