@@ -21,6 +21,9 @@ Scenarios, each `--runs` times (medians reported):
 - flip: steady polls, with one site going DOWN or coming back between two of them (DOWN sites
   are listed first: the site moves above all the others).
 
+`--down 10`: 10 % of the sites DOWN from the start, their incidents open (their current incident
+grows: ten minutes old at the start, minutes later in `steady`).
+
 `--accept-encoding deflate` (or `gzip`) sends that header with every request of `/` (a browser's
 `gzip, deflate, br` takes deflate too): the answer is then the zlib stream of the page made of
 the blocks kept compressed; without it, the page as it is (the blocks inflated per request).
@@ -295,8 +298,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     states = {
         n: SiteState(site=n, status=Status.UP, since=start - 86400, recent=(ok,)) for n in names
     }
+    # `--down`: every so many sites DOWN since 10 minutes before the start, their incident open
+    down_names = names[:: max(1, round(100 / args.down))] if args.down > 0 else []
+    failed = ResultSummary(
+        at=start - 5, ok=False, status=None, total=10.0, reason="timeout", message="timed out"
+    )
+    for n in down_names:
+        states[n] = SiteState(
+            site=n,
+            status=Status.DOWN,
+            since=start - 600,
+            recent=(failed,),
+            incident_started=start - 600,
+        )
     rng = random.Random(2)
     result: dict[str, Any] = {
+        "down_sites": len(down_names),
         "sites": args.sites,
         "runs": args.runs,
         "freeze": args.freeze,
@@ -305,6 +322,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, Store.open(tmp) as store:
         t = time.perf_counter()
         build(store, names, start)
+        for n in down_names:
+            db.incident_opened(store, n, int((start - 600) * 1000), "timeout", "timed out")
         result["build_s"] = round(time.perf_counter() - t, 1)
         clock = Clock(start)
         lag = LoopLag()
@@ -432,6 +451,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sites", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--down", type=float, default=0, help="percent of the sites DOWN, their incident open"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--freeze",

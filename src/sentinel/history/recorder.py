@@ -172,7 +172,7 @@ class HistoryRecorder:
                         result.message,
                         alerts=1 if sent_down else 0,
                     )
-                    self._incidents_changed.add(name)
+                    self._incident_changed(name)
                 return
             for event in events:
                 if isinstance(event, WentDown):  # a held DOWN alert, sent now
@@ -180,7 +180,7 @@ class HistoryRecorder:
                 elif isinstance(event, StillDown):
                     latest = (event.reason, event.message)
                     db.incident_updated(self.store, name, ms(event.since), last=latest, alerts=1)
-                self._incidents_changed.add(name)
+                self._incident_changed(name)
             if before.status is Status.DOWN and after.status is not Status.DOWN:
                 started = before.incident_started
                 if started is None:
@@ -199,7 +199,7 @@ class HistoryRecorder:
                     alerts=1 if recovered is not None else 0,
                     ended_ms=ms(recovered.until if recovered is not None else until),
                 )
-                self._incidents_changed.add(name)
+                self._incident_changed(name)
         except StoreError as exc:
             self._on_error(exc)
 
@@ -268,6 +268,12 @@ class HistoryRecorder:
             return
         entry.pending_ms = 0
         self._incidents_changed.add(name)
+
+    def _incident_changed(self, name: str) -> None:
+        """A site's incident row was just committed (opened, updated, ended): the listeners
+        hear it now, not at the next flush, so the page's kept incident list is never behind
+        the store (it read the new row, or showed an ended incident as ongoing, until then)."""
+        self._tell({}, frozenset((name,)))
 
     def _tell(self, totals: db.Written, incidents: frozenset[str]) -> None:
         for listener in self.listeners:
