@@ -67,7 +67,7 @@ def page(
         )
 
     def fill(chunk: list[SiteView]) -> list[SiteView]:
-        histories = reader.overview([v.name for v in chunk])
+        histories = reader.overview([v.name for v in chunk], now)
         for v in chunk:
             v.history = histories.get(v.name)
         return chunk
@@ -231,3 +231,33 @@ def test_a_history_key_part_is_equal_exactly_when_its_fields_are(data: st.DataOb
         a = data.draw(_fields(widths))
         b = data.draw(st.just(a) | _fields(widths))
         assert (key(*a) == key(*b)) == (a == b), (key.__name__, a, b)
+
+
+def test_a_down_sites_days_are_drawn_from_its_past_days_kept_drawn() -> None:
+    # A DOWN site's today changes with every poll: its 89 past days are kept drawn (from the
+    # second drawing on) and today's bar added; the page is the one drawn afresh.
+    with tempfile.TemporaryDirectory() as tmp, Store.open(tmp) as store:
+        now = [T0 - 600.0]
+        recorder = HistoryRecorder(store, HistoryConfig(), errors, clock=lambda: now[0])
+        reader = HistoryReader(store, recorder, clock=lambda: now[0])
+        cache = BlockCache()
+        site = SITES[0]
+        states = {s.name: SiteState(site=s.name) for s in SITES}
+        loop = asyncio.new_event_loop()
+        try:
+            for step in range(12):
+                now[0] += 30
+                result = ProbeResult.failure("timeout", "timed out", now[0], 0.05)
+                before = states[site.name]
+                obs = observe(before, result, site.policy, now[0])
+                states[site.name] = obs.state
+                recorder.record(site, result, before, obs.state, obs.events, now[0])
+                if step % 4 == 3:
+                    loop.run_until_complete(recorder.flush())
+                cached = page(reader, states, now[0], cache)
+                assert _no_chart(cached) == _no_chart(page(reader, states, now[0], None)), step
+        finally:
+            loop.close()
+        assert states[site.name].status.value == "down"
+        assert site.name in cache._days_drawn  # (drawn from the kept past days)
+        assert "down 5 min" in cached

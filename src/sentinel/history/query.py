@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+from sentinel.durations import duration_step
 from sentinel.history import db
 from sentinel.history.recorder import HistoryRecorder
 from sentinel.history.rollup import DAY_MS, HOUR_MS, Rollup, uptime_of
@@ -144,6 +145,10 @@ class LazyHistory(NamedTuple):
     key: HistoryKey
     uptime: dict[str, float | None]
     build: Callable[[str | None], SiteHistory]
+    # The past days' figures as of (the current day, their version): equal, the 89 past days
+    # of `build("days")` are the same; and today's (covered, down, excused) in ms.
+    past_days: tuple[int, int] = (0, -1)
+    today: tuple[int, int, int] = (0, 0, 0)
 
 
 _NONE = -1  # a slot with no stored row
@@ -479,15 +484,16 @@ class HistoryReader:
             return stored
         return delta.copy() if stored is None else _merged2(stored, delta)
 
-    def overview(self, names: Iterable[str]) -> dict[str, LazyHistory]:
+    def overview(self, names: Iterable[str], now: float | None = None) -> dict[str, LazyHistory]:
         """The all-sites page: 90 days, 24 hours and the last 10 incidents of each site, from the
         kept figures (read from the store once a site). The figures add the recorder's pending
         deltas of the current hour and day; those of an hour already past show once written
         (within `[history] write_every`), and the latest hour's latency is worked out every
         LATENCY_EVERY_MS (5 min; at once when the hour changes). An unreadable store gives no
         history (the page still shows the live states). A few microseconds a site: this runs
-        for every site on every request."""
-        now_ms = int(self._clock() * 1000)
+        for every site on every request. `now`: the page's time (it shows its durations as of
+        it; default: the clock's)."""
+        now_ms = int((self._clock() if now is None else now) * 1000)
         day, hour = now_ms // DAY_MS, now_ms // HOUR_MS
         try:
             sites = self._load(list(names), day, hour)
@@ -497,7 +503,6 @@ class HistoryReader:
         # runs for every site on every request)
         pending = self.recorder.pending if self.recorder is not None else None
         floor = math.floor
-        now_s = now_ms // 1000
         build = self._build
         out = {}
         for name, site in sites.items():
@@ -543,11 +548,18 @@ class HistoryReader:
                     0 if lat[1] is None else lat[1] + 1,
                     0 if lat[2] is None else lat[2] + 1,
                 ),
-                # an ongoing incident's duration grows: that block is not reused
-                incidents_key(site.incidents_version, now_s + 1 if site.ongoing else 0),
+                # an ongoing incident's duration grows: the block is drawn again when its text
+                # would change (`duration_step`: every second, then every minute), not always
+                incidents_key(
+                    site.incidents_version, _ongoing_step(site, now_ms) if site.ongoing else 0
+                ),
             )
             out[name] = LazyHistory(
-                key, uptime, functools.partial(build, self, name, site, today, uptime)
+                key,
+                uptime,
+                functools.partial(build, self, name, site, today, uptime),
+                (day, site.days_version),
+                today,
             )
         return out
 
@@ -720,6 +732,20 @@ def _current(
             td_down += delta.down_ms
             td_exc += delta.excused_ms
     return h_cov, h_down, h_exc, td_cov, td_down, td_exc
+
+
+# (2**35 and above: no duration step is that high, the two never meet)
+_NO_STEP = 2**35
+
+
+def _ongoing_step(site: _Site, now_ms: int) -> int:
+    """The displayed duration's step + 1 of the site's ongoing incident, as of `now_ms` (the
+    incidents block shows `Incident.duration_ms(now_ms)`); if the kept incidents have none
+    (they are read again next time), the time itself: a key that changes every second."""
+    for incident in site.incidents or ():
+        if incident.ended_ms is None:
+            return duration_step(incident.duration_ms(now_ms) / 1000) + 1
+    return _NO_STEP + now_ms // 1000
 
 
 def _merged2(a: Rollup, b: Rollup) -> Rollup:

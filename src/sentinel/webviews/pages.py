@@ -173,7 +173,7 @@ class StatusPages:
             # Each chunk's history is summarised when it is rendered, not all up front.
             if reader is None:
                 return list(chunk)
-            histories = reader.overview([v.name for v in chunk])
+            histories = reader.overview([v.name for v in chunk], ctx.now)
             for v in chunk:  # (views are built for this request alone)
                 v.history = histories.get(v.name)
             return chunk
