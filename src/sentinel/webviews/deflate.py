@@ -52,7 +52,7 @@ def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
     return a | (b << 16)
 
 
-_ZEROS: Final = bytes(65536)
+_ZEROS: Final = bytes(16384)  # (a site's block is ~6 KB; longer runs take it a few times)
 _ZERO_VIEW: Final = memoryview(_ZEROS)
 
 
