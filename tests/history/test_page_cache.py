@@ -24,6 +24,7 @@ from sentinel.monitor import SiteState, observe
 from sentinel.probes.result import ProbeResult
 from sentinel.store import Store, StoreError
 from sentinel.webviews.status_page import (
+    DAYS_KEPT,
     BlockCache,
     PageContext,
     SiteView,
@@ -261,3 +262,33 @@ def test_a_down_sites_days_are_drawn_from_its_past_days_kept_drawn() -> None:
         assert states[site.name].status.value == "down"
         assert site.name in cache._days_drawn  # (drawn from the kept past days)
         assert "down 5 min" in cached
+
+
+def test_the_past_days_kept_drawn_are_bounded_and_follow_the_configured_sites() -> None:
+    day = int(T0 * 1000) // DAY_MS
+    days = tuple(
+        query.Period((day - 89 + i) * DAY_MS, Rollup(covered_ms=DAY_MS, down_ms=i * 1000))
+        for i in range(90)
+    )
+    history = query.SiteHistory(uptime={}, days=days, hours=(), incidents=())
+
+    def lazy(on: int) -> query.LazyHistory:
+        return query.LazyHistory(
+            query.HistoryKey(0, 0, 0, 0), {}, lambda part: history, (on, 1), (DAY_MS, 5000, 0)
+        )
+
+    ctx = PageContext("S", T0, UTC)
+    cache = BlockCache()
+    names = [f"n{i}" for i in range(3 * DAYS_KEPT)]
+    for _ in range(2):  # more DOWN sites than kept, in turn: the first kept stay
+        texts = [cache.days_text(name, lazy(day), ctx) for name in names]
+    assert len(cache._days_drawn) == DAYS_KEPT and "n0" in cache._days_drawn
+    assert texts[0] is not None and texts[-1] is None  # (the others drawn as usual)
+    assert "99.99 % up, down 5 s" in texts[0]  # (today, from `today`)
+    # a new day: those of the day before go to make room
+    assert cache.days_text(names[-1], lazy(day + 1), ctx) is not None
+    assert len(cache._days_drawn) == 1
+    cache.days_text("n1", lazy(day + 1), ctx)
+    cache.forget_days("n1")  # (back UP)
+    cache.keep(["n0"])
+    assert not cache._days_drawn

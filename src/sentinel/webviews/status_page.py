@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import NamedTuple, Protocol, TypeVar, cast
+from typing import NamedTuple, Protocol, cast
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -41,7 +41,6 @@ from sentinel.webviews.deflate import (
     stored,
 )
 
-_V = TypeVar("_V")
 SITES_PER_CHUNK = 4  # sites completed (`fill`) at a time: the most read from the store at once
 CHUNK_SECONDS = 0.005  # a piece of the page is sent once this much time went into it
 PIECE_BYTES = 256 * 1024  # or once it holds this many bytes (what the page holds at once)
@@ -605,47 +604,59 @@ class BlockCache:
         # The page's settings the blocks were drawn with (time zone, show_targets, detail):
         # other settings (a reload) start afresh, so a block's key is its part alone.
         self._settings: tuple[object, ...] | None = None
-        # `days_text`: the past days a site's days block was last drawn from, and the past
-        # days kept drawn for the sites drawn again from the same ones (DAYS_KEPT each)
-        self._days_seen: dict[str, tuple[int, int]] = {}
+        # `days_text`: DOWN sites' past days kept drawn (DAYS_KEPT at most), and the day on
+        # which it was found full of that day's
         self._days_drawn: dict[str, tuple[tuple[int, int], _Days]] = {}
+        self._days_full_on: int | None = None
 
     def use(self, settings: tuple[object, ...]) -> None:
         """Blocks drawn with `settings` from now on: those drawn with others are dropped."""
         if settings != self._settings:
             self._sites.clear()
-            self._days_seen.clear()
             self._days_drawn.clear()
+            self._days_full_on = None
             self._settings = settings
 
     def days_text(self, name: str, lazy: LazyHistory, ctx: PageContext) -> str | None:
-        """The site's days block, from its 89 past days kept drawn, with today's bar added;
+        """A DOWN site's days block, from its 89 past days kept drawn, with today's bar added;
         None: draw it as usual. A DOWN site's today changes with every poll (its uptime moves
         a basis point every ~9 s of downtime), and drawing its 90 days afresh costs ~0.7 ms,
-        ~70 ms a request with 100 sites down. The past days are kept drawn from the second
-        time a site's block is drawn from the same ones: not for every site at each new day.
-        Bounded: DAYS_KEPT sites (those drawn least recently go)."""
+        ~70 ms a request with 100 sites down. Bounded: DAYS_KEPT sites; when full, those kept
+        from another day go, and past that the first kept stay (others are drawn as usual:
+        keeping the most recent would, with more sites DOWN than that, keep each until just
+        before its next turn)."""
         tag = lazy.past_days
-        drawn = self._days_drawn.pop(name, None)
+        kept = self._days_drawn
+        drawn = kept.pop(name, None)
         if drawn is not None and drawn[0] == tag:
             past = drawn[1]
-        elif self._days_seen.pop(name, None) == tag:
+        else:
+            if len(kept) >= DAYS_KEPT:
+                if self._days_full_on == tag[0]:
+                    return None  # (looked through once today: all of today)
+                for other in [n for n, (t, _) in kept.items() if t[0] != tag[0]]:
+                    del kept[other]
+                if len(kept) >= DAYS_KEPT:
+                    self._days_full_on = tag[0]
+                    return None
             built = lazy.build("days").days
             if len(built) != PAGE_DAYS:
                 return None
             past = _Days(ctx.detail)
             for i, period in enumerate(built[:-1]):
                 past.add(i, _day_label(period, ctx), _period_facts(period))
-        else:
-            _put_bounded(self._days_seen, name, tag)
-            return None
-        _put_bounded(self._days_drawn, name, (tag, past))
+        kept[name] = (tag, past)
         days = past.copy()
         today = lazy.today
         days.add(
             PAGE_DAYS - 1, _date_of(tag[0]), _NO_DATA if today == (0, 0, 0) else _day_facts(*today)
         )
         return days.finish(PAGE_DAYS)
+
+    def forget_days(self, name: str) -> None:
+        """The site is not DOWN: its past days need not be kept drawn."""
+        if self._days_drawn.pop(name, None) is not None:
+            self._days_full_on = None
 
     def site(self, name: str) -> _Cached:
         entry = self._sites.get(name)
@@ -662,22 +673,14 @@ class BlockCache:
         wanted = set(names)
         for name in [n for n in self._sites if n not in wanted]:
             del self._sites[name]
-        for kept in (self._days_seen, self._days_drawn):
-            for name in [n for n in kept if n not in wanted]:
-                del kept[name]
+        for name in [n for n in self._days_drawn if n not in wanted]:
+            self.forget_days(name)
 
     def __len__(self) -> int:
         return len(self._sites)
 
 
-DAYS_KEPT = 256  # sites whose past days `BlockCache.days_text` keeps drawn (~2-3 KiB each)
-
-
-def _put_bounded(kept: dict[str, _V], name: str, value: _V) -> None:
-    """`kept[name] = value` as the newest entry, dropping the oldest beyond DAYS_KEPT."""
-    kept[name] = value
-    while len(kept) > DAYS_KEPT:
-        del kept[next(iter(kept))]
+DAYS_KEPT = 256  # DOWN sites whose past days `BlockCache.days_text` keeps drawn (~2-3 KiB each)
 
 
 def _site_body(
@@ -699,7 +702,12 @@ def _site_body(
         old_key = entry.keys[i]
         if entry.data[i] is None or old_key != part_key:
             cache.renders += 1
-            rendered = cache.days_text(site.name, lazy, ctx) if part == "days" else None
+            rendered = None
+            if part == "days":
+                if site.status == "down":
+                    rendered = cache.days_text(site.name, lazy, ctx)
+                else:
+                    cache.forget_days(site.name)
             if rendered is None:
                 saved, site.history = site.history, lazy.build(part)
                 try:
