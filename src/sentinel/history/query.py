@@ -160,7 +160,7 @@ _HOUR_FIELDS = 5  # covered, down, excused, p50 (us), p95 (us)
 
 class _Site:
     """What the all-sites page needs of one site, kept in memory between requests: the stored
-    figures of the past 89 days and 23 hours in flat integer arrays (~3 KiB a site), and the
+    figures of the past 89 days and 23 hours in flat integer arrays, packed (`pack`), and the
     stored rows of the current day and hour. Loaded from the store once, then kept current by
     the recorder's writes (`HistoryReader._written`), never re-read."""
 
