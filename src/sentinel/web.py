@@ -140,16 +140,10 @@ def make_routes(
     return {"/metrics": metrics, "/healthz": healthz, "/api/status": api_status}
 
 
-def accepts(accept_encoding: str | None, coding: str) -> bool:
-    """Whether an Accept-Encoding field value (RFC 9110 12.5.3; several fields joined with
-    commas) takes `coding`: named with a weight above 0, or not named and `*` is, with a weight
-    above 0. No field at all: no (the body as it is suits every client)."""
-    return weight(accept_encoding, coding) > 0
-
-
 def weight(accept_encoding: str | None, coding: str) -> float:
-    """The weight an Accept-Encoding field value gives `coding`: its own, else that of `*`,
-    else 0 (not taken); 0 without a field."""
+    """The weight an Accept-Encoding field value (RFC 9110 12.5.3; several fields joined with
+    commas) gives `coding`: its own, else that of `*`, else 0; above 0 is taken. No field at
+    all: 0 (the body as it is suits every client)."""
     if accept_encoding is None:
         return 0.0
     wildcard = 0.0

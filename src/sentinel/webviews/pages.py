@@ -211,6 +211,7 @@ class StatusPages:
         second."""
         self.last_served = self._clock()
         reader = self._reader
+        pieces: Callable[[str], Iterator[bytes]]
         if reader is not None and reader.missing(self._sites()):
             # The first request after a start (nothing is warmed before anyone asks: a page
             # nobody opens costs no memory): the warm-up's slices of a few milliseconds, the
@@ -220,14 +221,9 @@ class StatusPages:
                     yield b""  # (the server sends nothing and hands the loop back)
                 yield from self._page()(encoding)
 
-            return Reply(
-                200,
-                HTML,
-                chunks=lambda: cold("identity"),
-                deflated=lambda: cold("deflate"),
-                gzipped=lambda: cold("gzip"),
-            )
-        pieces = self._page()
+            pieces = cold
+        else:
+            pieces = self._page()
         return Reply(
             200,
             HTML,
