@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from http_reference import HttpProber
 from sentinel.config import SiteConfig
+from sentinel.probes import lean
 from sentinel.probes.common import clean_message
 from sentinel.probes.lean import LeanHttpProber, clean_fast
 from sentinel.probes.response import HEAD_LIMIT, MAX_INTERIM, ResponseProtocol
@@ -832,6 +833,26 @@ async def test_parser_gives_the_same_result_however_the_bytes_are_split(response
 def test_the_fast_clean_is_clean_message(text: str) -> None:
     for limit in (60, 200):
         assert clean_fast(text, limit) == clean_message(text, limit)
+
+
+@given(st.integers(100, 999), st.text(max_size=120))
+def test_an_ok_message_is_the_cleaned_status_line_and_shared(status: int, phrase: str) -> None:
+    expected = clean_message(f"HTTP {status} {clean_message(phrase, 60)}")
+    first = lean._ok_message(status, phrase)
+    assert first == expected
+    again = lean._ok_message(status, phrase)
+    assert again == expected
+    if len(phrase) <= 60:
+        assert again is first  # one string for every site and probe that sees this line
+    assert len(lean._OK_MESSAGES) <= 256
+
+
+def test_the_ok_messages_kept_are_bounded() -> None:
+    for n in range(1000):
+        lean._ok_message(200, f"OK {n}")
+        assert len(lean._OK_MESSAGES) <= 256
+    lean._ok_message(200, "x" * 10_000)
+    assert all(len(phrase) <= 60 for _status, phrase in lean._OK_MESSAGES)
 
 
 # ------------------------------------------------------------------ the kernel's receive time

@@ -97,9 +97,14 @@ def when(ts: float, ctx: PageContext, *, seconds: bool = False) -> str:
     return _when(ts, ctx.tz, seconds)
 
 
-@functools.lru_cache(maxsize=8192)
+# Sized to what is drawn again soon (the incident lists of sites DOWN, redrawn each minute), not to
+# every time on the page: the block cache keeps the drawn text, so a full redraw misses anyway. At
+# 8,192 entries each, these two memos filled over hours to ~3 MiB (a soak's slow growth).
+_TIMES_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=_TIMES_KEPT)
 def _when(ts: float, tz: ZoneInfo, seconds: bool) -> str:
-    # Cached: a page shows the same incident starts and "since" times request after request.
     dt = datetime.fromtimestamp(ts, tz)
     offset = dt.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else "+00:00"
@@ -114,7 +119,7 @@ def time_tag(ts: float, ctx: PageContext) -> str:
     return _time_tag(ts, ctx.tz)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=_TIMES_KEPT)
 def _time_tag(ts: float, tz: ZoneInfo) -> str:
     iso_text = datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
     return f'<time datetime="{iso_text}">{_when(ts, tz, False)}</time>'
@@ -276,10 +281,11 @@ def _day_facts(
     return cls, height, text_, u
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def _day_look(basis_points: int, down_s: int, excused_s: int = 0) -> tuple[str, int, str]:
     # Cached on what is shown (most days of most sites are 100 % up): the page builds tens of
-    # thousands of these.
+    # thousands of these. Small: a day with downtime is mostly its own key (today's bar of a
+    # site DOWN is a new one on every request), and 4,096 of them were ~1 MiB that filled slowly.
     down = f", down {duration(down_s)}" if down_s else ""
     excused = f", {duration(excused_s)} down in maintenance or silenced" if excused_s else ""
     if basis_points < 0:  # all of the day's watched time was excused downtime
