@@ -236,7 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     env = dict(item.split("=", 1) for item in args.env)
     out_dir = args.results / f"{utc_stamp()}-soak"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(2, 100):  # two soaks started in the same second keep both results
+        try:
+            out_dir.mkdir(parents=True)
+            break
+        except FileExistsError:
+            out_dir = args.results / f"{utc_stamp()}-soak-{n}"
+    else:
+        raise SystemExit(f"soak: no free results directory under {args.results}")
     machine = machine_info()
     work = Path(tempfile.mkdtemp(prefix="sentinel-soak-"))
     smtp = Smtp(free_port())
