@@ -97,7 +97,7 @@ def when(ts: float, ctx: PageContext, *, seconds: bool = False) -> str:
     return _when(ts, ctx.tz, seconds)
 
 
-# Sized to what is drawn again soon (the incident lists of sites DOWN, redrawn each minute), not to
+# Sized to what is drawn again soon (the since times of sites DOWN, drawn at every request), not to
 # every time on the page: the block cache keeps the drawn text, so a full redraw misses anyway. At
 # 8,192 entries each, these two memos filled over hours to ~3 MiB (a soak's slow growth).
 _TIMES_KEPT = 256
