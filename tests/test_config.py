@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,23 @@ def test_example_config_is_valid() -> None:
     assert itself.policy.remind_every == 4 * 3600  # inherited from [defaults]
     assert itself.expect_status == (200,)
     assert config.site("metrics-port").kind == "tcp"
+
+
+def test_sites_with_equal_policies_share_one_even_after_pickling() -> None:
+    # (the daemon gets its config pickled from a child: a policy a site is ~0.2 KiB each)
+    config = parse_config(
+        {
+            "defaults": {"remind_every": "1h"},
+            "sites": [
+                {"name": "a", "url": "http://127.0.0.1/a"},
+                {"name": "b", "url": "http://127.0.0.1/b"},
+                {"name": "c", "url": "http://127.0.0.1/c", "failure_threshold": 5},
+            ],
+        }
+    )
+    a, b, c = pickle.loads(pickle.dumps(config)).sites
+    assert a.policy is b.policy and a.policy.remind_every == 3600
+    assert c.policy.failure_threshold == 5 and c.policy.remind_every == 3600
 
 
 def test_defaults_are_inherited_and_overridden() -> None:

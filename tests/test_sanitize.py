@@ -3,6 +3,7 @@ line and blanked in an email header, the STATUS= line, a probe message and an SM
 
 from __future__ import annotations
 
+import html
 import unicodedata
 
 import pytest
@@ -15,6 +16,7 @@ from sentinel.parse.early import parse_early
 from sentinel.probes.common import clean_message
 from sentinel.sanitize import (
     escape_controls,
+    escape_html,
     has_control,
     html_text,
     mark_controls,
@@ -88,3 +90,9 @@ def test_the_early_config_refuses_c1_controls_like_the_rest_of_the_config() -> N
         parse_early([{"name": "w", "pid_file": "/run/a\x85.pid"}], None)
     with pytest.raises(ConfigError):
         parse_config({"sites": [{"name": "a\x85b", "url": "http://a.example/"}]})
+
+
+@given(st.text(alphabet=st.sampled_from("&<>\"'a;#x é\u202e"), max_size=40) | TEXT, st.booleans())
+def test_html_escaping_is_the_standard_librarys(value: str, quote: bool) -> None:
+    assert escape_html(value, quote) == html.escape(value, quote)
+    assert escape_html(value) == html.escape(value)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from sentinel.notify.group_message import NetworkNews
 from sentinel.notify.wording import failure_words
 from sentinel.probes.result import ProbeResult
 from sentinel.promtext import Gauge, Registry
+from sentinel.sanitize import escape_html
 from sentinel.store import Store, StoreError
 from sentinel.web import iso_utc
 
@@ -179,7 +179,7 @@ class Canaries:
         since = iso_utc(self.board.since) or ""
         return (
             "<p class='network' style='background:#fdd;border:2px solid #c00;padding:.6em'>"
-            f"<strong>sentinel cannot reach the internet</strong> since {html.escape(since)}: "
+            f"<strong>sentinel cannot reach the internet</strong> since {escape_html(since)}: "
             "every canary fails, so the sites' states below may be wrong and their alerts are "
             "held.</p>"
         )

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import struct
 import sys
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
+
+from sentinel.median import median
 
 MAX_BUCKET_VALUES = 1024  # probe times kept per open recent bucket (a ring beyond this)
 # Values are kept in 32 bits (7 significant digits: ~0.1 us of a 1 s latency): half the memory
@@ -268,19 +269,19 @@ class LatencyTracker:
         if self._open_index is None or not self._open_count:
             return
         s = self.settings
-        median = statistics.median(self._open[: min(self._open_count, len(self._open))])
-        self._recent.put(self._open_index, median, self._open_count)
+        bucket_median = median(self._open[: min(self._open_count, len(self._open))])
+        self._recent.put(self._open_index, bucket_median, self._open_count)
         self._open_count = 0
         bucket_start = self._open_index * s.recent_bucket
         hour = math.floor(bucket_start / s.baseline_bucket)
         if self._hour_index is not None and hour > self._hour_index and self._hour_count:
-            hour_median = statistics.median(self._hour_values[: self._hour_count])
+            hour_median = median(self._hour_values[: self._hour_count])
             self._baseline.put(self._hour_index, hour_median)
             self._hour_count = 0
         if self._hour_index is None or hour >= self._hour_index:
             self._hour_index = hour
         if self._hour_count < len(self._hour_values):
-            self._hour_values[self._hour_count] = median
+            self._hour_values[self._hour_count] = bucket_median
             self._hour_count += 1
 
     def _baseline_values(self, now: float) -> list[float]:
@@ -305,7 +306,7 @@ class LatencyTracker:
         values = self._baseline_values(now)
         if len(values) < self.settings.min_baseline_buckets:
             return None
-        return float(statistics.median(values))
+        return float(median(values))
 
     def evaluate(self, now: float) -> DriftVerdict:
         s = self.settings
@@ -316,8 +317,8 @@ class LatencyTracker:
             if index >= current - s.recent_buckets
         ]
         baseline = self._baseline_values(now)
-        recent_median = float(statistics.median(m for m, _ in recent)) if recent else None
-        baseline_median = float(statistics.median(baseline)) if baseline else None
+        recent_median = float(median(m for m, _ in recent)) if recent else None
+        baseline_median = float(median(baseline)) if baseline else None
         reason = ""
         if len(recent) < s.min_recent_buckets:
             reason = f"not enough recent data ({len(recent)} of {s.min_recent_buckets} buckets)"

@@ -4,9 +4,10 @@ healthy. Pure: `EarlyWarnings.status_view()` in, HTML out."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from sentinel.sanitize import escape_html
 
 EarlyView = Mapping[str, Sequence[Mapping[str, Any]]]
 
@@ -32,9 +33,9 @@ def render_early_section(view: EarlyView) -> str:
     for row in [*view.get("watches", ()), *view.get("disks", ())]:
         name = row.get("watch") if "watch" in row else row.get("mount")
         state = str(row.get("state", "unknown"))
-        cells = (html.escape(str(name)), html.escape(state.upper()), html.escape(_detail(row)))
+        cells = (escape_html(str(name)), escape_html(state.upper()), escape_html(_detail(row)))
         rows.append(
-            f"<tr class='{html.escape(state)}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+            f"<tr class='{escape_html(state)}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
         )
     if not rows:
         return ""

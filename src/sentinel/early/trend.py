@@ -19,11 +19,12 @@ recent floor starts a new segment; only the current segment is fitted.
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
+
+from sentinel.median import median
 
 MAX_BUCKETS = 48  # per window: 30-minute buckets for a 24h window
 MIN_SAMPLES_PER_BUCKET = 4  # a bucket spans at least this many samples (to catch a GC floor)
@@ -86,7 +87,7 @@ def theil_sen(xs: Sequence[float], ys: Sequence[float]) -> float | None:
         for j in range(i + 1, len(xs))
         if xs[j] != xs[i]
     ]
-    return float(statistics.median(slopes)) if slopes else None
+    return float(median(slopes)) if slopes else None
 
 
 def mann_kendall_z(ys: Sequence[float]) -> float:
@@ -298,7 +299,7 @@ def detect_buckets(
     slope = theil_sen(xs, ys)
     if slope is None:
         return verdict("collecting data (no time span)")
-    level = max(0.0, float(statistics.median(y - slope * x for x, y in zip(xs, ys, strict=True))))
+    level = max(0.0, float(median(y - slope * x for x, y in zip(xs, ys, strict=True))))
     if covered + 1e-9 < window * MIN_COVERAGE:
         return verdict(
             f"covers {covered / window:.0%} of the window (needs {MIN_COVERAGE:.0%})",
@@ -312,8 +313,8 @@ def detect_buckets(
         return verdict(f"no consistent rise (Mann-Kendall z {z:.2f} < {Z_MIN})", slope, level)
     intercept = level
     residuals = [y - (intercept + slope * x) for x, y in zip(xs, ys, strict=True)]
-    mid = statistics.median(residuals)
-    sigma = 1.4826 * statistics.median(abs(r - mid) for r in residuals)
+    mid = median(residuals)
+    sigma = 1.4826 * median(abs(r - mid) for r in residuals)
     rise = slope * (xs[-1] - xs[0])
     if rise < SNR_MIN * sigma:
         return verdict(

@@ -12,7 +12,6 @@ text from outside: control characters (ANSI colours, NUL, CR) are removed and it
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 from collections.abc import Sequence
 from datetime import tzinfo
@@ -32,6 +31,7 @@ from sentinel.notify.mime import (
 )
 from sentinel.notify.wording import fmt_time as _fmt_time
 from sentinel.notify.wording import wrap_fields
+from sentinel.sanitize import escape_html
 from sentinel.sanitize import one_line as _clean
 
 __all__ = ["build_heartbeat_message", "heartbeat_message_kind", "heartbeat_thread_id"]
@@ -170,7 +170,7 @@ def build_heartbeat_message(
         footer = ["", "You will get one email when it pings successfully again.", *footer]
     text_lines = [headline, "", *wrap_fields(fields), *_output_text(output), *footer]
     output_html = (
-        f"<h2>Last output of the job</h2>\n<pre>{html.escape(output)}</pre>\n" if output else ""
+        f"<h2>Last output of the job</h2>\n<pre>{escape_html(output)}</pre>\n" if output else ""
     )
     badge = {"late": ("LATE", "bad"), "failed": ("FAILED", "bad")}.get(kind, ("OK", "good"))
     body_html = html_page(

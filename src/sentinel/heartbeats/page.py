@@ -3,9 +3,10 @@ Pure; every value is HTML-escaped."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from sentinel.sanitize import escape_html
 
 
 def render_heartbeats_section(beats: Sequence[Mapping[str, Any]]) -> str:
@@ -20,11 +21,11 @@ def render_heartbeats_section(beats: Sequence[Mapping[str, Any]]) -> str:
             "<tr class='{cls}'><td>{name}</td><td>{status}</td><td>{last}</td>"
             "<td>{expected}</td><td>{exit}</td></tr>".format(
                 cls=cls,
-                name=html.escape(str(b.get("heartbeat"))),
-                status=html.escape(status.upper() + _muted_note(b)),
-                last=html.escape(str(b.get("last_ping") or "never")),
-                expected=html.escape(str(b.get("expected_at") or "")),
-                exit="" if b.get("last_exit") is None else html.escape(str(b.get("last_exit"))),
+                name=escape_html(str(b.get("heartbeat"))),
+                status=escape_html(status.upper() + _muted_note(b)),
+                last=escape_html(str(b.get("last_ping") or "never")),
+                expected=escape_html(str(b.get("expected_at") or "")),
+                exit="" if b.get("last_exit") is None else escape_html(str(b.get("last_exit"))),
             )
         )
     return (

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-import statistics
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sentinel.early.facts import HostFacts, WatchFacts
 from sentinel.early.messages import format_bytes, format_rate
+from sentinel.median import median
 from sentinel.notify.wording import fmt_latency
 from sentinel.sanitize import one_line
 
@@ -110,7 +110,7 @@ class PhaseNormals:
             values = [self._ring[i * 5 + offset] for i in range(n)]
             values = [v for v in values if math.isfinite(v) and v >= 0]
             # (rounded to the microsecond: the ring's 32-bit floats carry no more)
-            medians[name] = round(float(statistics.median(values)), 6) if values else None
+            medians[name] = round(float(median(values)), 6) if values else None
         return Normal(Phases(**medians), samples=n)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.message
 import email.utils
 import hashlib
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from sentinel.notify.mime import (
 from sentinel.notify.outbox import parse_message
 from sentinel.notify.payload import Alert
 from sentinel.notify.wording import failure_words, fmt_time
-from sentinel.sanitize import one_line
+from sentinel.sanitize import escape_html, one_line
 
 __all__ = [
     "NETWORK_SITE",
@@ -134,7 +133,7 @@ def group_email(
         text += ["", footer]
     text += ["", "-- ", "sentinel"]
     items = "".join(
-        f"<dt>{html.escape(site)}</dt><dd>{html.escape(what)}"
+        f"<dt>{escape_html(site)}</dt><dd>{escape_html(what)}"
         + (f"<br>{_link(target)}" if target else "")
         + "</dd>\n"
         for site, target, what in rows
@@ -143,7 +142,7 @@ def group_email(
         title=_subject(kind, alerts),
         badge=state_badge("DOWN", "bad") if kind == "down" else state_badge("RECOVERED", "good"),
         headline=headline,
-        body=f"<dl>\n{items}</dl>\n" + (f"<p>{html.escape(footer)}</p>\n" if footer else ""),
+        body=f"<dl>\n{items}</dl>\n" + (f"<p>{escape_html(footer)}</p>\n" if footer else ""),
     )
     msg = email.message.EmailMessage(policy=POLICY)
     text_header(msg, "Subject", _subject(kind, alerts))
@@ -163,9 +162,9 @@ def group_email(
 
 
 def _link(url: str) -> str:
-    shown = html.escape(url)
+    shown = escape_html(url)
     if url.startswith(("http://", "https://")) and " " not in url:
-        return f'<a href="{html.escape(url, quote=True)}">{shown}</a>'
+        return f'<a href="{escape_html(url, quote=True)}">{shown}</a>'
     return shown
 
 

@@ -13,7 +13,6 @@ page, the diagnosis of a DOWN) comes in a `MessageContext`.
 from __future__ import annotations
 
 import hashlib
-import html
 import math
 import re
 from collections.abc import Sequence
@@ -52,7 +51,7 @@ from sentinel.notify.wording import (
     fmt_time,
     wrap_fields,
 )
-from sentinel.sanitize import one_line
+from sentinel.sanitize import escape_html, one_line
 
 __all__ = [
     "POLICY",
@@ -264,13 +263,13 @@ def _results_html(recent: Sequence[ResultSummary], tz: tzinfo | None) -> str:
         return ""
     items = []
     for when, outcome, status, latency, detail in (_result_row(r, tz) for r in recent):
-        parts = [f"<strong>{html.escape(outcome)}</strong>"]
+        parts = [f"<strong>{escape_html(outcome)}</strong>"]
         # (no "—" placeholders here: a list item says only what there is)
-        parts += [html.escape(cell) for cell in (status, latency) if cell != "—"]
+        parts += [escape_html(cell) for cell in (status, latency) if cell != "—"]
         if detail:
-            parts.append(html.escape(detail))
+            parts.append(escape_html(detail))
         items.append(
-            f'<li><span class="muted">{html.escape(when)}</span><br>{" · ".join(parts)}</li>'
+            f'<li><span class="muted">{escape_html(when)}</span><br>{" · ".join(parts)}</li>'
         )
     return "<h2>Last probe results</h2>\n<ul>\n" + "\n".join(items) + "\n</ul>\n"
 
@@ -284,8 +283,8 @@ def _list_text(title: str, lines: Sequence[str]) -> list[str]:
 def _list_html(title: str, lines: Sequence[str]) -> str:
     if not lines:
         return ""
-    items = "".join(f"<li>{html.escape(line)}</li>\n" for line in lines)
-    return f"<h2>{html.escape(title)}</h2>\n<ul>\n{items}</ul>\n"
+    items = "".join(f"<li>{escape_html(line)}</li>\n" for line in lines)
+    return f"<h2>{escape_html(title)}</h2>\n<ul>\n{items}</ul>\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,7 +463,7 @@ def build_message(
     text_lines += _results_text(recent, ctx.tz)
     text_lines += _footer(kind)
 
-    summary_html = f"<p><strong>{html.escape(summary)}</strong></p>\n" if summary else ""
+    summary_html = f"<p><strong>{escape_html(summary)}</strong></p>\n" if summary else ""
     body_html = html_page(
         title=content.subject,
         badge=state_badge(content.state, content.tone),

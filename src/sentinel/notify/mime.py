@@ -12,7 +12,6 @@ import base64
 import email.policy
 import email.utils
 import hashlib
-import html
 import math
 import re
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from sentinel.notify.wording import TEXT_WIDTH, wrap_lines
-from sentinel.sanitize import one_line
+from sentinel.sanitize import escape_html, one_line
 
 __all__ = [
     "POLICY",
@@ -210,17 +209,17 @@ def state_badge(word: str, tone: str) -> str:
     """`<span class="state bad">▼ DOWN</span>`: the state highlighted by a shape, a word and a
     colour (tone: bad, good, warn, info)."""
     shape = _BADGES.get(tone, _BADGES["info"])
-    return f'<span class="state {tone}">{shape} {html.escape(word)}</span>'
+    return f'<span class="state {tone}">{shape} {escape_html(word)}</span>'
 
 
 def fields_html(fields: Sequence[tuple[str, str]]) -> str:
     """Name/value pairs as a definition list (stacks on a phone; a URL value becomes a link)."""
     rows = []
     for name, value in fields:
-        shown = html.escape(value)
+        shown = escape_html(value)
         if value.startswith(("http://", "https://")) and " " not in value:
-            shown = f'<a href="{html.escape(value, quote=True)}">{shown}</a>'
-        rows.append(f"<dt>{html.escape(name)}</dt><dd>{shown}</dd>\n")
+            shown = f'<a href="{escape_html(value, quote=True)}">{shown}</a>'
+        rows.append(f"<dt>{escape_html(name)}</dt><dd>{shown}</dd>\n")
     return "<dl>\n" + "".join(rows) + "</dl>\n"
 
 
@@ -232,9 +231,9 @@ def html_page(*, title: str, badge: str, headline: str, body: str) -> str:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="color-scheme" content="light dark">\n'
-        f"<title>{html.escape(title)}</title>\n<style>\n{_STYLE}</style></head>\n"
+        f"<title>{escape_html(title)}</title>\n<style>\n{_STYLE}</style></head>\n"
         '<body><div class="wrap">\n'
-        f"<p>{badge}</p>\n<h1>{html.escape(headline)}</h1>\n{body}"
+        f"<p>{badge}</p>\n<h1>{escape_html(headline)}</h1>\n{body}"
         '<p class="muted">&mdash; sentinel</p>\n</div></body></html>\n'
     )
 

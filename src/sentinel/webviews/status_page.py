@@ -13,7 +13,6 @@ Composable: the banner and each block of a site are separate functions (`SITE_SE
 from __future__ import annotations
 
 import functools
-import html
 import math
 import time
 import zlib
@@ -29,7 +28,7 @@ from sentinel.durations import duration
 from sentinel.history.db import Incident
 from sentinel.history.query import PAGE_DAYS, LazyHistory, Period, SiteHistory
 from sentinel.history.rollup import uptime_of
-from sentinel.sanitize import html_text
+from sentinel.sanitize import escape_html, html_text
 from sentinel.webviews.deflate import (
     FINAL_BLOCK,
     STORED_HEAD,
@@ -85,11 +84,11 @@ class PageContext:
 
 def text(value: object) -> str:
     """Site-supplied text -> safe HTML: escaped, no control characters, direction isolated."""
-    return "<bdi>" + html.escape(html_text(str(value))) + "</bdi>"
+    return "<bdi>" + escape_html(html_text(str(value))) + "</bdi>"
 
 
 def attr(value: object) -> str:
-    return html.escape(html_text(str(value)), quote=True)
+    return escape_html(html_text(str(value)), quote=True)
 
 
 def when(ts: float, ctx: PageContext, *, seconds: bool = False) -> str:
@@ -1110,7 +1109,7 @@ def page_pieces(
     number = {s.name: i for i, s in enumerate(sites)}
     sink.text(
         head(ctx.title, ctx)
-        + f"<header><h1>{html.escape(ctx.title)}</h1>{banner(ordered, ctx)}</header><main>"
+        + f"<header><h1>{escape_html(ctx.title)}</h1>{banner(ordered, ctx)}</header><main>"
         + "".join(section(ctx) for section in extra_sections)
     )
     yield sink.take()
@@ -1151,7 +1150,7 @@ def render_site_page(site: SiteView, ctx: PageContext) -> str:
     title = f"{site.name} · {ctx.title}"
     return (
         head(title, ctx)
-        + f'<header><p><a href="/">← {html.escape(ctx.title)}</a></p></header><main>'
+        + f'<header><p><a href="/">← {escape_html(ctx.title)}</a></p></header><main>'
         + site_block(site, ctx, 0, link=False)
         .replace('<h2 id="s0">', '<h1 id="s0">', 1)
         .replace("</h2>", "</h1>", 1)

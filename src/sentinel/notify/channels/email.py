@@ -9,7 +9,6 @@ Also owns the `[email]` TLS options: `tls_verify = false` and `ca_file` make the
 from __future__ import annotations
 
 import hashlib
-import html
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -29,6 +28,7 @@ from sentinel.notify.payload import Alert, iso
 from sentinel.notify.policy import late_note
 from sentinel.notify.smtp import PasswordError, SmtpChannel, resolve_password
 from sentinel.operator_env import checked_password
+from sentinel.sanitize import escape_html
 
 __all__ = ["EmailChannel", "build_alert_message", "mark_late", "smtp_tls_context"]
 
@@ -65,7 +65,7 @@ def mark_late(message: EmailMessage, note: str) -> EmailMessage:
         if subtype == "plain":
             new = f"{note}\n\n{body}"
         else:
-            lead = f"<p><em>{html.escape(note)}</em></p>\n"
+            lead = f"<p><em>{escape_html(note)}</em></p>\n"
             at = body.find("<body>")
             new = body[: at + 6] + "\n" + lead + body[at + 6 :] if at >= 0 else lead + body
         if isinstance(part, EmailMessage):
