@@ -4,6 +4,7 @@ minutes and hours."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import struct
 import tracemalloc
@@ -14,8 +15,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentinel.early.events import TrendEnded, TrendStarted
-from sentinel.early.latency import FLOAT, MAX_BUCKET_VALUES, DriftSettings, LatencyTracker, Slots
+from sentinel.early.latency import (
+    FLOAT,
+    LOG16,
+    MAX_BUCKET_VALUES,
+    DriftSettings,
+    LatencyTracker,
+    Slots,
+    from_log16,
+    to_log16,
+)
 from sentinel.early.warnings import WarningState, step_drift
+
+# The baseline's hourly medians are kept to 0.036 % (16 bits on a log scale).
+BASELINE_REL = 4e-4
 
 # "5 minutes" = 1 s, "1 hour" = 10 s, "7 days" = 200 s.
 FAST = DriftSettings(
@@ -64,7 +77,7 @@ def test_no_verdict_before_there_is_enough_history() -> None:
 def test_a_site_that_gets_slower_is_reported_after_k_evaluations_and_resolves() -> None:
     site = Site()
     site.probe(100, 0.310)
-    assert site.tracker.baseline_seconds() == pytest.approx(0.310)
+    assert site.tracker.baseline_seconds() == pytest.approx(0.310, rel=BASELINE_REL)
     slow_from = site.now
     site.probe(20, 0.820)
     (first,) = site.events
@@ -72,7 +85,7 @@ def test_a_site_that_gets_slower_is_reported_after_k_evaluations_and_resolves() 
     assert isinstance(started, TrendStarted)
     assert started.kind == "slower"
     assert started.level == pytest.approx(0.820)
-    assert started.usual == pytest.approx(0.310)
+    assert started.usual == pytest.approx(0.310, rel=BASELINE_REL)
     assert started.evaluations == FAST.consecutive
     # Half of the recent buckets must be slow before the median moves, then K evaluations.
     assert slow_from + 5 <= at <= slow_from + 5 + FAST.consecutive + 1
@@ -228,36 +241,55 @@ def test_a_dumped_and_loaded_history_carries_on_exactly_like_the_original() -> N
     assert restored.dump() == original.dump()
 
 
-def _as_format_1(dump: bytes) -> bytes:
-    """The same history as an earlier version dumped it: doubles and 64-bit counts (SLT1)."""
+def _as_earlier_format(dump: bytes, magic: bytes) -> bytes:
+    """The same history as an earlier version dumped it: SLT1 in doubles and 64-bit counts,
+    SLT2 in 32-bit floats and counts (both with the baseline as floats)."""
     (head_len,) = struct.unpack("<I", dump[4:8])
     head = dump[8 : 8 + head_len]
-    out, at = bytearray(b"SLT1" + dump[4 : 8 + head_len]), 8 + head_len
+    out, at = bytearray(magic + dump[4 : 8 + head_len]), 8 + head_len
     header = json.loads(head)
     recent, baseline = int(header["geometry"][1]), int(header["geometry"][3])
+    real, count = ("d", "q") if magic == b"SLT1" else ("f", "i")
     for code, wide, n in [
-        ("f", "d", header["open_len"]),
-        ("f", "d", recent),
-        ("i", "q", recent),
-        ("f", "d", header["hour_count"]),
-        ("f", "d", baseline),
+        ("f", real, header["open_len"]),
+        ("f", real, recent),
+        ("i", count, recent),
+        ("f", real, header["hour_count"]),
+        (LOG16, real, baseline),
     ]:
         part = array(code)
         part.frombytes(dump[at : at + n * part.itemsize])
         at += n * part.itemsize
+        if code == LOG16:
+            part = array("d", (from_log16(q) for q in part))
         out += array(wide, part).tobytes()
     assert at == len(dump)
     return bytes(out)
 
 
-def test_a_history_dumped_by_an_earlier_version_in_doubles_is_read() -> None:
+@pytest.mark.parametrize("magic", [b"SLT1", b"SLT2"])
+def test_a_history_dumped_by_an_earlier_version_is_read(magic: bytes) -> None:
     original = LatencyTracker()
     start = 1_700_000_123.0
     _feed(original, start, 2 * 86400, 30, seed=1)
-    restored = LatencyTracker.load(_as_format_1(original.dump()))
+    restored = LatencyTracker.load(_as_earlier_format(original.dump(), magic))
     assert restored.dump() == original.dump()
     later = start + 2 * 86400 + 400
     assert _feed(restored, later, 86400, 30, seed=2) == _feed(original, later, 86400, 30, seed=2)
+
+
+@given(st.floats(0, 1e5))
+def test_a_baseline_median_is_kept_to_four_in_ten_thousand(seconds: float) -> None:
+    code = to_log16(seconds)
+    assert 1 <= code <= 65535
+    assert to_log16(from_log16(code)) == code  # (what a dump keeps reads back the same)
+    if 1e-6 <= seconds <= 3600:
+        assert from_log16(code) == pytest.approx(seconds, rel=BASELINE_REL)
+
+
+def test_an_empty_baseline_hour_is_its_own_code() -> None:
+    assert to_log16(math.nan) == 0 and math.isnan(from_log16(0))
+    assert to_log16(0.0) == 1  # (a median of 0 s is kept as 1 us, not as "no data")
 
 
 def test_a_fresh_tracker_round_trips_too() -> None:

@@ -13,6 +13,7 @@ from sentinel.history.rollup import (
     HOUR_MS,
     N_BUCKETS,
     Coverage,
+    PackedRollup,
     Rollup,
     bucket_of,
     decode_hist,
@@ -68,6 +69,18 @@ def test_merging_any_partition_equals_the_raw_probes(
     assert merged.failures == len(items) - len(good)
     assert merged.lat_max_us == max(good, default=0)
     assert sum(merged.hist.values()) == len(good)
+
+
+@given(probes, st.integers(0, 10**9), st.integers(0, 10**9))
+def test_a_packed_rollup_gives_back_an_equal_one(
+    items: list[tuple[bool, int]], covered: int, down: int
+) -> None:
+    r = rollup_of(items)
+    r.covered_ms, r.down_ms, r.excused_ms = covered, down, down // 3
+    packed = PackedRollup.of(r)
+    assert packed.rollup() == r
+    assert (packed.covered_ms, packed.down_ms, packed.excused_ms) == (covered, down, down // 3)
+    assert packed.rollup() is not packed.rollup()  # (each caller gets its own to merge into)
 
 
 @given(probes, st.sampled_from([0.5, 0.95, 0.99, 1.0]))
