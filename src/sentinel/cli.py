@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from sentinel import USER_AGENT, __version__
 from sentinel.config import (
@@ -44,8 +44,44 @@ LOG_LEVEL_CHOICES = ["debug", "info", "warning", "error"]
 LOG_LEVEL_HELP = "log verbosity (default info: one line per state change or error)"
 
 
+def _columns() -> int:
+    """The terminal's width as `shutil.get_terminal_size` finds it: $COLUMNS, else that of
+    the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's own, told the terminal's width: left to find it, argparse imports shutil,
+    which imports bz2 and lzma (~0.3 MiB that `sentinel run` would keep for nothing)."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(
+            prog, indent_increment, max_help_position, _columns() - 2 if width is None else width
+        )
+
+
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one `sentinel: ...` line, at err priority under systemd (sentinel.fatal)."""
+    """Usage errors as one `sentinel: ...` line, at err priority under systemd (sentinel.fatal).
+    Help laid out by `_HelpFormatter` (its subcommands' parsers are of this class too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         report(f"{message} (see {self.prog} --help)")

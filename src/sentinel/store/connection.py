@@ -25,7 +25,7 @@ WAL_SIZE_LIMIT = 4 * 1024 * 1024
 # SQLite's page cache per connection, KiB (its default is 2,000). It fills as pages are touched
 # and then stays: a slow step of RSS over the first hours. The store is small and written a row
 # at a time; the OS page cache serves the rest.
-PAGE_CACHE_KIB = 512
+PAGE_CACHE_KIB = 256
 
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26

@@ -549,6 +549,7 @@ _PART_INDEX = {"uptime": 0, "days": 1, "hours": 2, "incidents": 3}  # of a `Hist
 # `_Cached.nums`: the Adler-32, CRC-32 and length of the text before the age, of the text
 # after it, then of each history block's (`_PART` numbers each)
 _BEFORE, _AFTER, _PARTS_AT, _PART = 0, 3, 6, 3
+_NUMS = "I"  # each fits in 32 bits unsigned (a checksum, or the length of a site's text)
 
 
 class _Cached:
@@ -574,14 +575,14 @@ class _Cached:
         self.after: tuple[bytes, ...] = ()
         self.keys: tuple[object, ...] = (None, None, None, None)
         self.data: tuple[bytes | None, ...] = (None, None, None, None)
-        self.nums = array("q", bytes(8 * (_PARTS_AT + 4 * _PART)))
+        self.nums = array(_NUMS, [0]) * (_PARTS_AT + 4 * _PART)
 
     def set_part(self, i: int, key: object, segment: Segment) -> None:
         keys, datas = list(self.keys), list(self.data)
         keys[i], datas[i] = key, segment.data
         self.keys, self.data = tuple(keys), tuple(datas)
         at = _PARTS_AT + _PART * i
-        self.nums[at : at + _PART] = array("q", segment[1:])
+        self.nums[at : at + _PART] = array(_NUMS, segment[1:])
 
     def part(self, i: int) -> Segment:
         """History block `i` (it must be kept: `data[i]` not None)."""
@@ -837,7 +838,7 @@ def _split_age(entry: _Cached, key: tuple[object, ...], items: list[Item], packe
     entry.before = packer.deflate(before)
     entry.after = tuple(s.data for s in after)
     entry.nums[_BEFORE : _AFTER + 3] = array(
-        "q", (zlib.adler32(before), zlib.crc32(before), len(before), check, crc, size)
+        _NUMS, (zlib.adler32(before), zlib.crc32(before), len(before), check, crc, size)
     )
 
 
