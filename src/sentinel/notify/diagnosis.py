@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from array import array
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,16 +67,22 @@ class Diagnosis:
     local: tuple[str, ...]  # the services the site depends on and the host
 
 
+# A probe's five times (dns, connect, tls, processing, total) as half-precision floats: 11
+# significant bits, 0.05 % of the value (0.02 ms of "usually 40 ms"), up to 65,504 s.
+_RING_ROW = struct.Struct("<5e")
+_HALF_MAX = 65504.0
+
+
 class PhaseNormals:
-    """The phase times of a site's last `size` good probes, in a ring of 32-bit floats (fixed
-    memory: `size` x 5 x 4 bytes a site; a microsecond's precision is plenty for "usually 40 ms").
-    Not thread-safe; one owner."""
+    """The phase times of a site's last `size` good probes, in a ring of half-precision floats
+    (fixed memory: `size` x 5 x 2 bytes a site, half of 32-bit floats: ~0.15 MiB at 1,000
+    sites). Not thread-safe; one owner."""
 
     __slots__ = ("_count", "_ring", "size")
 
     def __init__(self, size: int = 16) -> None:
         self.size = size
-        self._ring = array("f", [math.nan]) * (size * 5)
+        self._ring = bytearray(_RING_ROW.size * size)  # (rows are read only once written)
         self._count = 0
 
     def add(self, phases: Phases) -> None:
@@ -91,25 +97,32 @@ class PhaseNormals:
         total: float | None,
     ) -> None:
         """One good probe's times (the hot path: every good probe of every site comes here)."""
-        ring = self._ring
-        base = (self._count % self.size) * 5
         nan = math.nan
-        ring[base] = nan if dns is None else dns
-        ring[base + 1] = nan if connect is None else connect
-        ring[base + 2] = nan if tls is None else tls
-        ring[base + 3] = nan if processing is None else processing
-        ring[base + 4] = nan if total is None else total
+        times = (
+            nan if dns is None else dns,
+            nan if connect is None else connect,
+            nan if tls is None else tls,
+            nan if processing is None else processing,
+            nan if total is None else total,
+        )
+        at = (self._count % self.size) * _RING_ROW.size
+        try:
+            _RING_ROW.pack_into(self._ring, at, *times)
+        except OverflowError:  # (over 18 hours: kept as the largest time a row holds)
+            big = [_HALF_MAX if math.isfinite(t) and t > _HALF_MAX else t for t in times]
+            _RING_ROW.pack_into(self._ring, at, *big)
         self._count += 1
 
     def normal(self) -> Normal | None:
         n = min(self._count, self.size)
         if n == 0:
             return None
+        rows = list(_RING_ROW.iter_unpack(memoryview(self._ring)[: n * _RING_ROW.size]))
         medians: dict[str, float | None] = {}
         for offset, name in enumerate((*PHASE_NAMES, "total")):
-            values = [self._ring[i * 5 + offset] for i in range(n)]
+            values = [row[offset] for row in rows]
             values = [v for v in values if math.isfinite(v) and v >= 0]
-            # (rounded to the microsecond: the ring's 32-bit floats carry no more)
+            # (rounded to the microsecond: the ring's half floats carry no more)
             medians[name] = round(float(median(values)), 6) if values else None
         return Normal(Phases(**medians), samples=n)
 
