@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
+
+from sentinel.zones import zone
 
 MAX_WINDOW = 30 * 86400.0  # a longer "maintenance" is a removed site, not a window
 
@@ -52,9 +53,9 @@ def window_state(window: MaintenanceWindow, now: float) -> WindowState:
             return WindowState(True, window.start, window.end, window.end)
         return WindowState(False, None, None, None)
     assert window.schedule is not None
-    zone = ZoneInfo(window.timezone)
+    tz = zone(window.timezone)
     # The occurrence that may still be running started after now - duration.
-    since = dt.datetime.fromtimestamp(now - window.duration, zone)
+    since = dt.datetime.fromtimestamp(now - window.duration, tz)
     start = next(iter(CronSim(window.schedule, since))).timestamp()
     if start <= now:
         return WindowState(True, start, start + window.duration, start + window.duration)

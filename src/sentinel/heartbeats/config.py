@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
 
 from sentinel.config_units import (
     format_duration,
 )
+from sentinel.zones import zone
 
 DEFAULT_GRACE = 3600.0
 MIN_PERIOD = 1.0  # seconds: `every` and `grace` below this would make every ping late
@@ -66,7 +66,7 @@ def next_fire(schedule: str, timezone: str, after: float) -> float:
     """The first time the cron `schedule` fires strictly after `after` (seconds since the
     epoch), in `timezone`; +inf if it never fires again."""
     try:
-        start = datetime.fromtimestamp(after, ZoneInfo(timezone))
+        start = datetime.fromtimestamp(after, zone(timezone))
         # Strictly after: cronsim drops the microseconds of `start`, then steps forward.
         fire = next(CronSim(schedule, start))
     except (CronSimError, StopIteration, ValueError, OverflowError, OSError):

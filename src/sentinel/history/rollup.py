@@ -132,15 +132,8 @@ class PackedRollup(NamedTuple):
         return cls(r.probes, r.failures, r.covered_ms, r.down_ms, r.lat_max_us, hist, r.excused_ms)
 
     def rollup(self) -> Rollup:
-        return Rollup(
-            self.probes,
-            self.failures,
-            self.covered_ms,
-            self.down_ms,
-            self.lat_max_us,
-            decode_hist(self.hist),
-            self.excused_ms,
-        )
+        # (the fields are in Rollup's order)
+        return Rollup(*self[:5], decode_hist(self.hist), self.excused_ms)
 
 
 def uptime_of(covered_ms: int, down_ms: int, excused_ms: int) -> float | None:

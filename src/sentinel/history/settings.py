@@ -7,8 +7,9 @@ line per problem, each naming the section and the key: `history: keep_hourly: ..
 
 from __future__ import annotations
 
-import zoneinfo
 from dataclasses import dataclass
+
+from sentinel.zones import zone
 
 DAY = 86400.0
 MAX_KEEP = 3660 * DAY  # ten years: anything longer is a typo
@@ -35,8 +36,8 @@ class StatusPageConfig:
 def check_timezone(value: str) -> str:
     """An IANA time zone name that this machine's tz database knows."""
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone(value)
+    except ValueError:
         raise ValueError(
             f'unknown time zone {value!r} (use an IANA name such as "Europe/Zurich")'
         ) from None

@@ -11,7 +11,6 @@ ring of good probes' phases (`PhaseNormals`, 320 bytes). The daemon feeds it eve
 from __future__ import annotations
 
 import time
-import zoneinfo
 from collections.abc import Callable
 from datetime import tzinfo
 from functools import lru_cache
@@ -22,6 +21,7 @@ from sentinel.monitor import Event, WentDown
 from sentinel.notify.diagnosis import Normal, PhaseNormals, Phases, diagnose
 from sentinel.notify.message import MessageContext, site_page_url
 from sentinel.probes.result import ProbeResult
+from sentinel.zones import zone
 
 __all__ = ["AlertContext", "basic_context", "display_tz"]
 
@@ -33,8 +33,8 @@ def display_tz(name: str) -> tzinfo | None:
     if not name or name.upper() in ("UTC", "ETC/UTC", "Z"):
         return None
     try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zone(name)
+    except ValueError:
         return None
 
 

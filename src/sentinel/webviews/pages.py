@@ -16,7 +16,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
-from zoneinfo import ZoneInfo
 
 from sentinel.config import SiteConfig
 from sentinel.history.query import HistoryReader, Period
@@ -33,6 +32,7 @@ from sentinel.webviews.status_page import (
     page_pieces,
     render_site_page,
 )
+from sentinel.zones import zone
 
 HTML = "text/html; charset=utf-8"
 JSON = "application/json; charset=utf-8"
@@ -133,9 +133,7 @@ class StatusPages:
 
     def _context(self) -> PageContext:
         s = self._settings()
-        return PageContext(
-            s.title, self._clock(), ZoneInfo(s.timezone), s.show_targets, s.public_url
-        )
+        return PageContext(s.title, self._clock(), zone(s.timezone), s.show_targets, s.public_url)
 
     def _view(
         self, name: str, state: SiteState | None, history: Any, site: SiteConfig | None = None

@@ -19,10 +19,9 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import NamedTuple, Protocol, cast
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from sentinel.durations import duration
 from sentinel.history.db import Incident
@@ -39,6 +38,7 @@ from sentinel.webviews.deflate import (
     inflate,
     stored,
 )
+from sentinel.zones import zone_name
 
 SITES_PER_CHUNK = 4  # sites completed (`fill`) at a time: the most read from the store at once
 CHUNK_SECONDS = 0.005  # a piece of the page is sent once this much time went into it
@@ -71,7 +71,7 @@ class SiteView:
 class PageContext:
     title: str
     now: float
-    tz: ZoneInfo
+    tz: tzinfo
     show_targets: bool = False
     public_url: str = ""
     detail: bool = False  # a site's own page: every day in the table, every incident
@@ -103,7 +103,7 @@ _TIMES_KEPT = 256
 
 
 @functools.lru_cache(maxsize=_TIMES_KEPT)
-def _when(ts: float, tz: ZoneInfo, seconds: bool) -> str:
+def _when(ts: float, tz: tzinfo, seconds: bool) -> str:
     dt = datetime.fromtimestamp(ts, tz)
     offset = dt.strftime("%z")
     offset = f"{offset[:3]}:{offset[3:]}" if offset else "+00:00"
@@ -119,7 +119,7 @@ def time_tag(ts: float, ctx: PageContext) -> str:
 
 
 @functools.lru_cache(maxsize=_TIMES_KEPT)
-def _time_tag(ts: float, tz: ZoneInfo) -> str:
+def _time_tag(ts: float, tz: tzinfo) -> str:
     iso_text = datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
     return f'<time datetime="{iso_text}">{_when(ts, tz, False)}</time>'
 
@@ -735,7 +735,7 @@ def _site_body(
 
 def _settings(ctx: PageContext) -> tuple[object, ...]:
     """The page's settings a history block is drawn with (`BlockCache.use`)."""
-    return (ctx.tz.key, ctx.show_targets, ctx.detail)
+    return (zone_name(ctx.tz), ctx.show_targets, ctx.detail)
 
 
 def _site_key(site: SiteView, ctx: PageContext, index: int) -> tuple[object, ...] | None:
@@ -1066,7 +1066,7 @@ def head(title: str, ctx: PageContext) -> str:
 def footer(ctx: PageContext) -> str:
     return (
         f'<footer class="muted"><p>Updated {when(ctx.now, ctx, seconds=True)}'
-        f" ({text(ctx.tz.key)}). Times carry their UTC offset. Served by sentinel.</p>"
+        f" ({text(zone_name(ctx.tz))}). Times carry their UTC offset. Served by sentinel.</p>"
         "</footer></body></html>"
     )
 
