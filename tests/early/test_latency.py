@@ -9,6 +9,7 @@ import random
 import struct
 import tracemalloc
 from array import array
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -257,12 +258,11 @@ def _as_earlier_format(dump: bytes, magic: bytes) -> bytes:
         ("f", real, header["hour_count"]),
         (LOG16, real, baseline),
     ]:
-        part = array(code)
+        part: array[Any] = array(code)
         part.frombytes(dump[at : at + n * part.itemsize])
         at += n * part.itemsize
-        if code == LOG16:
-            part = array("d", (from_log16(q) for q in part))
-        out += array(wide, part).tobytes()
+        values = [from_log16(q) for q in part] if code == LOG16 else part
+        out += array(wide, values).tobytes()
     assert at == len(dump)
     return bytes(out)
 
