@@ -122,7 +122,7 @@ class PhaseNormals:
         for offset, name in enumerate((*PHASE_NAMES, "total")):
             values = [row[offset] for row in rows]
             values = [v for v in values if math.isfinite(v) and v >= 0]
-            # (rounded to the microsecond: the ring's half floats carry no more)
+            # (rounded to the microsecond; the ring keeps each time to 0.05 %)
             medians[name] = round(float(median(values)), 6) if values else None
         return Normal(Phases(**medians), samples=n)
 
