@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,35 @@ from benchlib import (
 )
 
 
+def floor_measure(
+    fleet: FleetProc, sites: int, interval: float, window: float, warmup: float | None
+) -> dict[str, Any]:
+    """One run of floor_prober.py on the fleet (by address: it does no lookups)."""
+    warm = interval + 5.0 if warmup is None else warmup
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("floor_prober.py")),
+            "--port",
+            str(fleet.port),
+            "--sites",
+            str(sites),
+            "--interval",
+            str(interval),
+            "--warmup",
+            str(warm),
+            "--window",
+            str(window),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=warm + window + 60,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--sites", type=int, default=1000)
@@ -55,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         "--names",
         action="store_true",
         help="sites by host name, resolved by dnsmasq on loopback for both tools (loopdns.py)",
+    )
+    p.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run floor_prober.py each round: the least this design can cost (by address)",
     )
     args = p.parse_args(argv)
     if args.names and not loopdns.inside():
@@ -94,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                     warmup=args.warmup,
                 )
                 q2 = dns.answered() if dns is not None else None
+                f = (
+                    floor_measure(fleet, args.sites, args.interval, args.window, args.warmup)
+                    if args.floor
+                    else None
+                )
                 if q0 is not None and q1 is not None and q2 is not None:
                     # Whole runs (start-up and warm-up too), so more than the window's probes.
                     s["dns_queries_answered"], b["dns_queries_answered"] = q1 - q0, q2 - q1
@@ -107,10 +147,15 @@ def main(argv: list[str] | None = None) -> int:
                         s_cpu / (b_cpu + p_cpu) if s_cpu and b_cpu and p_cpu else None, 4
                     ),
                 }
+                if f is not None:
+                    f_cpu = f["cpu_ms_per_probe"]
+                    rnd_["floor"] = f
+                    rnd_["floor_ratio"] = rnd(f_cpu / b_cpu if f_cpu and b_cpu else None, 4)
                 rounds.append(rnd_)
                 print(
                     f"round {i + 1}/{args.runs}: sentinel {s_cpu} ms/probe, exporter {b_cpu} "
-                    f"(+{p_cpu} Prometheus), ratio {rnd_['ratio']}",
+                    f"(+{p_cpu} Prometheus), ratio {rnd_['ratio']}"
+                    + (f", floor {f['cpu_ms_per_probe']} ({rnd_['floor_ratio']})" if f else ""),
                     file=sys.stderr,
                     flush=True,
                 )
@@ -132,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         "sentinel_success_ratio": median(r["sentinel"]["success_ratio"] for r in rounds),
         "exporter_success_ratio": median(r["blackbox"]["success_ratio"] for r in rounds),
     }
+    if args.floor:
+        summary["floor_cpu_ms_per_probe"] = median(r["floor"]["cpu_ms_per_probe"] for r in rounds)
+        summary["floor_ratio_median_of_rounds"] = median(r["floor_ratio"] for r in rounds)
+        summary["floor_success_ratio"] = median(r["floor"]["success_ratio"] for r in rounds)
     result: dict[str, Any] = {
         "kind": "compare",
         "label": args.label,

@@ -97,3 +97,25 @@ def test_run_sentinel_produces_a_result() -> None:
     [run] = result["runs"]
     assert run.keys() >= RUN_KEYS
     assert {"cpu_ms_per_probe", "peak_rss_mib", "lag_p99_s"} <= result["medians"].keys()
+
+
+@pytest.mark.slow
+def test_floor_prober_probes_the_fleet() -> None:
+    fleet = subprocess.Popen(
+        [sys.executable, str(BENCH / "fleet.py"), "--port", "0", "--sites", "100"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fleet.stdout is not None
+        port = json.loads(fleet.stdout.readline())["port"]
+        cmd = [sys.executable, str(BENCH / "floor_prober.py"), "--port", str(port)]
+        cmd += ["--sites", "100", "--interval", "1", "--warmup", "1.5", "--window", "2"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        fleet.terminate()
+        fleet.wait(timeout=10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result.keys() >= {"probes", "cpu_ms_per_probe", "success_ratio", "peak_rss_mib"}
+    assert result["probes"] > 0
