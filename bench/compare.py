@@ -14,6 +14,10 @@ through a real DNS server on loopback (dnsmasq) on every probe, as users' sites 
 run then happens inside network and mount namespaces of its own, where /etc/resolv.conf names
 only that server (see loopdns.py; root, `unshare`, `dnsmasq`). Without dnsmasq or the rights
 for namespaces it prints why and exits 0 (skipped), measuring nothing.
+
+`--floor`: each round also runs floor_prober.py on the same fleet, by address (the least a
+Python + uvloop prober with a fresh connection a probe can cost at this rate), and reports its
+CPU per probe and its ratio to the exporter's beside sentinel's.
 """
 
 from __future__ import annotations

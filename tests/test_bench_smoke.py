@@ -6,11 +6,13 @@ see bench/README.md). Skips with the reason if `sentinel run` cannot start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,15 +47,26 @@ def _get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def test_fleet_serves_the_documented_mix() -> None:
+@contextlib.contextmanager
+def _fleet(sites: int) -> Iterator[int]:
+    """bench/fleet.py on a free loopback port (yielded), stopped by its PID at the end."""
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "fleet.py"), "--port", "0", "--sites", "100"],
+        [sys.executable, str(BENCH / "fleet.py"), "--port", "0", "--sites", str(sites)],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        port = json.loads(proc.stdout.readline())["port"]
+        yield int(json.loads(proc.stdout.readline())["port"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_fleet_serves_the_documented_mix() -> None:
+    with _fleet(100) as port:
         base = f"http://127.0.0.1:{port}"
         assert _get(f"{base}/t/0") == (200, b"ok\n")
         status, body = _get(f"{base}/t/85")
@@ -63,9 +76,6 @@ def test_fleet_serves_the_documented_mix() -> None:
         stats = json.loads(_get(f"{base}/stats")[1])
         assert stats["requests"] == 4
         assert stats["expected_success_ratio"] == pytest.approx(0.94)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.slow
@@ -101,20 +111,10 @@ def test_run_sentinel_produces_a_result() -> None:
 
 @pytest.mark.slow
 def test_floor_prober_probes_the_fleet() -> None:
-    fleet = subprocess.Popen(
-        [sys.executable, str(BENCH / "fleet.py"), "--port", "0", "--sites", "100"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert fleet.stdout is not None
-        port = json.loads(fleet.stdout.readline())["port"]
+    with _fleet(100) as port:
         cmd = [sys.executable, str(BENCH / "floor_prober.py"), "--port", str(port)]
         cmd += ["--sites", "100", "--interval", "1", "--warmup", "1.5", "--window", "2"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    finally:
-        fleet.terminate()
-        fleet.wait(timeout=10)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result.keys() >= {"probes", "cpu_ms_per_probe", "success_ratio", "peak_rss_mib"}
